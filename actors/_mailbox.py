@@ -1,0 +1,271 @@
+"""The mailbox: a bounded FIFO with an overflow policy, a lane for signals, and the "scheduled"
+token (modelled on CPython's ``queue.py``; tuned because locks are the expensive part of a tell).
+
+Fast path (no lock): ``len(queue) < _limit`` then ``queue.append``; if the actor is not scheduled,
+try-acquire its ``_token`` lock and hand it to the scheduler. Only the worker holding the token
+runs the actor, so an actor never runs on two workers at once. At the end of a turn the worker
+releases the token and re-checks the queue (no lost wake-up: a sender appends before it looks at
+the token, the worker releases before it looks at the queue; both steps are full barriers).
+``_limit`` is 0 until the first message allocates the deque (idle actors stay small) and -1
+once the actor is dead, so the one comparison also routes those cases to the slow path.
+
+Lock rule (``_lock``): taken only on slow paths - overflow, signals, system messages, state
+changes, links and monitors. Nothing runs under it but those reads and writes: no user code, no
+delivery, no logging. For DROP_OLDEST and LATEST the worker also pops under it (the queue is a
+``_LockedQueue``), because senders then remove messages from the queue too.
+
+Overflow when ``queued >= capacity`` (system messages - ``Exit``, ``Down``, bus slots - always
+get through; their number is bounded by links, monitors and subscriptions):
+
+| policy      | the new message | what is dropped (counted in ``dropped``)                     |
+|-------------|-----------------|---------------------------------------------------------------|
+| DROP_OLDEST | queued          | the oldest waiting message that is not a system message       |
+| DROP_NEWEST | dropped         | the new message                                               |
+| LATEST      | queued          | the waiting message it replaces (the capacity is 1)           |
+| FAIL        | refused         | the sender gets ``MailboxFull`` (counted as a drop)           |
+| BLOCK       | waits           | a thread that is not a pool worker waits up to                |
+|             |                 | ``block_timeout``, then ``MailboxFull``; a pool worker gets   |
+|             |                 | ``MailboxFull`` at once (it must never block)                 |
+
+Concurrent senders racing past the fast-path check can exceed the capacity by at most one
+message each; every drop is still counted exactly. A dropped ``ask`` fails at once.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections import deque
+from typing import Any
+
+from ._errors import ActorDead, MailboxFull
+from ._messages import SYSTEM_MESSAGES
+
+__all__ = ["Overflow", "Mailbox", "STARTING", "RUNNING", "DEAD", "register_undroppable"]
+
+STARTING, RUNNING, DEAD = 0, 1, 2
+
+
+class Overflow(enum.Enum):
+    """What a full mailbox does with one more message (see the module table)."""
+
+    DROP_OLDEST = "drop_oldest"
+    DROP_NEWEST = "drop_newest"
+    LATEST = "latest"
+    FAIL = "fail"
+    BLOCK = "block"
+
+    @classmethod
+    def parse(cls, value: "Overflow | str") -> "Overflow":
+        """Accept an ``Overflow`` or its name/value (any case); ``ValueError`` names the choices."""
+        if isinstance(value, Overflow):
+            return value
+        if isinstance(value, str):
+            key = value.strip().lower()
+            for member in cls:
+                if key in (member.value, member.name.lower()):
+                    return member
+        raise ValueError(f"unknown overflow policy {value!r}; choose one of "
+                         f"{', '.join(m.name for m in cls)}")
+
+
+class _LockedQueue(deque):  # type: ignore[type-arg]
+    """The queue of a DROP_OLDEST / LATEST mailbox: the worker pops under the mailbox lock."""
+
+    __slots__ = ("lock",)
+
+    def popleft(self) -> Any:
+        with self.lock:
+            return deque.popleft(self)
+
+
+_LOSSY = (Overflow.DROP_OLDEST, Overflow.LATEST)
+
+
+class Mailbox:
+    """Base of the cell: the enqueue side of an actor. Safe to call from any thread."""
+
+    __slots__ = ("_lock", "_token", "_queue", "_limit", "_state", "_scheduled", "_signals",
+                 "_capacity", "_overflow", "_peak", "_dropped", "_space", "_submit",
+                 "_can_block", "block_timeout", "_drops_reported", "__weakref__")
+
+    def __init__(self, capacity: int, overflow: Overflow, submit: Any, can_block: Any) -> None:
+        self._lock = threading.Lock()
+        self._token = threading.Lock()   # held while the actor is queued or running
+        self._queue: deque[Any] | tuple[()] = ()  # a deque from the first message on
+        self._limit = 0                  # capacity once the deque exists, -1 when dead
+        self._state = STARTING
+        self._scheduled = False          # a hint for the fast path; the token is the truth
+        self._signals: deque[Any] | None = None
+        self._capacity = capacity
+        self._overflow = overflow
+        self._peak = 0
+        self._dropped = 0
+        self._drops_reported = 0
+        self._space: threading.Condition | None = None  # BLOCK senders wait here (lazily made)
+        self._submit = submit
+        self._can_block = can_block
+        self.block_timeout = 5.0
+
+    # -- the hot path -------------------------------------------------------------------------
+    def _tell(self, message: Any) -> bool:
+        """Queue ``message``; schedule the actor if it was idle. Returns False if the actor is dead
+        (the message is then a counted dead letter). Raises ``MailboxFull`` under FAIL/BLOCK."""
+        q = self._queue
+        if len(q) < self._limit:
+            q.append(message)  # type: ignore[union-attr]
+            if not self._scheduled:
+                self._schedule()
+            return True
+        return self._tell_slow(message)
+
+    def _schedule(self) -> None:
+        if self._token.acquire(False):
+            self._scheduled = True
+            self._submit(self)
+
+    def _ensure_queue(self) -> deque[Any]:
+        """The deque, created on first use (under ``_lock``)."""
+        q = self._queue
+        if q.__class__ is tuple:
+            if self._overflow in _LOSSY:
+                q = _LockedQueue()
+                q.lock = self._lock
+            else:
+                q = deque()
+            self._queue = q
+            if self._state != DEAD:
+                self._limit = self._capacity
+        return q  # type: ignore[return-value]
+
+    def _tell_slow(self, message: Any) -> bool:
+        """First message, full mailbox or dead actor: apply the policy under the lock, then
+        report drops and raise outside it."""
+        refused: MailboxFull | None = None
+        with self._lock:
+            if self._state == DEAD:
+                queued = None
+            else:
+                q = self._ensure_queue()
+                size = len(q)
+                if size < self._capacity:
+                    q.append(message)
+                    queued = True
+                else:
+                    self._peak = max(self._peak, size)
+                    try:
+                        queued = self._overflow_locked(q, message)
+                    except MailboxFull as exc:
+                        refused, queued = exc, False
+        if queued is None:
+            self._dead_letter(message)
+            return False
+        if queued and not self._scheduled:
+            self._schedule()
+        if not queued or self._dropped != self._drops_reported:
+            self._on_drops()
+        if refused is not None:
+            raise refused
+        return True
+
+    def _tell_system(self, message: Any) -> bool:
+        """Queue a system message (Exit, Down, a bus slot): never dropped, never refused."""
+        with self._lock:
+            if self._state == DEAD:
+                return False
+            self._ensure_queue().append(message)
+        if not self._scheduled:
+            self._schedule()
+        return True
+
+    def _signal(self, signal: tuple[Any, ...]) -> bool:
+        """Put ``signal`` in the lane that jumps ahead of queued messages (stop, exit, crash)."""
+        with self._lock:
+            if self._state == DEAD:
+                return False
+            if self._signals is None:
+                self._signals = deque()
+            self._signals.append(signal)
+        if not self._scheduled:
+            self._schedule()
+        return True
+
+    # -- overflow (rare path, called with the lock held) ----------------------------------------
+    def _overflow_locked(self, q: deque[Any], message: Any) -> bool:
+        """Apply the policy; True if ``message`` was queued. Runs under ``_lock``."""
+        policy = self._overflow
+        if policy is Overflow.LATEST:
+            lost = []
+            i = 0
+            while i < len(q):  # by index: senders may append at the right meanwhile
+                if q[i].__class__ in _UNDROPPABLE:
+                    i += 1
+                else:
+                    lost.append(q[i])
+                    del q[i]
+            q.append(message)
+            self._count_drops(len(lost), lost)
+            return True
+        if policy is Overflow.DROP_OLDEST:
+            for i in range(len(q)):
+                old = q[i]
+                if old.__class__ not in _UNDROPPABLE:
+                    del q[i]
+                    q.append(message)
+                    self._count_drops(1, [old])
+                    return True
+            q.append(message)  # only system messages wait: they are bounded, let it in
+            return True
+        if policy is Overflow.DROP_NEWEST:
+            self._count_drops(1, [message])
+            return False
+        if policy is Overflow.BLOCK and self._can_block():
+            return self._wait_for_space(message)
+        self._count_drops(1, [message])
+        raise MailboxFull(f"mailbox of {self!r} is full ({self._capacity} messages, "
+                          f"overflow={policy.name})")
+
+    def _wait_for_space(self, message: Any) -> bool:
+        """BLOCK: wait (lock released while waiting) until the worker makes room; under ``_lock``."""
+        if self._space is None:
+            self._space = threading.Condition(self._lock)
+        ok = self._space.wait_for(
+            lambda: self._state == DEAD or len(self._queue) < self._capacity,
+            timeout=self.block_timeout)
+        if self._state == DEAD:
+            raise ActorDead(f"{self!r} exited while a sender was blocked on its full mailbox")
+        if not ok:
+            self._count_drops(1, [message])
+            raise MailboxFull(f"mailbox of {self!r} stayed full for {self.block_timeout} s "
+                              f"(overflow=BLOCK)")
+        self._queue.append(message)  # type: ignore[union-attr]
+        return True
+
+    def _count_drops(self, n: int, dropped: Any) -> None:
+        """Count ``n`` drops (under ``_lock``); fail any ask among ``dropped`` at once."""
+        self._dropped += n
+        for m in dropped:
+            fail = getattr(m, "fail_dropped", None)
+            if fail is not None:
+                fail(MailboxFull(f"the ask was dropped by {self!r}'s overflow policy"))
+
+    def _made_space(self) -> None:
+        """Called by the worker after a turn when BLOCK senders may be waiting."""
+        with self._lock:
+            if self._space is not None:
+                self._space.notify_all()
+
+    def _dead_letter(self, message: Any) -> None:  # overridden by the cell
+        raise NotImplementedError
+
+    def _on_drops(self) -> None:  # overridden by the cell: report drops (outside the lock)
+        raise NotImplementedError
+
+
+_UNDROPPABLE: frozenset[type] = frozenset(SYSTEM_MESSAGES)
+
+
+def register_undroppable(cls: type) -> None:
+    """Mark an internal envelope type as a system message (never dropped by overflow)."""
+    global _UNDROPPABLE
+    _UNDROPPABLE = _UNDROPPABLE | {cls}

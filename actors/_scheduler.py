@@ -1,0 +1,278 @@
+"""M:N scheduling: any number of actors on a small fixed pool of worker threads.
+
+A ready actor sits once in the run queue (its mailbox's "scheduled" token guarantees it is never
+run by two workers at once). A worker runs it for one turn - at most ``budget`` messages or
+``time_slice`` seconds - then takes the next. Idle workers park on a condition (no spinning).
+
+Waking policy, for few context switches under the GIL: ``submit`` wakes a parked worker only when
+no worker is awake. The service thread (the pool's only other thread; it also fires timers)
+wakes one more when the run queue backs up while the awake workers are blocked - a handler
+stuck past its time slice, or CPU time lagging far behind wall time (I/O) - or always when the
+interpreter runs without the GIL. A worker blocked in ``ask``/``stop`` counts as blocked at once.
+A handler that overruns its time slice is reported while it runs (``HandlerOverrun``).
+
+``InlineScheduler`` runs everything on the calling thread, deterministically (FIFO run queue):
+work submitted from outside a turn is run before the call returns. For tests.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable
+
+from ._errors import AskTimeout
+
+if TYPE_CHECKING:
+    from ._cell import Cell
+    from ._envelopes import Reply
+    from ._timers import Timers
+
+__all__ = ["ThreadScheduler", "InlineScheduler"]
+
+_tls = threading.local()
+
+
+def _gil_enabled() -> bool:
+    check = getattr(sys, "_is_gil_enabled", None)
+    return True if check is None else bool(check())
+
+
+class ThreadScheduler:
+    """Lock rule (``_lock``, shared by the conditions ``_work`` and ``_idle``): guards
+    ``_parked``, ``_blocked`` and ``_closing``; ``submit`` appends under it so that a parking
+    worker never misses work. The run queue itself is a deque (atomic append/popleft)."""
+
+    inline = False
+
+    def __init__(self, workers: int, budget: int, time_slice: float, timers: "Timers",
+                 manual_clock: bool, on_overrun: Callable[["Cell", float], None],
+                 name: str = "streamvisor") -> None:
+        self.workers = workers
+        self.budget = budget
+        self.time_slice = time_slice
+        self._timers = timers
+        self._manual = manual_clock
+        self._on_overrun = on_overrun
+        self._runq: deque[Cell] = deque()
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._idle = threading.Condition(self._lock)
+        self._service_wake = threading.Condition(threading.Lock())
+        self._kicked = False
+        self._parked = 0
+        self._blocked = 0
+        self._closing = False
+        self._turn_cell: list[Cell | None] = [None] * workers
+        self._turn_start = [0.0] * workers
+        self._reported = [0.0] * workers
+        self._threads = [threading.Thread(target=self._worker, args=(i,), daemon=True,
+                                          name=f"{name}-worker-{i}") for i in range(workers)]
+        self._threads.append(threading.Thread(target=self._service, daemon=True,
+                                              name=f"{name}-service"))
+        self._gil = _gil_enabled()
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    # -- work in -----------------------------------------------------------------------------------
+    def submit(self, cell: "Cell") -> None:
+        """Queue a cell that just became ready (its token is held). Any thread."""
+        with self._lock:
+            self._runq.append(cell)
+            if self._parked and self._parked + self._blocked == self.workers:
+                self._work.notify()
+
+    def can_block(self) -> bool:
+        return not getattr(_tls, "worker", False)
+
+    def run_queue(self) -> int:
+        return len(self._runq)
+
+    # -- workers -----------------------------------------------------------------------------------
+    def _worker(self, idx: int) -> None:
+        _tls.worker = True
+        runq = self._runq
+        budget, time_slice = self.budget, self.time_slice
+        turn_cell, turn_start = self._turn_cell, self._turn_start
+        clock = time.perf_counter
+        while True:
+            try:
+                cell = runq.popleft()
+            except IndexError:
+                if not self._park():
+                    return
+                continue
+            turn_cell[idx] = cell
+            turn_start[idx] = clock()
+            again = cell._run(budget, time_slice)
+            turn_cell[idx] = None
+            if again:
+                runq.append(cell)
+
+    def _park(self) -> bool:
+        with self._lock:
+            self._parked += 1
+            if self._parked == self.workers and not self._runq:
+                self._idle.notify_all()
+            while not self._runq and not self._closing:
+                self._work.wait()
+            self._parked -= 1
+            return not self._closing
+
+    def _blocking(self, wait: Callable[[], Any]) -> Any:
+        """Run ``wait`` (a blocking call) on a worker thread without starving the run queue."""
+        if not getattr(_tls, "worker", False):
+            return wait()
+        with self._lock:
+            self._blocked += 1
+            if self._runq and self._parked:
+                self._work.notify()
+        try:
+            return wait()
+        finally:
+            with self._lock:
+                self._blocked -= 1
+
+    def wait_reply(self, reply: "Reply", timeout: float, what: str) -> Any:
+        return self._blocking(lambda: reply.wait(timeout, what))
+
+    def wait_exit(self, cell: "Cell", timeout: float) -> bool:
+        return bool(self._blocking(lambda: cell.wait_exit(timeout)))
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        """Block until the run queue is empty and every worker is parked."""
+        with self._lock:
+            return self._idle.wait_for(
+                lambda: not self._runq and self._parked == self.workers, timeout)
+
+    # -- the service thread: timers and the watch over stuck workers --------------------------------
+    def kick(self) -> None:
+        """Wake the service thread (an earlier timer was scheduled)."""
+        with self._service_wake:
+            self._kicked = True
+            self._service_wake.notify()
+
+    def _service(self) -> None:
+        timers = self._timers
+        tick = max(self.time_slice, 0.005)
+        last_cpu, last_wall = time.process_time(), time.monotonic()
+        backlog = 0
+        while not self._closing:
+            timeout = tick if self._parked < self.workers else 0.05
+            if not self._manual:
+                deadline = timers.next_deadline()
+                if deadline is not None:
+                    timeout = min(timeout, max(0.0, deadline - time.monotonic()))
+            with self._service_wake:
+                if not self._kicked and not self._closing:
+                    self._service_wake.wait(timeout)
+                self._kicked = False
+            if self._closing:
+                return
+            if not self._manual:
+                timers.fire_due()
+            cpu, wall = time.process_time(), time.monotonic()
+            busy = (cpu - last_cpu) / max(wall - last_wall, 1e-6)
+            last_cpu, last_wall = cpu, wall
+            backlog = backlog + 1 if self._runq else 0
+            self._watch(busy, backlog)
+
+    def _watch(self, busy: float, backlog: int) -> None:
+        now = time.perf_counter()
+        stuck = 0
+        for i in range(self.workers):
+            cell, start = self._turn_cell[i], self._turn_start[i]
+            if cell is None or now - start <= 2 * self.time_slice:
+                continue
+            stuck += 1
+            if self._reported[i] != start:
+                self._reported[i] = start
+                self._on_overrun(cell, now - start)
+        with self._lock:
+            awake = self.workers - self._parked - self._blocked
+            if not (self._runq and self._parked):
+                return
+            if (awake > 0 and stuck >= awake) or (
+                    backlog >= 2 and (not self._gil or busy < 0.5 * awake)):
+                self._work.notify()
+
+    def close(self, timeout: float) -> None:
+        with self._lock:
+            self._closing = True
+            self._work.notify_all()
+            self._idle.notify_all()
+        self.kick()
+        me = threading.current_thread()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            if t is not me and t.ident is not None:
+                t.join(max(0.0, deadline - time.monotonic()))
+
+
+class InlineScheduler:
+    """Runs turns on the calling thread, deterministically. Use a runtime built on it from one
+    thread only (the test's). ``ask`` and ``stop`` run the queue until their answer is there."""
+
+    inline = True
+    workers = 0
+
+    def __init__(self, budget: int, timers: "Timers", manual_clock: bool) -> None:
+        self.budget = budget
+        self.time_slice = float("inf")
+        self._timers = timers
+        self._manual = manual_clock
+        self._runq: deque[Cell] = deque()
+        self._depth = 0
+
+    def start(self) -> None:
+        pass
+
+    def submit(self, cell: "Cell") -> None:
+        self._runq.append(cell)
+        if self._depth == 0:
+            self.run()
+
+    def can_block(self) -> bool:
+        return False
+
+    def run_queue(self) -> int:
+        return len(self._runq)
+
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        """Run turns until the run queue is empty (or ``until()`` holds)."""
+        self._depth += 1
+        try:
+            runq = self._runq
+            while runq and not (until is not None and until()):
+                cell = runq.popleft()
+                if cell._run(self.budget, self.time_slice):
+                    runq.append(cell)
+        finally:
+            self._depth -= 1
+
+    def wait_reply(self, reply: "Reply", timeout: float, what: str) -> Any:
+        self.run(until=lambda: reply.ready)
+        if not reply.abandon():
+            raise AskTimeout(f"no reply from {what}: the inline runtime ran out of work before "
+                             "a reply came (time only moves when the test advances the clock)")
+        return reply.outcome(what)
+
+    def wait_exit(self, cell: "Cell", timeout: float) -> bool:
+        self.run(until=lambda: cell._finished)
+        return cell._finished
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        if not self._manual:
+            self._timers.fire_due()
+        self.run()
+        return True
+
+    def kick(self) -> None:
+        pass
+
+    def close(self, timeout: float) -> None:
+        self.run()

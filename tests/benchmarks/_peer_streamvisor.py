@@ -1,0 +1,77 @@
+"""streamvisor itself: the same 3-stage pipeline on ``actors.Runtime``.
+
+Stage k holds stage k+1's ref (a constructor argument); the last stage counts and sets a
+``threading.Event`` when it has seen N. The main thread is the source (``ref.tell`` in a loop).
+Every stage gets ``mailbox_size=N``: the other peers' queues are unbounded, and with the default
+(10,000, ``Overflow.FAIL``) a source that outruns the pipeline gets ``MailboxFull``.
+Idle actors are spawned actors with an empty ``receive``; the spawn time includes
+``wait_idle`` so that every actor has actually started.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from actors import Actor, Runtime
+
+from ._measure import Probe, Window
+
+__all__ = ["pipeline", "idle"]
+
+
+class _Stage(Actor):
+    def __init__(self, next_ref: object) -> None:
+        super().__init__()
+        self.next = next_ref
+
+    def receive(self, message: object) -> None:
+        self.next.tell(message)  # type: ignore[attr-defined]
+
+
+class _Counter(Actor):
+    def __init__(self, n: int, done: threading.Event, progress: list[int]) -> None:
+        super().__init__()
+        self.n, self.done, self.progress = n, done, progress
+
+    def receive(self, message: object) -> None:
+        self.progress[0] += 1
+        if self.progress[0] == self.n:
+            self.done.set()
+
+
+class _Idle(Actor):
+    def receive(self, message: object) -> None:
+        pass
+
+
+def _statistics(rt: Runtime) -> str:
+    try:
+        return repr(rt.statistics())
+    except Exception as exc:  # the row must not fail because statistics() is unfinished
+        return f"statistics() failed: {exc!r}"
+
+
+def pipeline(n: int, workers: int) -> dict[str, object]:
+    done, progress = threading.Event(), [0]
+    size = max(n, 1)
+    with Runtime(workers=workers) as rt:
+        last = rt.spawn(_Counter, n, done, progress, mailbox_size=size)
+        first = rt.spawn(_Stage, rt.spawn(_Stage, last, mailbox_size=size), mailbox_size=size)
+        rt.wait_idle(10)
+        tell = first.tell
+        with Window() as window:
+            for i in range(n):
+                tell(i)
+            finished = done.wait(timeout=20)
+        statistics = _statistics(rt)
+    if not finished:
+        raise RuntimeError(f"counted {progress[0]}/{n} in 20 s")
+    return window.result(n, statistics=statistics)
+
+
+def idle(probe: Probe, workers: int) -> None:
+    with Runtime(workers=workers) as rt:
+        with probe.spawning():
+            refs = [rt.spawn(_Idle) for _ in range(probe.count)]
+            rt.wait_idle(60)
+    del refs
