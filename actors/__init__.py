@@ -22,10 +22,11 @@ from ._mailbox import Overflow
 from ._messages import Down, Exit, Monitor
 from ._runtime import Runtime
 from ._stats import ActorStatistics, RuntimeStatistics
+from ._tenant import Tenant
 from ._timers import TimerKey
 
 __all__ = [
-    "Actor", "ActorRef", "Runtime", "Overflow",
+    "Actor", "ActorRef", "Runtime", "Overflow", "Tenant",
     "Exit", "Down", "Monitor",
     "ActorError", "ActorCrashed", "ActorDead", "AskTimeout", "MailboxFull",
     "Clock", "MonotonicClock", "ManualClock", "TimerKey",

@@ -22,6 +22,7 @@ from ._log import get_logger
 from ._mailbox import Overflow
 from ._scheduler import InlineScheduler, ThreadScheduler
 from ._stats import RuntimeStatistics
+from ._tenant import Tenant
 from ._timers import Timers
 
 __all__ = ["Runtime"]
@@ -75,6 +76,7 @@ class Runtime:
         self.bus = EventBus(self)
         self.pubsub: Any = None  # the pub/sub registry attaches itself here
         self._spawn_hooks: list[Any] = []
+        self._tenants: dict[str, Tenant] = {}
         if manual:
             assert isinstance(self.clock, ManualClock)
             self.clock.attach(self._clock_moved)
@@ -102,7 +104,7 @@ class Runtime:
 
     def _spawn(self, cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any], name: str | None,
                mailbox_size: int | None, overflow: Overflow | str | None, parent: Cell | None,
-               link: bool) -> ActorRef:
+               link: bool, tenant: Tenant | None = None) -> ActorRef:
         if self._closed:
             raise ActorError(f"cannot spawn {getattr(cls, '__name__', cls)!r}: the runtime is shut down")
         if not (isinstance(cls, type) and issubclass(cls, Actor)):
@@ -113,7 +115,11 @@ class Runtime:
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"actor name must be a non-empty string without '/', got {name!r}")
         cell = Cell(self, 1 if policy is Overflow.LATEST else size, policy, name, parent)
-        cell.path = f"{parent.path if parent is not None else ''}/{name or f'{cls.__name__}-{cell.id}'}"
+        if tenant is not None:
+            cell.tenant = tenant.name
+        base = parent.path if parent is not None else tenant.path if tenant is not None else ""
+        cell.path = f"{base}/{name or f'{cls.__name__}-{cell.id}'}"
+        key = None if name is None else name if cell.tenant is None else f"{cell.tenant}/{name}"
         actor = cls.__new__(cls)
         actor._cell = cell
         cell.actor = actor
@@ -122,12 +128,13 @@ class Runtime:
         cell._receive = actor.receive
         for hook in self._spawn_hooks:
             hook(cell)
-        if name is not None:
+        if key is not None:
             with self._lock:
-                other = self._names.get(name)
+                other = self._names.get(key)
                 if other is not None:
-                    raise ActorError(f"name {name!r} is already registered to {other.path}")
-                self._names[name] = cell
+                    raise ActorError(f"name {key!r} is already registered to {other.path}")
+                self._names[key] = cell
+                cell.name = key
         if link and parent is not None:
             parent.link(cell)
         self._cells[cell.id] = cell
@@ -137,17 +144,35 @@ class Runtime:
         self._scheduler.submit(cell)
         return cell.ref
 
+    def tenant(self, name: str, **limits: Any) -> Tenant:
+        """The scope of tenant ``name`` (created on first use; ``limits`` given then are kept,
+        later ones update them). Raises ``ValueError`` for a malformed name."""
+        with self._lock:
+            scope = self._tenants.get(name)
+            if scope is None:
+                scope = self._tenants[name] = Tenant(self, name, limits)
+            else:
+                scope.limits.update(limits)
+            return scope
+
+    def tenants(self) -> list[Tenant]:
+        with self._lock:
+            return list(self._tenants.values())
+
     def whereis(self, name: str) -> ActorRef | None:
-        """The live actor registered as ``name``, or None."""
+        """The live actor registered as ``name`` (``"tenant/name"`` for a tenant's actor), or None."""
         cell = self._names.get(name)
         return cell.ref if cell is not None else None
 
     # -- stopping ----------------------------------------------------------------------------------
-    def stop(self, ref: ActorRef, reason: Any = "normal", timeout: float = 5.0) -> bool:
+    def stop(self, ref: ActorRef, reason: Any = "normal", timeout: float | None = 5.0) -> bool:
         """Stop ``ref``: jumps ahead of its queued messages, lets the current handler finish, runs
         ``on_stop(reason)``; blocks until the exit is complete. True if it exited in time
-        (or was already dead); otherwise it is killed and False is returned."""
-        _positive(timeout, "stop timeout")
+        (or was already dead); otherwise it is killed and False is returned. ``timeout=None``
+        waits as long as it takes (OTP's ``infinity``). From inside an actor it blocks that
+        actor's worker (the scheduler wakes another one meanwhile)."""
+        if timeout is not None:
+            _positive(timeout, "stop timeout")
         cell = _cell_of(ref)
         if cell is current_cell():
             raise ActorError(f"{cell.path} cannot stop itself synchronously; call self.stop()")

@@ -140,7 +140,7 @@ class ThreadScheduler:
     def wait_reply(self, reply: "Reply", timeout: float, what: str) -> Any:
         return self._blocking(lambda: reply.wait(timeout, what))
 
-    def wait_exit(self, cell: "Cell", timeout: float) -> bool:
+    def wait_exit(self, cell: "Cell", timeout: float | None) -> bool:
         return bool(self._blocking(lambda: cell.wait_exit(timeout)))
 
     def wait_idle(self, timeout: float | None) -> bool:
@@ -261,7 +261,7 @@ class InlineScheduler:
                              "a reply came (time only moves when the test advances the clock)")
         return reply.outcome(what)
 
-    def wait_exit(self, cell: "Cell", timeout: float) -> bool:
+    def wait_exit(self, cell: "Cell", timeout: float | None) -> bool:
         self.run(until=lambda: cell._finished)
         return cell._finished
 

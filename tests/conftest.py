@@ -1,0 +1,63 @@
+"""Shared fixtures: every behaviour test that takes ``rt`` runs twice - on the deterministic
+inline runtime and on the real thread pool - both with a manual clock."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY",
+                      os.path.join(tempfile.gettempdir(), "streamvisor-hypothesis"))
+
+from actors import Runtime  # noqa: E402
+from actors.testing import ManualClock, inline_runtime  # noqa: E402
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture(params=["inline", "threads"])
+def rt(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[Runtime]:
+    """A runtime on a manual clock: ``inline`` (deterministic) or ``threads`` (2 workers)."""
+    runtime = (inline_runtime(clock) if request.param == "inline"
+               else Runtime(workers=2, clock=clock, node="test"))
+    try:
+        yield runtime
+    finally:
+        runtime.shutdown(timeout=5.0)
+
+
+@pytest.fixture
+def inline_rt(clock: ManualClock) -> Iterator[Runtime]:
+    runtime = inline_runtime(clock)
+    try:
+        yield runtime
+    finally:
+        runtime.shutdown(timeout=5.0)
+
+
+def settle(runtime: Runtime, timeout: float = 5.0) -> None:
+    """Wait until the runtime has no work left (inline: runs it now)."""
+    assert runtime.wait_idle(timeout), f"{runtime!r} did not become idle in {timeout} s"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_service(host: str, port: int, what: str) -> None:
+    """Skip (or, under CI=true, fail) when a local service is not reachable."""
+    import socket
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return
+    except OSError as exc:
+        message = f"{what} is not reachable on {host}:{port} ({exc})"
+        if in_ci():
+            pytest.fail(f"{message}; CI=true requires it")
+        pytest.skip(message)
