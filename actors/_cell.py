@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -184,9 +185,7 @@ class Cell(Mailbox):
             self._limit = -1  # every later tell takes the slow path and becomes a dead letter
             self._reason = reason
             self._signals = _DEAD_SIGNALS  # type: ignore[assignment]
-            q = self._queue
-            pending = list(q)
-            q.clear()  # type: ignore[union-attr]
+            pending = self._drain_queue()
             links, self._links = self._links, None
             watchers, self._watchers = self._watchers, None
             monitors, self._monitors = self._monitors, None
@@ -216,8 +215,7 @@ class Cell(Mailbox):
             if watcher._monitors is not None:
                 watcher._monitors.pop(monitor.id, None)
             watcher._tell_system(Down(self.ref, reason, monitor))
-        late = list(self._queue)  # sent while we were exiting: dead letters too
-        self._queue.clear()  # type: ignore[union-attr]
+        late = self._drain_queue()  # sent while we were exiting: dead letters too
         lost += sum(1 for m in late if m.__class__ is not Deferred)
         for msg in late:
             if msg.__class__ is Ask:
@@ -316,6 +314,18 @@ class Cell(Mailbox):
         if message.__class__ is Ask:
             message.reply.fail(ActorDead(f"{self.path} is not alive"))
         self.runtime._count_dead_letter()
+
+    def _drain_queue(self) -> list[Any]:
+        q = self._queue
+        if q.__class__ is tuple:
+            return []
+        taken = []
+        popleft = deque.popleft  # not a _LockedQueue's override: the caller may hold _lock
+        while True:
+            try:
+                taken.append(popleft(q))  # type: ignore[arg-type]
+            except IndexError:
+                return taken
 
     def _on_drops(self) -> None:
         self.runtime._report_drops(self)

@@ -112,8 +112,11 @@ class Mailbox:
         """Queue ``message``; schedule the actor if it was idle. Returns False if the actor is dead
         (the message is then a counted dead letter). Raises ``MailboxFull`` under FAIL/BLOCK."""
         q = self._queue
-        if len(q) < self._limit:
+        size = len(q)
+        if size < self._limit:
             q.append(message)  # type: ignore[union-attr]
+            if size >= self._peak:
+                self._peak = size + 1
             if not self._scheduled:
                 self._schedule()
             return True

@@ -60,6 +60,7 @@ class Timers:
             if old is not None:
                 old[_ACTIVE] = False
                 self._cancelled += 1
+                self._compact()
             cell._timers[key] = entry
             heapq.heappush(self._heap, entry)
             earliest = self._heap[0] is entry

@@ -1,0 +1,150 @@
+"""The M:N scheduler on real threads: no lost wake-ups, one worker per actor at a time, a fixed
+pool whatever the number of actors, stalls reported while other actors keep running."""
+
+from __future__ import annotations
+
+import threading
+
+from structlog.testing import capture_logs
+
+from actors import Actor, HandlerOverrun, Runtime
+from actors.testing import Recorder, wait_until
+
+
+class Counter(Actor):
+    def __init__(self):
+        self.count = 0
+
+    def receive(self, message):
+        if message == "count":
+            return self.count
+        self.count += 1
+
+
+def test_no_lost_wakeups_when_many_producer_threads_race_one_consumer():
+    """Tiny bursts make the consumer go idle between them, so every tell races the
+    end-of-turn release of the scheduling token."""
+    rounds, producers, burst = 200, 6, 5
+    with Runtime(workers=2) as rt:
+        consumer = rt.spawn(Counter, mailbox_size=1_000_000)
+        barrier = threading.Barrier(producers)
+
+        def produce():
+            for _ in range(rounds):
+                barrier.wait()
+                for _ in range(burst):
+                    consumer.tell(1)
+
+        threads = [threading.Thread(target=produce) for _ in range(producers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        expected = rounds * producers * burst
+        wait_until(lambda: consumer.ask("count") == expected, timeout=20,
+                   message=f"{expected} messages counted")
+        assert consumer.statistics().dropped == 0
+
+
+def test_an_actor_never_runs_on_two_workers_at_once():
+    overlaps = Recorder()
+
+    class Exclusive(Actor):
+        def __init__(self):
+            self.inside = 0
+            self.seen = 0
+
+        def receive(self, message):
+            if message == "seen":
+                return self.seen
+            self.inside += 1
+            if self.inside != 1:
+                overlaps.append(self.inside)
+            self.seen += 1
+            self.inside -= 1
+
+    with Runtime(workers=2, budget=1) as rt:  # budget 1: maximal rescheduling
+        refs = [rt.spawn(Exclusive, mailbox_size=100_000) for _ in range(4)]
+
+        def hammer():
+            for i in range(4000):
+                refs[i % 4].tell(i)
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        wait_until(lambda: sum(r.ask("seen") for r in refs) == 16000, timeout=20,
+                   message="all messages handled")
+    assert overlaps.items == []
+
+
+def test_a_hundred_thousand_actors_add_no_threads():
+    before = threading.active_count()
+    with Runtime(workers=2) as rt:
+        with_pool = threading.active_count()
+        refs = [rt.spawn(Counter) for _ in range(100_000)]
+        assert rt.wait_idle(60)
+        assert threading.active_count() == with_pool
+        assert with_pool - before == 3  # two workers and the service thread
+        for ref in refs[::997]:
+            ref.tell(1)
+        assert rt.wait_idle(10)
+        assert rt.statistics().actors == 100_000
+    del refs
+
+
+def test_a_blocked_handler_is_reported_and_other_actors_keep_running():
+    events = Recorder()
+
+    class Listen(Actor):
+        def receive(self, message):
+            events.append(message)
+
+    class Stuck(Actor):
+        def __init__(self, release):
+            self.release = release
+
+        def receive(self, message):
+            assert self.release.wait(10)
+
+    release = threading.Event()
+    with capture_logs() as logs:
+        with Runtime(workers=2, time_slice=0.005) as rt:
+            rt.bus.subscribe(HandlerOverrun, rt.spawn(Listen))
+            stuck = rt.spawn(Stuck, release)
+            counter = rt.spawn(Counter)
+            stuck.tell("block a worker")
+            for _ in range(100):
+                counter.tell(1)
+            wait_until(lambda: counter.ask("count", timeout=5) == 100, message="others to run")
+            overrun = events.wait_for(1, timeout=10)[0]
+            assert overrun.path == stuck.path and overrun.seconds > 0.01
+            release.set()
+    warnings = [e for e in logs if e["event"] == "handler overran its time slice"]
+    assert warnings and warnings[0]["actor"] == stuck.path
+
+
+def test_a_single_worker_is_woken_when_another_is_blocked_in_an_ask():
+    class Asker(Actor):
+        def receive(self, message):
+            return message.ask("count", timeout=5)
+
+    with Runtime(workers=2) as rt:
+        counter = rt.spawn(Counter)
+        asker = rt.spawn(Asker)
+        for _ in range(10):
+            counter.tell(1)
+        assert asker.ask(counter, timeout=5) == 10
+
+
+def test_wait_idle_returns_when_all_work_is_done():
+    with Runtime(workers=2) as rt:
+        counters = [rt.spawn(Counter) for _ in range(50)]
+        for c in counters:
+            for _ in range(100):
+                c.tell(1)
+        assert rt.wait_idle(10)
+        assert rt.statistics().run_queue == 0
+        assert sum(c.statistics().processed for c in counters) == 5000
