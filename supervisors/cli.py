@@ -1,0 +1,135 @@
+"""The ``streamvisor`` command.
+
+``streamvisor run APP [--duration S] [--workers N] [--log json|console]`` loads APP (a Python file
+or a module name) and calls its ``start(rt, options)`` with a fresh ``Runtime``. ``start`` spawns
+the app's actors and may return a callable giving a dict of counters, which the progress line
+shows once a second next to the runtime's own. The app stops after ``--duration`` seconds (or on
+Ctrl-C): its ``stop(rt)`` runs if defined, then the runtime shuts down (reverse start order) and a
+summary is printed. ``streamvisor bench`` runs the side-by-side benchmark table (from a checkout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import runpy
+import sys
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+from actors import Runtime, configure_logging
+
+__all__ = ["main", "load_app", "run_app"]
+
+
+def load_app(target: str) -> ModuleType:
+    """Import APP: a path to a .py file or a dotted module name. ``SystemExit`` with a clear
+    message when it cannot be found or has no ``start(rt, options)``."""
+    if target.endswith(".py") or os.sep in target:
+        path = Path(target)
+        if not path.is_file():
+            raise SystemExit(f"streamvisor: no such app file: {target}")
+        spec = importlib.util.spec_from_file_location(f"streamvisor_app_{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise SystemExit(f"streamvisor: cannot import app module {target!r}: {exc}") from exc
+    if not callable(getattr(module, "start", None)):
+        raise SystemExit(f"streamvisor: app {target} must define start(rt, options)")
+    return module
+
+
+def _line(stats: Any, extra: dict[str, Any], elapsed: float) -> str:
+    parts = [f"{elapsed:6.1f}s", f"actors={stats.actors}", f"processed={stats.processed}",
+             f"dropped={stats.dropped}", f"dead_letters={stats.dead_letters}"]
+    parts += [f"{k}={v}" for k, v in extra.items()]
+    return "  ".join(parts)
+
+
+def run_app(module: ModuleType, options: argparse.Namespace,
+            out: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run an app module to completion; returns the final counters."""
+    stop = threading.Event()
+    with Runtime(workers=options.workers, node=options.node) as rt:
+        progress = module.start(rt, options)
+        started = time.monotonic()
+        deadline = None if options.duration is None else started + options.duration
+        try:
+            while not stop.is_set():
+                left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                if left <= 0:
+                    break
+                stop.wait(left)
+                extra = progress() if callable(progress) else {}
+                out(_line(rt.statistics(), extra, time.monotonic() - started))
+        except KeyboardInterrupt:
+            out("interrupted: stopping")
+        if callable(getattr(module, "stop", None)):
+            module.stop(rt)
+        final = progress() if callable(progress) else {}
+        stats = rt.statistics()
+    out("summary: " + _line(stats, final, time.monotonic() - started))
+    return {**final, "processed": stats.processed, "dropped": stats.dropped}
+
+
+def _bench(argv: list[str]) -> int:
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "tests" / "benchmarks").is_dir():
+        print("streamvisor bench: run it from a source checkout (tests/benchmarks is not installed)",
+              file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(root))
+    sys.argv = ["tests.benchmarks", *argv]
+    runpy.run_module("tests.benchmarks", run_name="__main__")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="streamvisor", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an app on one node")
+    run.add_argument("app", help="a .py file or module defining start(rt, options)")
+    run.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    run.add_argument("--workers", type=int, default=2, help="worker threads (default 2)")
+    run.add_argument("--node", default=None, help="node name for logs")
+    run.add_argument("--log", choices=["console", "json"], default=None, help="log renderer")
+    run.add_argument("--log-level", default=None, help="debug|info|warning|error")
+    bench = sub.add_parser("bench", help="print the side-by-side benchmark table")
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "bench":
+        return _bench(args.rest + extra)
+    if args.duration is not None and not args.duration > 0:
+        parser.error("--duration must be a positive number of seconds")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    configure_logging(json=None if args.log is None else args.log == "json",
+                      level=args.log_level, force=True)
+    module = load_app(args.app)
+    app_parser = getattr(module, "add_arguments", None)
+    if extra:
+        if not callable(app_parser):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        app_args = argparse.ArgumentParser(prog=f"streamvisor run {args.app}")
+        app_parser(app_args)
+        app_args.parse_args(extra, namespace=args)
+    elif callable(app_parser):
+        app_args = argparse.ArgumentParser(prog=f"streamvisor run {args.app}")
+        app_parser(app_args)
+        app_args.parse_args([], namespace=args)
+    run_app(module, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
