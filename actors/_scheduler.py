@@ -6,10 +6,11 @@ run by two workers at once). A worker runs it for one turn - at most ``budget`` 
 
 Waking policy, for few context switches under the GIL: ``submit`` wakes a parked worker only when
 no worker is awake. The service thread (the pool's only other thread; it also fires timers)
-wakes one more when the run queue backs up while the awake workers are blocked - a handler
-stuck past its time slice, or CPU time lagging far behind wall time (I/O) - or always when the
-interpreter runs without the GIL. A worker blocked in ``ask``/``stop`` counts as blocked at once.
-A handler that overruns its time slice is reported while it runs (``HandlerOverrun``).
+wakes one more when the run queue backs up while the awake workers are blocked - a stalled
+handler, or CPU time lagging far behind wall time (I/O) - or always when the interpreter runs
+without the GIL. A worker blocked in ``ask``/``stop`` counts as blocked at once.
+A turn that runs ten time slices (at least 50 ms) is a stall: reported while it runs
+(``HandlerOverrun`` and a warning), and another worker is woken.
 
 ``InlineScheduler`` runs everything on the calling thread, deterministically (FIFO run queue):
 work submitted from outside a turn is run before the call returns. For tests.
@@ -65,6 +66,9 @@ class ThreadScheduler:
         self._parked = 0
         self._blocked = 0
         self._closing = False
+        # A turn longer than this is a stall: a blocked handler, not GIL waits (which stretch a
+        # turn by a few switch intervals of 5 ms each). Reported, and another worker is woken.
+        self.stall_after = max(10 * time_slice, 0.05)
         self._turn_cell: list[Cell | None] = [None] * workers
         self._turn_start = [0.0] * workers
         self._reported = [0.0] * workers
@@ -186,7 +190,7 @@ class ThreadScheduler:
         stuck = 0
         for i in range(self.workers):
             cell, start = self._turn_cell[i], self._turn_start[i]
-            if cell is None or now - start <= 2 * self.time_slice:
+            if cell is None or now - start <= self.stall_after:
                 continue
             stuck += 1
             if self._reported[i] != start:
