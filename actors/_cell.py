@@ -49,9 +49,9 @@ class Cell(Mailbox):
 
     def __init__(self, runtime: "Runtime", capacity: int, overflow: Overflow, name: str | None,
                  parent: "Cell | None") -> None:
-        sched = runtime._scheduler
-        super().__init__(capacity, overflow, sched.submit, sched.can_block)
-        self.id = next(_ids)
+        cell_id = next(_ids)
+        super().__init__(capacity, overflow, runtime._scheduler, runtime._stripes[cell_id & 1023])
+        self.id = cell_id
         self.runtime = runtime
         self.name = name
         self.parent = parent
@@ -175,7 +175,7 @@ class Cell(Mailbox):
         self._exit(exc, on_stop=self._state != STARTING)
 
     # -- exits -----------------------------------------------------------------------------------
-    def _exit(self, reason: Any, on_stop: bool) -> bool:
+    def _exit(self, reason: Any, on_stop: bool, quiet: bool = False) -> bool:
         """Exit with ``reason`` (once; later calls return False). Safe from any thread: ``kill``
         calls it from the killer's thread while a handler may still be running elsewhere."""
         with self._lock:
@@ -220,7 +220,7 @@ class Cell(Mailbox):
         for msg in late:
             if msg.__class__ is Ask:
                 msg.reply.fail(dead)
-        self.runtime._actor_exited(self, reason, lost)
+        self.runtime._actor_exited(self, reason, lost, quiet)
         with self._lock:
             self._finished = True
             event = self._exit_event

@@ -11,7 +11,8 @@ once the actor is dead, so the one comparison also routes those cases to the slo
 
 Lock rule (``_lock``): taken only on slow paths - overflow, signals, system messages, state
 changes, links and monitors. Nothing runs under it but those reads and writes: no user code, no
-delivery, no logging. For DROP_OLDEST and LATEST the worker also pops under it (the queue is a
+delivery, no logging, and never a second cell's lock (cells share striped locks, so holding two
+could be holding one twice). For DROP_OLDEST and LATEST the worker also pops under it (the queue is a
 ``_LockedQueue``), because senders then remove messages from the queue too.
 
 Overflow when ``queued >= capacity`` (system messages - ``Exit``, ``Down``, bus slots - always
@@ -86,11 +87,12 @@ class Mailbox:
     """Base of the cell: the enqueue side of an actor. Safe to call from any thread."""
 
     __slots__ = ("_lock", "_token", "_queue", "_limit", "_state", "_scheduled", "_signals",
-                 "_capacity", "_overflow", "_peak", "_dropped", "_space", "_submit",
-                 "_can_block", "block_timeout", "_drops_reported", "__weakref__")
+                 "_capacity", "_overflow", "_peak", "_dropped", "_space", "_sched",
+                 "block_timeout", "_drops_reported", "__weakref__")
 
-    def __init__(self, capacity: int, overflow: Overflow, submit: Any, can_block: Any) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, capacity: int, overflow: Overflow, scheduler: Any,
+                 lock: threading.Lock) -> None:
+        self._lock = lock                # a stripe shared with other cells (see the lock rule)
         self._token = threading.Lock()   # held while the actor is queued or running
         self._queue: deque[Any] | tuple[()] = ()  # a deque from the first message on
         self._limit = 0                  # capacity once the deque exists, -1 when dead
@@ -103,8 +105,7 @@ class Mailbox:
         self._dropped = 0
         self._drops_reported = 0
         self._space: threading.Condition | None = None  # BLOCK senders wait here (lazily made)
-        self._submit = submit
-        self._can_block = can_block
+        self._sched = scheduler
         self.block_timeout = 5.0
 
     # -- the hot path -------------------------------------------------------------------------
@@ -125,7 +126,7 @@ class Mailbox:
     def _schedule(self) -> None:
         if self._token.acquire(False):
             self._scheduled = True
-            self._submit(self)
+            self._sched.submit(self)
 
     def _ensure_queue(self) -> deque[Any]:
         """The deque, created on first use (under ``_lock``)."""
@@ -222,7 +223,7 @@ class Mailbox:
         if policy is Overflow.DROP_NEWEST:
             self._count_drops(1, [message])
             return False
-        if policy is Overflow.BLOCK and self._can_block():
+        if policy is Overflow.BLOCK and self._sched.can_block():
             return self._wait_for_space(message)
         self._count_drops(1, [message])
         raise MailboxFull(f"mailbox of {self!r} is full ({self._capacity} messages, "

@@ -63,7 +63,8 @@ class Runtime:
         else:
             self._scheduler = ThreadScheduler(workers, budget, time_slice, self._timers, manual,
                                               self._overrun, name=f"streamvisor-{self.node}")
-        self._lock = threading.Lock()  # guards _names and _closed
+        self._lock = threading.Lock()  # guards _names, _tenants and _closed
+        self._stripes = [threading.Lock() for _ in range(1024)]  # the cells' slow-path locks
         self._names: dict[str, Cell] = {}
         self._cells: dict[int, Cell] = {}
         self._closed = False
@@ -204,13 +205,19 @@ class Runtime:
                 return
             self._closed = True
         deadline = time.monotonic() + timeout
-        for group in ([c for c in reversed(list(self._cells.values())) if c.parent is None],
-                      list(reversed(list(self._cells.values())))):
-            for cell in group:
+        killed = 0
+        for top_level_only in (True, False):
+            cells = [c for c in reversed(list(self._cells.values()))
+                     if not top_level_only or c.parent is None]
+            for cell in cells:  # the run queue is FIFO: they stop in this order
                 cell._signal(("stop", "shutdown"))
+            for cell in cells:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._scheduler.wait_exit(cell, left):
-                    cell._exit("killed", on_stop=False)
+                    killed += cell._exit("killed", on_stop=False, quiet=True)
+        if killed:
+            self._log.warning("actors killed at shutdown: they did not stop in time",
+                              killed=killed, timeout=timeout)
         self._scheduler.close(max(0.1, deadline - time.monotonic()))
         if isinstance(self.clock, ManualClock):
             self.clock.detach(self._clock_moved)
@@ -259,7 +266,7 @@ class Runtime:
                     del self._names[cell.name]
         self._cells.pop(cell.id, None)
 
-    def _actor_exited(self, cell: Cell, reason: Any, lost: int) -> None:
+    def _actor_exited(self, cell: Cell, reason: Any, lost: int, quiet: bool = False) -> None:
         next(self._exited)
         with self._done_lock:
             self._done_processed += cell._processed
@@ -268,7 +275,7 @@ class Runtime:
         if cell._dropped != cell._drops_reported:
             self._report_drops(cell, force=True)
         normal = isinstance(reason, str) and reason in ("normal", "shutdown")
-        if not normal:
+        if not normal and not quiet:
             log = self._log_for(cell)
             if isinstance(reason, BaseException):
                 log.error("actor crashed", error=repr(reason), lost=lost, exc_info=reason)
