@@ -85,7 +85,7 @@ class Cell(Mailbox):
         or ``time_slice`` seconds. True when the actor keeps the token and still has work (the
         caller queues it again); False when it went idle (token released) or exited."""
         _tls.cell = self
-        n = 0
+        n = 0  # messages processed in this turn (the for loop below counts from 1)
         try:
             if self._state != RUNNING:
                 if self._state == DEAD:
@@ -97,12 +97,14 @@ class Cell(Mailbox):
                 popleft = q.popleft  # type: ignore[union-attr]
                 receive = self._receive
                 deadline = perf_counter() + time_slice
-                while n < budget:
+                for n in range(1, budget + 1):
                     if self._signals and self._take_signals():
+                        n -= 1
                         return False
                     try:
                         msg = popleft()
                     except IndexError:
+                        n -= 1
                         break
                     cls = msg.__class__
                     if cls is Ask:
@@ -116,7 +118,6 @@ class Cell(Mailbox):
                             receive(msg)
                     else:
                         receive(msg)
-                    n += 1
                     if not n & 7 and perf_counter() > deadline:
                         break
             if self._signals and self._take_signals():
@@ -134,6 +135,7 @@ class Cell(Mailbox):
                 return True
             return False
         except Exception as exc:  # the turn boundary: a crash becomes the exit reason
+            n -= 1 if n else 0  # the message that crashed was not processed
             self._crashed(exc)
             return False
         finally:
