@@ -63,6 +63,7 @@ class ThreadScheduler:
         self._idle = threading.Condition(self._lock)
         self._service_wake = threading.Condition(threading.Lock())
         self._kicked = False
+        self._service_idle = False  # the service thread waits for a kick or a timer only
         self._parked = 0
         self._blocked = 0
         self._closing = False
@@ -87,8 +88,11 @@ class ThreadScheduler:
         """Queue a cell that just became ready (its token is held). Any thread."""
         with self._lock:
             self._runq.append(cell)
-            if self._parked and self._parked + self._blocked == self.workers:
+            wake = self._parked and self._parked + self._blocked == self.workers
+            if wake:
                 self._work.notify()
+        if wake and self._service_idle:
+            self.kick()  # the service thread sleeps while the pool is idle: resume the watch
 
     def can_block(self) -> bool:
         return not getattr(_tls, "worker", False)
@@ -166,15 +170,21 @@ class ThreadScheduler:
         last_cpu, last_wall = time.process_time(), time.monotonic()
         backlog = 0
         while not self._closing:
-            timeout = tick if self._parked < self.workers else 0.05
-            if not self._manual:
-                deadline = timers.next_deadline()
-                if deadline is not None:
-                    timeout = min(timeout, max(0.0, deadline - time.monotonic()))
+            deadline = None if self._manual else timers.next_deadline()
             with self._service_wake:
+                # Announce "idle" before looking at the pool: a submit that wakes a worker
+                # after our look sees the flag and kicks us (no missed resume of the watch).
+                self._service_idle = True
+                idle = self._parked == self.workers and not self._runq
+                self._service_idle = idle
+                timeout: float | None = None if idle else tick
+                if deadline is not None:
+                    wait = max(0.0, deadline - time.monotonic())
+                    timeout = wait if timeout is None else min(timeout, wait)
                 if not self._kicked and not self._closing:
                     self._service_wake.wait(timeout)
                 self._kicked = False
+                self._service_idle = False
             if self._closing:
                 return
             if not self._manual:
