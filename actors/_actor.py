@@ -26,7 +26,8 @@ class ActorRef:
     actor gets a new ref. All methods are safe from any thread.
 
     ``ref.tell(message) -> bool`` sends ``message`` and returns at once (it never blocks a pool
-    worker). A message to a dead actor is a counted dead letter (the call returns False). Raises
+    worker); True if it was queued. False if the overflow policy dropped it (counted) or the
+    actor is dead (a counted dead letter). Raises
     ``MailboxFull`` if the target's policy is FAIL (or BLOCK, after ``block_timeout`` on a thread
     that is not a pool worker) and its mailbox is full. (``tell`` is the cell's own method, bound
     at creation: one call per message instead of two.)

@@ -110,8 +110,9 @@ class Mailbox:
 
     # -- the hot path -------------------------------------------------------------------------
     def _tell(self, message: Any) -> bool:
-        """Queue ``message``; schedule the actor if it was idle. Returns False if the actor is dead
-        (the message is then a counted dead letter). Raises ``MailboxFull`` under FAIL/BLOCK."""
+        """Queue ``message``; schedule the actor if it was idle. Returns True if it was queued,
+        False if it was dropped (DROP_NEWEST: counted) or the actor is dead (a counted dead
+        letter). Raises ``MailboxFull`` under FAIL/BLOCK."""
         q = self._queue
         size = len(q)
         if size < self._limit:
@@ -142,10 +143,25 @@ class Mailbox:
                 self._limit = self._capacity
         return q  # type: ignore[return-value]
 
-    def _tell_slow(self, message: Any) -> bool:
-        """First message, full mailbox or dead actor: apply the policy under the lock, then
-        report drops and raise outside it."""
+    def _tell_nowait(self, message: Any) -> bool:
+        """``_tell`` that never waits, whatever the policy (BLOCK refuses like FAIL): for
+        deliveries made by the runtime itself, such as timers."""
+        q = self._queue
+        size = len(q)
+        if size < self._limit:
+            q.append(message)  # type: ignore[union-attr]
+            if size >= self._peak:
+                self._peak = size + 1
+            if not self._scheduled:
+                self._schedule()
+            return True
+        return self._tell_slow(message, block=False)
+
+    def _tell_slow(self, message: Any, block: bool = True) -> bool:
+        """First message, full mailbox or dead actor: apply the policy under the lock; then,
+        outside it, fail dropped asks, report drops and raise. True if ``message`` was queued."""
         refused: MailboxFull | None = None
+        lost: list[Any] = []
         with self._lock:
             if self._state == DEAD:
                 queued = None
@@ -158,7 +174,7 @@ class Mailbox:
                 else:
                     self._peak = max(self._peak, size)
                     try:
-                        queued = self._overflow_locked(q, message)
+                        queued = self._overflow_locked(q, message, lost, block)
                     except MailboxFull as exc:
                         refused, queued = exc, False
         if queued is None:
@@ -166,11 +182,15 @@ class Mailbox:
             return False
         if queued and not self._scheduled:
             self._schedule()
-        if not queued or self._dropped != self._drops_reported:
+        for dropped in lost:
+            fail = getattr(dropped, "fail_dropped", None)
+            if fail is not None:
+                fail(MailboxFull(f"the ask was dropped by {self!r}'s overflow policy"))
+        if lost or refused is not None:
             self._on_drops()
         if refused is not None:
             raise refused
-        return True
+        return queued
 
     def _tell_system(self, message: Any) -> bool:
         """Queue a system message (Exit, Down, a bus slot): never dropped, never refused."""
@@ -195,11 +215,12 @@ class Mailbox:
         return True
 
     # -- overflow (rare path, called with the lock held) ----------------------------------------
-    def _overflow_locked(self, q: deque[Any], message: Any) -> bool:
-        """Apply the policy; True if ``message`` was queued. Runs under ``_lock``."""
+    def _overflow_locked(self, q: deque[Any], message: Any, lost: list[Any],
+                         block: bool) -> bool:
+        """Apply the policy; True if ``message`` was queued. Dropped messages are counted and
+        appended to ``lost`` (a refused one too: its ask fails). Runs under ``_lock``."""
         policy = self._overflow
         if policy is Overflow.LATEST:
-            lost = []
             i = 0
             while i < len(q):  # by index: senders may append at the right meanwhile
                 if q[i].__class__ in _UNDROPPABLE:
@@ -208,7 +229,7 @@ class Mailbox:
                     lost.append(q[i])
                     del q[i]
             q.append(message)
-            self._count_drops(len(lost), lost)
+            self._dropped += len(lost)
             return True
         if policy is Overflow.DROP_OLDEST:
             for i in range(len(q)):
@@ -216,20 +237,23 @@ class Mailbox:
                 if old.__class__ not in _UNDROPPABLE:
                     del q[i]
                     q.append(message)
-                    self._count_drops(1, [old])
+                    lost.append(old)
+                    self._dropped += 1
                     return True
             q.append(message)  # only system messages wait: they are bounded, let it in
             return True
         if policy is Overflow.DROP_NEWEST:
-            self._count_drops(1, [message])
+            lost.append(message)
+            self._dropped += 1
             return False
-        if policy is Overflow.BLOCK and self._sched.can_block():
-            return self._wait_for_space(message)
-        self._count_drops(1, [message])
+        if policy is Overflow.BLOCK and block and self._sched.can_block():
+            return self._wait_for_space(message, lost)
+        lost.append(message)
+        self._dropped += 1
         raise MailboxFull(f"mailbox of {self!r} is full ({self._capacity} messages, "
                           f"overflow={policy.name})")
 
-    def _wait_for_space(self, message: Any) -> bool:
+    def _wait_for_space(self, message: Any, lost: list[Any]) -> bool:
         """BLOCK: wait (lock released while waiting) until the worker makes room; under ``_lock``."""
         if self._space is None:
             self._space = threading.Condition(self._lock)
@@ -239,19 +263,12 @@ class Mailbox:
         if self._state == DEAD:
             raise ActorDead(f"{self!r} exited while a sender was blocked on its full mailbox")
         if not ok:
-            self._count_drops(1, [message])
+            lost.append(message)
+            self._dropped += 1
             raise MailboxFull(f"mailbox of {self!r} stayed full for {self.block_timeout} s "
                               f"(overflow=BLOCK)")
         self._queue.append(message)  # type: ignore[union-attr]
         return True
-
-    def _count_drops(self, n: int, dropped: Any) -> None:
-        """Count ``n`` drops (under ``_lock``); fail any ask among ``dropped`` at once."""
-        self._dropped += n
-        for m in dropped:
-            fail = getattr(m, "fail_dropped", None)
-            if fail is not None:
-                fail(MailboxFull(f"the ask was dropped by {self!r}'s overflow policy"))
 
     def _made_space(self) -> None:
         """Called by the worker after a turn when BLOCK senders may be waiting."""

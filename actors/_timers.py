@@ -12,7 +12,7 @@ import itertools
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Hashable
 
-from ._errors import MailboxFull
+from ._errors import ActorError
 
 if TYPE_CHECKING:
     from ._cell import Cell
@@ -105,10 +105,10 @@ class Timers:
                     del timers[entry[_KEY]]
                 due.append(entry)
         for entry in due:
-            try:
-                entry[_CELL]._tell(entry[_MESSAGE])
-            except MailboxFull:
-                pass  # counted by the mailbox as a drop
+            try:  # never wait on a full BLOCK mailbox: one actor must not stall every timer
+                entry[_CELL]._tell_nowait(entry[_MESSAGE])
+            except ActorError:
+                pass  # a refusal is counted by the mailbox as a drop
         return len(due)
 
     def next_deadline(self) -> float | None:

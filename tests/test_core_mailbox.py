@@ -249,3 +249,22 @@ def test_a_crashed_actors_unprocessed_messages_are_counted_as_dead_letters():
         rt.kill(target)
         release.set()
         wait_until(lambda: rt.statistics().dead_letters == 25, message="25 dead letters")
+
+
+def test_tell_returns_whether_the_message_was_queued(clock):
+    rt = inline_runtime(clock)
+    results = Recorder()
+
+    class Sender(Actor):
+        def receive(self, message):
+            target = message
+            for i in range(4):
+                results.append(target.tell(i))
+
+    target = rt.spawn(Target, Recorder(), mailbox_size=2, overflow="drop_newest")
+    rt.spawn(Sender).tell(target)
+    settle(rt)
+    assert results.items == [True, True, False, False]
+    rt.stop(target)
+    assert target.tell("x") is False
+    rt.shutdown()

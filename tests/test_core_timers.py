@@ -105,3 +105,63 @@ def test_the_real_clock_fires_timers_on_the_thread_pool():
         ref = rt.spawn(Timed, log)
         ref.ask(("after", 0.02, "tick", None))
         log.wait_for(1, timeout=5)
+
+
+class _Held(Actor):
+    """Arms a timer, then blocks in a handler while its one-slot BLOCK mailbox is full."""
+
+    def __init__(self, started, gate):
+        self.started, self.gate = started, gate
+
+    def on_start(self):
+        self.send_after(1.0, "tick")
+
+    def receive(self, message):
+        if message == "hold":
+            self.started.set()
+            self.gate.wait(10.0)
+
+
+class _Pinged(Actor):
+    def __init__(self, got):
+        self.got = got
+
+    def on_start(self):
+        self.send_after(1.5, "ping")
+
+    def receive(self, message):
+        self.got.set()
+
+
+def test_a_full_block_mailbox_does_not_stall_other_timers_and_counts_the_refusal():
+    import threading
+
+    from actors import Overflow, Runtime
+    from actors.testing import ManualClock
+    clock = ManualClock()
+    with Runtime(workers=2, clock=clock) as rt:
+        started, gate, got = threading.Event(), threading.Event(), threading.Event()
+        held = rt.spawn(_Held, started, gate, mailbox_size=1, overflow=Overflow.BLOCK)
+        rt.spawn(_Pinged, got)
+        held.tell("hold")
+        assert started.wait(5)
+        held.tell("fill")
+        advancer = threading.Thread(target=clock.advance, args=(2.0,))
+        advancer.start()
+        try:
+            assert got.wait(2.0), "the ping timer waited behind a full BLOCK mailbox"
+            advancer.join(2.0)
+            assert not advancer.is_alive()
+            assert held.statistics().dropped == 1  # the refused tick is counted
+        finally:
+            gate.set()
+
+
+def test_a_timer_for_an_actor_killed_meanwhile_is_dropped_quietly(rt, clock):
+    log = Recorder()
+    ref = rt.spawn(Timed, log)
+    ref.ask(("after", 1.0, "late", None))
+    rt.kill(ref)
+    clock.advance(2.0)  # must not raise
+    settle(rt)
+    assert log.items == []
