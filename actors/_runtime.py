@@ -24,6 +24,7 @@ from ._scheduler import InlineScheduler, ThreadScheduler
 from ._stats import RuntimeStatistics
 from ._tenant import Tenant
 from ._timers import Timers
+from .pubsub import PubSub
 
 __all__ = ["Runtime"]
 
@@ -75,7 +76,7 @@ class Runtime:
         self._done_dropped = 0
         self._dead_letters = 0  # to dead actors, or left in a mailbox at exit
         self.bus = EventBus(self)
-        self.pubsub: Any = None  # the pub/sub registry attaches itself here
+        self.pubsub: PubSub = PubSub(self)  # the pub/sub registry (MQTT semantics, per-tenant)
         self._spawn_hooks: list[Any] = []
         self._tenants: dict[str, Tenant] = {}
         if manual:

@@ -13,6 +13,7 @@ from ._mailbox import Overflow
 if TYPE_CHECKING:
     from ._actor import Actor, ActorRef
     from ._runtime import Runtime
+    from .pubsub import TenantPubSub
 
 __all__ = ["Tenant", "validate_tenant_name"]
 
@@ -32,11 +33,35 @@ def validate_tenant_name(name: object) -> str:
     return name
 
 
+def _check_pubsub_limits(limits: dict[str, Any]) -> None:
+    from .pubsub._types import DEFAULT_LIMITS, read_limit
+    for key in DEFAULT_LIMITS:
+        if key in limits:
+            read_limit(limits, key)
+
+
 class Tenant:
     """A tenant scope of one runtime (``Runtime.tenant(name)`` returns the same object each time).
 
-    ``limits`` holds per-tenant bounds that other layers read (pub/sub retained messages, session
-    buffers, queue quotas); unknown keys are kept for those layers.
+    ``limits`` holds per-tenant bounds that other layers read when they need them (so a later
+    ``rt.tenant(name, key=value)`` applies at once); unknown keys are kept for those layers.
+    The pub/sub registry's keys (positive integers; a bad value raises ``ValueError`` naming
+    the key when the tenant is created with it, or when pub/sub reads it):
+
+    =====================  =========  ======================================================
+    key                    default    bound
+    =====================  =========  ======================================================
+    ``retained_messages``  10,000     retained topics; a new one beyond it is not retained
+                                      (still delivered; counted ``retained_refused``)
+    ``session_buffer``     1,000      messages buffered per session (or per subscriber whose
+                                      QoS 1/2 window is full); more are dropped, counted
+    ``sessions``           10,000     named sessions; one more raises ``ValueError``
+    ``inflight_messages``  10,000     QoS 1/2 messages in one subscriber's mailbox at once
+                                      (never more than its mailbox capacity)
+    =====================  =========  ======================================================
+
+    ``pubsub`` is the tenant's pub/sub (``TenantPubSub``): topics, filters, retained messages
+    and sessions live in the tenant's own namespace.
     """
 
     def __init__(self, runtime: "Runtime", name: str, limits: dict[str, Any]) -> None:
@@ -44,6 +69,7 @@ class Tenant:
         self.name = validate_tenant_name(name)
         self.path = f"/tenants/{name}"
         self.limits = dict(limits)
+        _check_pubsub_limits(self.limits)
 
     def spawn(self, cls: type["Actor"], *args: Any, name: str | None = None,
               mailbox_size: int | None = None, overflow: Overflow | str | None = None,
@@ -52,6 +78,12 @@ class Tenant:
         is registered as ``"<tenant>/<name>"`` so tenants never collide."""
         return self.runtime._spawn(cls, args, kwargs, name, mailbox_size, overflow, None, False,
                                    tenant=self)
+
+    @property
+    def pubsub(self) -> "TenantPubSub":
+        """This tenant's pub/sub: ``subscribe``, ``publish``, ``set_will``, ... confined to the
+        tenant's namespace (an actor of another tenant using it gets ``PermissionError``)."""
+        return self.runtime.pubsub.tenant(self.name)
 
     def whereis(self, name: str) -> "ActorRef | None":
         return self.runtime.whereis(f"{self.name}/{name}")
