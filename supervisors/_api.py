@@ -1,0 +1,115 @@
+"""The management API: module functions that ``ask`` a supervisor (OTP's ``supervisor:*`` calls).
+
+Each call blocks the caller until the supervisor answered (safe from any thread; from inside an
+actor it blocks that actor's worker, like any ``ask``). A supervisor that does not exist raises
+``ActorDead`` (OTP's ``noproc``); no answer within ``timeout`` seconds raises ``AskTimeout``.
+Refusals raise ``SupervisorError`` with OTP's word as ``.reason``; a spec that does not fit the
+supervisor raises ``ValueError``.
+
+| call                        | answer                          | refusals (``.reason``)               |
+|-----------------------------|---------------------------------|--------------------------------------|
+| ``which_children(sup)``     | ``[ChildInfo]`` in start order  | -                                    |
+| ``count_children(sup)``     | ``{"specs", "active", "supervisors", "workers"}`` | -                  |
+| ``start_child(sup, spec)``  | the new ``ActorRef`` (None if it ignored its start) | ``already_started``, ``already_present``, ``start_failed`` |
+| ``start_child(sup, *args)`` | SIMPLE_ONE_FOR_ONE: an instance with the spec's args + ``args`` | ``start_failed`` |
+| ``terminate_child(sup, id)``| None (idempotent); SIMPLE_ONE_FOR_ONE takes the instance's ref | ``not_found`` |
+| ``restart_child(sup, id)``  | the new ``ActorRef`` (None if ignored) | ``running``, ``restarting``, ``not_found``, ``start_failed`` |
+| ``delete_child(sup, id)``   | None                            | ``running``, ``restarting``, ``not_found`` |
+| ``child(sup, id)``          | a ``ChildHandle``               | ``not_found``                        |
+
+SIMPLE_ONE_FOR_ONE instances have no ids: a call by id answers ``not_found`` (OTP says
+``simple_one_for_one``, a word outside our contract's list).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from actors import ActorRef
+from supervisors._events import ChildInfo, SupervisorError
+from supervisors._handle import ChildHandle
+
+__all__ = ["DEFAULT_TIMEOUT", "Refusal", "Request", "child", "count_children", "delete_child",
+           "reset_backoff", "restart_child", "start_child", "terminate_child", "which_children"]
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds a management call waits (OTP waits forever; a child's shutdown may take this long)."""
+
+
+class Request(NamedTuple):
+    op: str
+    args: tuple[Any, ...]
+
+
+class Refusal(NamedTuple):
+    """What the supervisor answers instead of raising in its own turn."""
+
+    reason: str          # a SupervisorError reason, or "value_error"
+    message: str
+    ref: ActorRef | None = None
+    error: Any = None
+
+    def exception(self) -> Exception:
+        if self.reason == "value_error":
+            return ValueError(self.message)
+        return SupervisorError(self.reason, self.message, ref=self.ref, error=self.error)
+
+
+def _call(sup: ActorRef, op: str, args: tuple[Any, ...], timeout: float) -> Any:
+    if not isinstance(sup, ActorRef):
+        raise TypeError(f"expected a supervisor's ActorRef, got {type(sup).__name__}: {sup!r}")
+    answer = sup.ask(Request(op, args), timeout=timeout)
+    if isinstance(answer, Refusal):
+        raise answer.exception()
+    return answer
+
+
+def which_children(sup: ActorRef, *, timeout: float = DEFAULT_TIMEOUT) -> list[ChildInfo]:
+    """``[ChildInfo(id, ref | "restarting" | None, restart, kind)]`` in start order."""
+    children: list[ChildInfo] = _call(sup, "which_children", (), timeout)
+    return children
+
+
+def count_children(sup: ActorRef, *, timeout: float = DEFAULT_TIMEOUT) -> dict[str, int]:
+    """``{"specs", "active", "supervisors", "workers"}``; ``active`` counts live processes."""
+    counts: dict[str, int] = _call(sup, "count_children", (), timeout)
+    return counts
+
+
+def start_child(sup: ActorRef, *args: Any, timeout: float = DEFAULT_TIMEOUT) -> ActorRef | None:
+    """Add and start a child: ``start_child(sup, spec)``, or for SIMPLE_ONE_FOR_ONE
+    ``start_child(sup, *extra_args)`` (appended to the spec's args). Returns its ref (None if it
+    raised ``Ignore``). Raises ``SupervisorError`` (see the module table) or ``ValueError``."""
+    ref: ActorRef | None = _call(sup, "start_child", args, timeout)
+    return ref
+
+
+def terminate_child(sup: ActorRef, child_id: Any, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Stop a child with its shutdown rule and keep its spec (a temporary child's is dropped,
+    a dynamic instance is removed). Ends a restart loop. Idempotent."""
+    _call(sup, "terminate_child", (child_id,), timeout)
+
+
+def restart_child(sup: ActorRef, child_id: str, *,
+                  timeout: float = DEFAULT_TIMEOUT) -> ActorRef | None:
+    """Start a stopped child again; returns the new ref (None if it raised ``Ignore``)."""
+    ref: ActorRef | None = _call(sup, "restart_child", (child_id,), timeout)
+    return ref
+
+
+def delete_child(sup: ActorRef, child_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Forget a stopped child's spec."""
+    _call(sup, "delete_child", (child_id,), timeout)
+
+
+def child(sup: ActorRef, child_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> ChildHandle:
+    """A ``ChildHandle`` on the static child ``child_id``: its ``tell`` reaches the current
+    incarnation and stashes while the child restarts (see ``supervisors._handle``)."""
+    return ChildHandle(_call(sup, "handle", (child_id,), timeout))
+
+
+def reset_backoff(sup: ActorRef, child_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> int:
+    """Reset a child's backoff restart count to 0 (Akka's manual reset); returns the count it had.
+    With a ``reset_after`` longer than the child will ever run, only this call resets it."""
+    count: int = _call(sup, "reset_backoff", (child_id,), timeout)
+    return count

@@ -1,0 +1,415 @@
+"""The ``Supervisor`` actor: OTP's supervision semantics, with Akka's restart backoff.
+
+    sup = rt.spawn(Supervisor, strategy=Strategy.REST_FOR_ONE, intensity=3, period=5.0,
+                   children=[ChildSpec("reader", Reader), ChildSpec("store", Store)])
+
+Strategies (a child died and is to be restarted):
+
+| Strategy           | terminated (reverse start order)    | restarted (start order)           |
+|--------------------|-------------------------------------|-----------------------------------|
+| ONE_FOR_ONE        | nothing                             | the dead child                    |
+| ONE_FOR_ALL        | every other child                   | every child (also stopped ones)   |
+| REST_FOR_ONE       | the children started after it       | the dead child and those after it |
+| SIMPLE_ONE_FOR_ONE | nothing (one spec, many instances)  | the dead instance                 |
+
+Restart types (which exit reasons restart a child, and what is kept when it is not restarted):
+
+| Restart   | "normal" | "shutdown", ("shutdown", term) | "killed", other, exception | not restarted -> |
+|-----------|----------|--------------------------------|----------------------------|------------------|
+| PERMANENT | restart  | restart                        | restart                    | (never happens)  |
+| TRANSIENT | -        | -                              | restart                    | spec kept, no ref|
+| TEMPORARY | -        | -                              | -                          | spec forgotten   |
+
+How it acts (decisions are the pure functions of ``_plan`` and ``_backoff``):
+
+- Start: children start one after another, each with ``spawn_link``; the next starts once the
+  previous one's ``on_start`` returned (the supervisor waits for it, as OTP waits for ``init``;
+  on threads its worker runs the child itself, so trees start on any pool size). If one fails,
+  those already started are terminated in reverse order and the supervisor exits with
+  ``SupervisorError("start_failed")`` (its parent sees that exit). A child raising ``Ignore``
+  (from ``__init__`` or ``on_start``) is kept without a ref (temporary or dynamic: forgotten).
+- Restart intensity: every restart decision - after an exit, and after each failed attempt - is
+  added to a sliding window on the runtime clock; more than ``intensity`` within ``period``
+  seconds and the supervisor terminates its children (reverse start order), publishes
+  ``SupervisorGaveUp`` and exits ``"shutdown"``: escalation to its own supervisor.
+- A failed restart attempt never blocks the supervisor: the child shows ``"restarting"`` and the
+  next attempt comes through a message to itself (after ``retry_delay`` seconds when it is > 0),
+  so management calls and stop requests are served in between.
+- Backoff: a child with ``backoff=Backoff(...)`` is restarted after ``backoff_delay`` (drawn with
+  this supervisor's ``random.Random(seed)``) through ``send_after``; its group is terminated at
+  once and restarted with it. The count resets once the child ran ``reset_after`` seconds.
+- Shutdown of a child: ``"brutal_kill"`` kills it; a number of seconds asks it to stop with reason
+  ``"shutdown"`` and kills it when the time is up; ``"infinity"`` waits. The supervisor's own
+  stop terminates every child in reverse start order (SIMPLE_ONE_FOR_ONE: all in parallel).
+- Auto-shutdown: when a significant child exits on its own and is not restarted, ANY_SIGNIFICANT
+  (or ALL_SIGNIFICANT, for the last one) terminates the others and exits ``"shutdown"``.
+- Children spawned with spec ``kwargs`` ``name``, ``mailbox_size`` or ``overflow`` get them as
+  spawn options (a registered name held outside the tree is reported as ``already_started``).
+- When its parent (the actor that spawned it, linked) exits, it stops with the same reason;
+  exits of other linked actors that are not its children are ignored (OTP).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import random
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from actors import Actor, ActorError, ActorRef, Exit, MailboxFull
+from supervisors import _bridge
+from supervisors._api import Refusal, Request
+from supervisors._backoff import next_backoff
+from supervisors._child import IGNORED, Child, Failed, TryAgain, describe
+from supervisors._events import (ChildExited, ChildRestarted, ChildStarted, Ignore,
+                                 SupervisionEvent, SupervisorError, SupervisorGaveUp)
+from supervisors._plan import (ExitAction, IntensityWindow, RestartPlan, exit_action,
+                               is_normal_exit, plan_restart)
+from supervisors._requests import Requests
+from supervisors._spec import (AutoShutdown, ChildSpec, Restart, Shutdown, Strategy,
+                               SupervisorFlags, validate_children)
+
+__all__ = ["Supervisor"]
+
+
+class Supervisor(Requests, Actor):
+    """Keeps its children running (see the module docstring for the rules).
+
+    ``Supervisor(strategy=ONE_FOR_ONE, intensity=1, period=5.0, children=(),
+    auto_shutdown=NEVER, *, seed=None, retry_delay=0.0)``: ``seed`` seeds the backoff jitter
+    (deterministic tests); ``retry_delay`` spaces out the attempts of a restart loop (0: at once,
+    through a self-message, as OTP). The arguments are checked in the spawner's thread: a bad one
+    makes ``spawn`` raise ``ValueError`` naming the child and the field.
+    """
+
+    trap_exits = True
+
+    def __init__(self, strategy: Strategy = Strategy.ONE_FOR_ONE, intensity: int = 1,
+                 period: float = 5.0, children: Iterable[ChildSpec] = (),
+                 auto_shutdown: AutoShutdown = AutoShutdown.NEVER, *,
+                 seed: int | str | bytes | None = None, retry_delay: float = 0.0) -> None:
+        self._flags = SupervisorFlags(strategy, intensity, period, auto_shutdown)
+        specs = validate_children(children, strategy, auto_shutdown)
+        if (isinstance(retry_delay, bool) or not isinstance(retry_delay, (int, float))
+                or not math.isfinite(retry_delay) or retry_delay < 0):
+            raise ValueError(f"supervisor: retry_delay must be a number of seconds >= 0, "
+                             f"got {retry_delay!r}")
+        self._strategy = strategy
+        self._template = specs[0] if strategy is Strategy.SIMPLE_ONE_FOR_ONE else None
+        self._children: dict[Any, Child] = {}  # in start order
+        if self._template is None:
+            for spec in specs:
+                self._children[spec.id] = Child(spec.id, spec, spec.args)
+        self._by_ref: dict[ActorRef, Child] = {}
+        self._window = IntensityWindow(intensity, float(period))
+        self._random = random.Random(seed)
+        self._retry_delay = float(retry_delay)
+        self._dynamic_keys = itertools.count(1)
+        self._stopping = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def on_start(self) -> None:
+        for c in list(self._children.values()):
+            outcome = self._start(c)
+            if isinstance(outcome, Failed):
+                self.log.error("child failed to start; supervisor start fails", child=c.label,
+                               error=describe(outcome.error))
+                self._terminate_all()
+                raise SupervisorError("start_failed", f"{self.ref.path}: child {c.label!r} "
+                                      f"failed to start ({describe(outcome.error)})",
+                                      error=outcome.error)
+
+    def on_stop(self, reason: Any) -> None:
+        self._terminate_all()
+
+    def receive(self, message: Any) -> Any:
+        cls = message.__class__
+        if cls is Exit:
+            self._on_exit(message.ref, message.reason)
+        elif cls is Request:
+            handler = getattr(self, f"_op_{message.op}", None)
+            if handler is None:
+                return Refusal("value_error", f"unknown supervisor request {message.op!r}")
+            return handler(*message.args)
+        elif cls is TryAgain:
+            self._on_try_again(message)
+        else:
+            self.log.warning("supervisor ignored a message", message=repr(message)[:200])
+        return None
+
+    # -- starting -----------------------------------------------------------------------------
+    def _start(self, c: Child) -> Any:
+        """Start ``c`` and wait for its ``on_start``: its ref, ``IGNORED`` or ``Failed``."""
+        spec = c.spec
+        kwargs = dict(spec.kwargs)
+        name = kwargs.get("name")
+        if isinstance(name, str):
+            tenant = self.ref.tenant
+            holder = self.runtime.whereis(name if tenant is None else f"{tenant}/{name}")
+            if holder is not None:
+                return Failed(ActorError(f"name {name!r} is held by {holder.path}"), holder)
+        try:
+            ref = self.spawn_link(spec.start, *c.args, **kwargs)
+        except Ignore:
+            return self._ignored(c)
+        except Exception as exc:  # the one wrapper around a child's start: a crash becomes a value
+            return Failed(exc)
+        if not _bridge.start_confirmed(ref):
+            reason = _bridge.exit_reason(ref)
+            return self._ignored(c) if isinstance(reason, Ignore) else Failed(reason)
+        if c.restarting:
+            self.cancel_timer(("restart", c.key))
+        c.ref, c.last_ref, c.restarting = ref, ref, False
+        c.started_at = self.runtime.clock.now()
+        c.gen += 1
+        self._by_ref[ref] = c
+        if spec.restart is Restart.TEMPORARY:  # keep nothing of a temporary child's arguments
+            c.args = ()
+            c.spec = dataclasses.replace(spec, args=(), kwargs={})
+        _bridge.set_restarts(ref, c.restarts)
+        if c.slot is not None:
+            c.slot.attach(ref)
+        self.log.info("child started", child=c.label, child_path=ref.path)
+        self._publish(ChildStarted(ref, ref.path, tenant=ref.tenant, supervisor=self.ref,
+                                   child_id=c.id))
+        return ref
+
+    def _ignored(self, c: Child) -> str:
+        self.log.info("child ignored its start", child=c.label)
+        if c.spec.restart is Restart.TEMPORARY or self._template is not None:
+            self._forget(c)
+        else:
+            c.restarting = False
+            c.gen += 1
+            if c.slot is not None:
+                c.slot.stop()
+        return IGNORED
+
+    def _restarted(self, c: Child, ref: ActorRef) -> None:
+        c.restarts += 1
+        _bridge.set_restarts(ref, c.restarts)
+        self.log.info("child restarted", child=c.label, restarts=c.restarts)
+        self._publish(ChildRestarted(ref, ref.path, tenant=ref.tenant, supervisor=self.ref,
+                                     child_id=c.id, restarts=c.restarts))
+
+    # -- exits and restarts -------------------------------------------------------------------
+    def _on_exit(self, ref: ActorRef, reason: Any) -> None:
+        c = self._by_ref.pop(ref, None)
+        if c is None:
+            if ref == _bridge.parent(self.ref):  # OTP: a supervisor dies with its parent
+                self.log.info("parent exited; stopping", parent=ref.path, reason=describe(reason))
+                self.stop(reason)
+            return  # any other linked actor's exit is none of a supervisor's business (OTP)
+        c.ref = None
+        c.gen += 1
+        self._note_exit(c, ref, reason)
+        if self._stopping:
+            return
+        if c.slot is not None:
+            c.slot.suspend()
+        action = exit_action(strategy=self._strategy, auto_shutdown=self._flags.auto_shutdown,
+                             restart=c.spec.restart, significant=c.spec.significant,
+                             reason=reason, remaining_significant=self._significant_left(c))
+        match action:
+            case ExitAction.RESTART:
+                self._restart(c, reason)
+            case ExitAction.KEEP:
+                if c.slot is not None:
+                    c.slot.stop()
+            case ExitAction.REMOVE:
+                self._forget(c)
+            case ExitAction.AUTO_SHUTDOWN:
+                self.log.info("significant child exited: auto-shutdown", child=c.label,
+                              reason=describe(reason))
+                self._terminate_all()
+                self.stop("shutdown")
+
+    def _significant_left(self, gone: Child) -> int:
+        return sum(1 for c in self._children.values() if c is not gone and c.spec.significant
+                   and (c.ref is not None or c.restarting))
+
+    def _restart(self, c: Child, reason: Any) -> None:
+        """Decide a restart of ``c``: count it, then restart now, later (backoff) or give up."""
+        now = self.runtime.clock.now()
+        allowed, self._window = self._window.add_restart(now)
+        if not allowed:
+            self._give_up(c, reason)
+            return
+        backoff = c.spec.backoff
+        if backoff is None:
+            self._attempt(c)
+            return
+        uptime = 0.0 if c.started_at is None else now - c.started_at
+        step = next_backoff(backoff, c.backoff_count, uptime, self._random.random())
+        c.backoff_count = step.restart_count
+        plan = self._plan(c)
+        self._terminate_group(plan)
+        self.log.info("child backing off", child=c.label, delay=round(step.delay, 6))
+        self._schedule(c, step.delay, counted=True)
+
+    def _attempt(self, c: Child) -> None:
+        """Terminate ``c``'s group, then start it in order; on a failed start, retry later."""
+        plan = self._plan(c)
+        self._terminate_group(plan)
+        for key in plan.restart:
+            m = self._children.get(key)
+            if m is None or m.ref is not None:
+                continue
+            outcome = self._start(m)
+            if isinstance(outcome, Failed):
+                self._start_failed(m, outcome.error)
+                return
+            if outcome is not IGNORED:
+                self._restarted(m, outcome)
+
+    def _start_failed(self, c: Child, error: Any) -> None:
+        self.log.error("child failed to restart", child=c.label, error=describe(error))
+        c.started_at, c.last_error = None, error
+        if c.slot is not None:
+            c.slot.suspend()
+        if c.spec.backoff is not None:
+            c.restarting = True
+            self._restart(c, error)
+        else:
+            self._schedule(c, self._retry_delay, counted=False)
+
+    def _schedule(self, c: Child, delay: float, counted: bool) -> None:
+        c.restarting = True
+        c.gen += 1
+        message = TryAgain(c.key, c.gen, counted)
+        if delay > 0:
+            self.send_after(delay, message, key=("restart", c.key))
+            return
+        try:
+            self.ref.tell(message)  # OTP's try_again_restart: other requests come first
+        except MailboxFull:
+            self.send_after(0.01, message, key=("restart", c.key))
+
+    def _on_try_again(self, message: TryAgain) -> None:
+        c = self._children.get(message.key)
+        if self._stopping or c is None or not c.restarting or c.gen != message.gen:
+            return  # terminated, deleted or restarted meanwhile
+        if message.counted:
+            self._attempt(c)
+        else:
+            self._restart(c, c.last_error)
+
+    def _plan(self, c: Child) -> RestartPlan:
+        if self._template is not None:
+            return RestartPlan(terminate=(), restart=(c.key,))
+        temporary = {k for k, m in self._children.items() if m.spec.restart is Restart.TEMPORARY}
+        return plan_restart(self._strategy, list(self._children), c.key, temporary=temporary)
+
+    def _terminate_group(self, plan: RestartPlan) -> None:
+        for key in plan.terminate:
+            m = self._children.get(key)
+            if m is not None:
+                self._terminate(m, restart=key not in plan.remove)
+        for key in plan.remove:
+            m = self._children.get(key)
+            if m is not None:
+                self._forget(m)
+
+    def _give_up(self, c: Child, reason: Any) -> None:
+        flags = self._flags
+        self.log.error("supervisor gave up: restart intensity reached", child=c.label,
+                       reason=describe(reason), intensity=flags.intensity, period=flags.period)
+        self._terminate_all()
+        self._publish(SupervisorGaveUp(self.ref, self.ref.path, tenant=self.ref.tenant,
+                                       supervisor=self.ref, child_id=c.id, reason=reason,
+                                       intensity=flags.intensity, period=flags.period))
+        self.stop("shutdown")
+
+    # -- terminating --------------------------------------------------------------------------
+    def _terminate(self, c: Child, restart: bool = False) -> None:
+        """Stop ``c`` with its shutdown rule (ends a restart loop); its spec stays."""
+        if c.restarting:
+            c.restarting = False
+            self.cancel_timer(("restart", c.key))
+        c.gen += 1
+        if c.slot is not None:
+            if restart:
+                c.slot.suspend()
+            else:
+                c.slot.stop()
+        ref = self._detach(c)
+        if ref is not None:
+            self._note_exit(c, ref, self._shutdown(ref, c.spec.shutdown))
+
+    def _detach(self, c: Child) -> ActorRef | None:
+        ref, c.ref = c.ref, None
+        if ref is not None:
+            self._by_ref.pop(ref, None)
+            self.unlink(ref)
+        return ref
+
+    def _shutdown(self, ref: ActorRef, how: Any) -> Any:
+        if how is Shutdown.BRUTAL_KILL:
+            self.runtime.kill(ref)
+        else:
+            _bridge.stop(ref, "shutdown", None if how is Shutdown.INFINITY else how)
+        return _bridge.exit_reason(ref)
+
+    def _terminate_all(self) -> None:
+        """Terminate every child: reverse start order; SIMPLE_ONE_FOR_ONE instances in parallel."""
+        self._stopping = True
+        members = list(self._children.values())
+        if self._template is None:
+            for c in reversed(members):
+                self._terminate(c)
+        else:
+            self._terminate_parallel(members)
+        for c in members:
+            if c.slot is not None:
+                c.slot.stop(gone=True)
+
+    def _terminate_parallel(self, members: list[Child]) -> None:
+        how = self._template.shutdown if self._template is not None else Shutdown.BRUTAL_KILL
+        running = []
+        for c in members:
+            c.restarting = False
+            c.gen += 1
+            ref = self._detach(c)
+            if ref is not None:
+                running.append((c, ref))
+        if how is Shutdown.BRUTAL_KILL:
+            for _, ref in running:
+                self.runtime.kill(ref)
+        else:
+            for _, ref in running:
+                _bridge.request_stop(ref, "shutdown")
+            deadline = None if how is Shutdown.INFINITY else time.monotonic() + float(how)
+            for _, ref in running:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not _bridge.wait_exited(ref, left):
+                    self.runtime.kill(ref)
+        for c, ref in running:
+            self._note_exit(c, ref, _bridge.exit_reason(ref))
+            self._children.pop(c.key, None)
+
+    def _forget(self, c: Child) -> None:
+        if c.restarting:
+            self.cancel_timer(("restart", c.key))
+        c.restarting = False
+        c.gen += 1
+        self._detach(c)
+        self._children.pop(c.key, None)
+        if c.slot is not None:
+            c.slot.stop(gone=True)
+
+    # -- reporting ----------------------------------------------------------------------------
+    def _note_exit(self, c: Child, ref: ActorRef, reason: Any) -> None:
+        if is_normal_exit(reason):
+            self.log.info("child exited", child=c.label, reason=describe(reason))
+        else:
+            self.log.warning("child exited", child=c.label, reason=describe(reason))
+        self._publish(ChildExited(ref, ref.path, tenant=ref.tenant, supervisor=self.ref,
+                                  child_id=c.id, reason=reason))
+
+    def _publish(self, event: SupervisionEvent) -> None:
+        bus = self.runtime.bus
+        if bus.has_subscribers(type(event)):
+            bus.publish(event)
