@@ -84,6 +84,7 @@ class Cell(Mailbox):
         """Run one turn on the calling worker, which holds the token: at most ``budget`` messages
         or ``time_slice`` seconds. True when the actor keeps the token and still has work (the
         caller queues it again); False when it went idle (token released) or exited."""
+        outer = getattr(_tls, "cell", None)  # an inline nested run returns to this cell
         _tls.cell = self
         n = 0  # messages processed in this turn (the for loop below counts from 1)
         try:
@@ -140,7 +141,7 @@ class Cell(Mailbox):
             return False
         finally:
             self._processed += n
-            _tls.cell = None
+            _tls.cell = outer
 
     def _started(self) -> None:
         with self._lock:

@@ -128,8 +128,9 @@ class Runtime:
         cell.ref = ActorRef(cell)
         actor.__init__(*args, **kwargs)
         cell._receive = actor.receive
-        for hook in self._spawn_hooks:
-            hook(cell)
+        if self._spawn_hooks:
+            for hook in list(self._spawn_hooks):  # a snapshot: hooks may be removed meanwhile
+                hook(cell)
         if key is not None:
             with self._lock:
                 other = self._names.get(key)

@@ -8,7 +8,9 @@ Waking policy, for few context switches under the GIL: ``submit`` wakes a parked
 no worker is awake. The service thread (the pool's only other thread; it also fires timers)
 wakes one more when the run queue backs up while the awake workers are blocked - a stalled
 handler, or CPU time lagging far behind wall time (I/O) - or always when the interpreter runs
-without the GIL. A worker blocked in ``ask``/``stop`` counts as blocked at once.
+without the GIL. A worker blocked in ``ask``/``stop`` counts as blocked at once; if every worker is blocked while
+work waits (a chain of blocking stops), a temporary spare worker runs the queue and then ends
+(at most ``4 * workers`` spares).
 A turn that runs ten time slices (at least 50 ms) is a stall: reported while it runs
 (``HandlerOverrun`` and a warning), and another worker is woken.
 
@@ -66,6 +68,9 @@ class ThreadScheduler:
         self._service_idle = False  # the service thread waits for a kick or a timer only
         self._parked = 0
         self._blocked = 0
+        self._spares = 0
+        self.max_spares = 4 * workers  # bounds the threads a chain of blocking calls can add
+        self._name = name
         self._closing = False
         # A turn longer than this is a stall: a blocked handler, not GIL waits (which stretch a
         # turn by a few switch intervals of 5 ms each). Reported, and another worker is woken.
@@ -88,9 +93,12 @@ class ThreadScheduler:
         """Queue a cell that just became ready (its token is held). Any thread."""
         with self._lock:
             self._runq.append(cell)
-            wake = self._parked and self._parked + self._blocked == self.workers
+            wake = self._parked and self._parked + self._blocked == self.workers + self._spares
             if wake:
                 self._work.notify()
+            spare = self._need_spare_locked()
+        if spare:
+            self._start_spare()
         if wake and self._service_idle:
             self.kick()  # the service thread sleeps while the pool is idle: resume the watch
 
@@ -121,6 +129,43 @@ class ThreadScheduler:
             if again:
                 runq.append(cell)
 
+    # -- spares: only while every worker is blocked ---------------------------------------------
+    def _need_spare_locked(self) -> bool:
+        """Every thread of the pool is blocked (in ask/stop) and work is waiting: without a spare
+        nothing would run it - a chain of blocking stops could starve the pool. Under ``_lock``."""
+        if (self._runq and not self._parked and not self._closing
+                and self._blocked == self.workers + self._spares
+                and self._spares < self.max_spares):
+            self._spares += 1
+            return True
+        return False
+
+    def _start_spare(self) -> None:
+        threading.Thread(target=self._spare, daemon=True, name=f"{self._name}-spare").start()
+
+    def _spare(self) -> None:
+        """A temporary worker: runs the queue until it is empty (or a worker is free), then ends."""
+        _tls.worker = True
+        runq = self._runq
+        try:
+            while not self._closing:
+                with self._lock:
+                    if self._blocked < self.workers + self._spares - 1 and self._parked == 0:
+                        return  # a regular worker is running again
+                try:
+                    cell = runq.popleft()
+                except IndexError:
+                    return
+                if cell._run(self.budget, self.time_slice):
+                    runq.append(cell)
+        finally:
+            with self._lock:
+                self._spares -= 1
+                if self._runq and self._parked:
+                    self._work.notify()
+                if not self._runq and self._parked == self.workers and not self._spares:
+                    self._idle.notify_all()
+
     def _park(self) -> bool:
         with self._lock:
             self._parked += 1
@@ -139,6 +184,9 @@ class ThreadScheduler:
             self._blocked += 1
             if self._runq and self._parked:
                 self._work.notify()
+            spare = self._need_spare_locked()
+        if spare:
+            self._start_spare()
         try:
             return wait()
         finally:
@@ -155,7 +203,8 @@ class ThreadScheduler:
         """Block until the run queue is empty and every worker is parked."""
         with self._lock:
             return self._idle.wait_for(
-                lambda: not self._runq and self._parked == self.workers, timeout)
+                lambda: not self._runq and self._parked == self.workers and not self._spares,
+                timeout)
 
     # -- the service thread: timers and the watch over stuck workers --------------------------------
     def kick(self) -> None:
@@ -207,7 +256,7 @@ class ThreadScheduler:
                 self._reported[i] = start
                 self._on_overrun(cell, now - start)
         with self._lock:
-            awake = self.workers - self._parked - self._blocked
+            awake = self.workers + self._spares - self._parked - self._blocked
             if not (self._runq and self._parked):
                 return
             if (awake > 0 and stuck >= awake) or (

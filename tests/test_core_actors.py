@@ -403,3 +403,19 @@ def test_children_inherit_the_tenant_and_live_under_the_parents_path(rt):
 
     ref = rt.tenant("globex").spawn(Parent, name="p")
     assert ref.ask("go") == ("globex", "/tenants/globex/p/kid")
+
+
+def test_asking_yourself_after_a_nested_inline_stop_still_raises_actor_error(inline_rt):
+    class Child(Actor):
+        def receive(self, message):
+            return message
+
+    class Parent(Actor):
+        def receive(self, message):
+            self.runtime.stop(self.spawn(Child))  # runs the child's exit nested, inline
+            try:
+                self.ref.ask("x", timeout=0.1)
+            except ActorError as exc:
+                return type(exc).__name__
+
+    assert inline_rt.spawn(Parent).ask("go") == "ActorError"

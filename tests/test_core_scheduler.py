@@ -148,3 +148,37 @@ def test_wait_idle_returns_when_all_work_is_done():
         assert rt.wait_idle(10)
         assert rt.statistics().run_queue == 0
         assert sum(c.statistics().processed for c in counters) == 5000
+
+
+def test_a_chain_of_blocking_stops_does_not_starve_the_pool():
+    """A's handler stops B; B's on_stop stops C: both workers block, C must still run."""
+
+    class Leaf(Actor):
+        def receive(self, message):
+            return message
+
+    class Middle(Actor):
+        def __init__(self, leaf):
+            self.leaf = leaf
+
+        def receive(self, message):
+            return message
+
+        def on_stop(self, reason):
+            self.stopped_leaf = self.runtime.stop(self.leaf, timeout=5.0)
+            results.append(("leaf stopped in time", self.stopped_leaf))
+
+    class Top(Actor):
+        def receive(self, message):
+            return self.runtime.stop(message, timeout=5.0)
+
+    results = Recorder()
+    with Runtime(workers=2) as rt:
+        leaf = rt.spawn(Leaf)
+        middle = rt.spawn(Middle, leaf)
+        top = rt.spawn(Top)
+        assert top.ask(middle, timeout=10) is True
+        assert results.items == [("leaf stopped in time", True)]
+        assert not leaf.is_alive()
+        assert rt.wait_idle(5)
+        assert rt._scheduler._spares == 0
