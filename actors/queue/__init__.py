@@ -1,0 +1,87 @@
+"""Durable at-least-once queue on SQLite (WAL, group commit), with retries, TTL and dead letters.
+
+```python
+from actors.queue import DurableQueue
+
+with DurableQueue("ingest.db", "readings", max_deliveries=5, ttl=3600) as q:
+    q.put({"device": "d1", "value": 21.5}, key="d1")      # returns once on disk
+    for d in q.get(max_items=100, timeout=1.0):
+        try:
+            handle(d.payload)
+        except ValueError as exc:
+            d.reject(str(exc))         # poison: dead letter "error: <text>" at once
+        else:
+            d.ack()                    # or q.ack_many(batch)
+```
+
+Semantics
+- ``put``/``put_many`` return ids (unique per file, never reused) once the records are on disk;
+  ``get`` leases records (``Delivery.attempt`` starts at 1); ``ack`` removes, ``nack(delay)``
+  redelivers after ``delay`` seconds, ``reject(error)`` dead-letters. An unsettled delivery is
+  delivered again after ``visibility_timeout``. The delivery that reaches ``max_deliveries`` and
+  is nacked or times out is dead-lettered at once: reason ``"max_deliveries"``, or
+  ``"error: <text>"`` when the nack carried an error text. A record past its TTL is never
+  delivered; it goes to the dead letters with reason ``"expired"`` (checked by every ``get``,
+  ``stats`` and ``dead_letters``). A record whose checksum or payload is damaged is dead-lettered
+  as ``"error: corrupt record ..."`` / ``"error: undecodable payload ..."``.
+- Every ``get`` leases its deliveries under a fresh random token. ``ack``/``nack``/``reject`` of
+  a stale delivery (lease ran out and the record was delivered again, or it was dead-lettered)
+  change nothing and return False; a late ack whose record was not delivered again meanwhile
+  still succeeds. Settle in batches with ``ack_many`` (one transaction for the whole batch).
+- Time: TTL deadlines, nack delays and visibility timeouts are stored as wall-clock deadlines
+  (``clock.time()``, default ``time.time``) so that they survive restarts and are shared by the
+  processes using the file. This is the one documented exception to "windows use the monotonic
+  clock" (RELIABILITY promise 6): a wall-clock jump forward expires TTLs and leases early
+  (leases: an early redelivery, never a loss), a jump back delays them. ``get(timeout=)`` waits
+  on the monotonic clock.
+
+Durability and concurrency
+- WAL with ``synchronous=FULL``; one committer thread per queue object gathers concurrent calls
+  (puts, claims, acks, nacks) into one transaction and one fsync; each call returns only after
+  its group committed. Claims are durable too, so attempt counts survive a crash (a poison
+  message that kills its consumer still reaches ``max_deliveries``).
+- Several processes may share the file: ``BEGIN IMMEDIATE`` serialises writers (never the same
+  delivery twice), ``busy_timeout`` bounds the wait; a ``get`` waiting for work polls every
+  ``poll_interval`` for records put by other processes.
+- Opening always succeeds on a damaged file: it is moved to ``<path>.corrupt-<timestamp>``, the
+  valid records (CRC32 over id, queue, key and payload) are salvaged into a fresh file, through
+  SQLite and, where SQLite cannot read, from the raw pages, and ``queue.recovery_report`` says
+  what happened (also logged). Damage met later, at run time, is repaired the same way and the
+  operation retried; a repair voids open leases (their records are delivered again, settling
+  the old deliveries returns False) and the report is updated.
+
+Performance (see ``_schema``): putting, claiming and acking a fresh record touch no secondary
+index; a claim of fresh records writes one lease row per batch, not one row per record.
+Measured on the 2-core development VM with ``tests/benchmarks/bench_queue.py`` (records fully
+acked per second, end to end, durable): 55,000-66,000/s (medians of two runs) with 2 producers
+``put_many(500)`` and 1 consumer ``get(1000)`` + ``ack_many``, against 11,000-13,000/s for
+RabbitMQ with publisher confirms through pika in the same runs; about half of both when other
+test runs load the VM. The committer is the bottleneck: every SQLite call releases the GIL and
+waits to get it back while the producers and consumers run Python. One-at-a-time ``put`` and
+``ack`` are bounded by commit latency (~4,000/s from 20 threads): batch.
+
+Bounds (RELIABILITY promise 2)
+- payload: ``max_payload_bytes`` encoded bytes (default 1 MiB): larger -> ``ValueError``, before
+  anything is written; key and queue name: 1,024 characters.
+- file: ``max_bytes`` (default None: the disk). A full file or disk refuses puts with
+  ``QueueFull`` (an ``OSError``, errno ``ENOSPC``), never acknowledging them; consumers may use a
+  1 MiB reserve beyond ``max_bytes`` so a full queue can always drain; ``set_max_bytes`` raises
+  the bound at run time. The WAL is bounded by checkpoints (every 4,000 pages, truncated to 64
+  MiB). Dead letters stay in the file (and count towards ``max_bytes``) until requeued with
+  ``requeue_dead(ids)`` or deleted with ``purge_dead(ids)``.
+- per call: ``get`` returns at most 10,000 deliveries; ``put_many`` commits in atomic chunks of
+  10,000; ``dead_letters`` returns at most ``limit`` (10,000) records.
+- memory: pending calls are bounded by the calling threads (each blocks for its result); one
+  group transaction carries at most ~20,000 records of work.
+- threads: one committer thread per ``DurableQueue`` object (the group commit needs a single
+  writer; the scheduler's pool must not block on fsync).
+"""
+
+from ..codec import DecodeError, EncodeError
+from ._queue import DurableQueue
+from ._types import DeadLetter, Delivery, QueueClosed, QueueError, QueueFull, RecoveryReport
+
+__all__ = [
+    "DeadLetter", "DecodeError", "Delivery", "DurableQueue", "EncodeError", "QueueClosed",
+    "QueueError", "QueueFull", "RecoveryReport",
+]

@@ -1,0 +1,305 @@
+"""``DurableQueue``: the public face of the durable queue (see the package docstring)."""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import time
+import zlib
+from typing import Any, Iterable
+
+from .. import codec
+from . import _ops
+from ._committer import Committer
+from ._schema import payload_crc, row_crc
+from ._store import open_database
+from ._types import DeadLetter, Delivery, RecoveryReport
+
+__all__ = ["DurableQueue"]
+
+MAX_BATCH = 10_000                     # records per put_many transaction chunk / get call
+MAX_KEY_CHARS = 1024
+DEFAULT_MAX_PAYLOAD = 1024 * 1024      # encoded bytes
+DEFAULT_DEAD_LETTER_LIMIT = 10_000
+_PAGE = 4096
+
+
+def _seconds(name: str, value: Any, *, allow_none: bool = False, positive: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    if (type(value) not in (int, float) or not math.isfinite(value) or value < 0
+            or (positive and value == 0)):
+        kind = "a finite number > 0" if positive else "a finite number >= 0"
+        raise ValueError(f"{name} must be {kind} (seconds), got {value!r}")
+    return float(value)
+
+
+def _text_ok(text: Any) -> bool:
+    if type(text) is not str or len(text) > MAX_KEY_CHARS or "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class DurableQueue:
+    """A durable at-least-once queue in one SQLite file; see the package docstring.
+
+    Every method is safe from any thread and blocks until its work is on disk (a group commit);
+    several ``DurableQueue`` objects, in one or more processes, may share a file and a name.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], name: str = "default", *,
+                 max_deliveries: int = 5, ttl: float | None = None,
+                 visibility_timeout: float = 30.0, clock: Any = None,
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, max_bytes: int | None = None,
+                 busy_timeout: float = 30.0, poll_interval: float = 0.05) -> None:
+        if not _text_ok(name) or not name:
+            raise ValueError(f"name must be a non-empty str of at most {MAX_KEY_CHARS} chars "
+                             f"(UTF-8, no NUL), got {name!r}")
+        if type(max_deliveries) is not int or max_deliveries < 1:
+            raise ValueError(f"max_deliveries must be an int >= 1, got {max_deliveries!r}")
+        if (type(max_payload_bytes) is not int
+                or not 1 <= max_payload_bytes <= codec.DEFAULT_MAX_SIZE):
+            raise ValueError(f"max_payload_bytes must be an int in 1..{codec.DEFAULT_MAX_SIZE}, "
+                             f"got {max_payload_bytes!r}")
+        clock = time if clock is None else clock
+        if not callable(getattr(clock, "time", None)):
+            raise ValueError("clock must have a time() method returning wall-clock seconds, "
+                             f"got {clock!r}")
+        self.path = os.fspath(path)
+        self.name = name
+        self.max_deliveries = max_deliveries
+        self.ttl = _seconds("ttl", ttl, allow_none=True, positive=True)
+        self.visibility_timeout = _seconds("visibility_timeout", visibility_timeout, positive=True)
+        self.max_payload_bytes = max_payload_bytes
+        self._poll = _seconds("poll_interval", poll_interval, positive=True)
+        self._clock = clock
+        self._crc_no_key = zlib.crc32(f"{name}\x00\x000\x00".encode("utf-8", "surrogatepass"))
+        max_pages = self._pages(max_bytes)
+        self._busy_timeout = _seconds("busy_timeout", busy_timeout)
+        conn, self.recovery_report = open_database(self.path, self._busy_timeout)
+        self._committer = Committer(conn, clock, name, max_pages, self._repair)
+        self._closed = False
+
+    recovery_report: RecoveryReport
+
+    def _repair(self, problem: str, certain: bool) -> Any:
+        # Called by the committer thread when an operation met damage at run time.
+        conn, report = open_database(self.path, self._busy_timeout, thorough=True,
+                                     damaged=problem if certain else None)
+        if report.corrupt:
+            self.recovery_report = report
+        return conn
+
+    # ------------------------------------------------------------------ producing
+
+    def _encode(self, payload: Any, key: str | None) -> tuple[bytes, str | None, int]:
+        if key is not None and not _text_ok(key):
+            raise ValueError(f"key must be None or a str of at most {MAX_KEY_CHARS} chars "
+                             f"(UTF-8, no NUL), got {key!r}")
+        data = codec.encode(payload, root="payload")
+        if len(data) > self.max_payload_bytes:
+            raise ValueError(f"payload of {len(data)} encoded bytes exceeds max_payload_bytes="
+                             f"{self.max_payload_bytes}")
+        if key is None:
+            return data, None, zlib.crc32(data, self._crc_no_key)
+        return data, key, payload_crc(self.name, key, data)
+
+    def put(self, payload: Any, *, key: str | None = None) -> int:
+        """Store one record and return its id once it is on disk. Blocks (one group commit).
+
+        Raises ``EncodeError`` (a TypeError) for an unencodable payload and ``ValueError`` for an
+        oversize one or a bad key (nothing is written), ``QueueFull`` when the file or disk is
+        full (not stored), ``QueueClosed`` after ``close()``.
+        """
+        item = self._encode(payload, key)
+        return self._committer.submit("put", _ops.put, self.name, [item], self.ttl)[0]
+
+    def put_many(self, payloads: Iterable[Any], *, key: str | None = None) -> list[int]:
+        """Store records (all with ``key``) and return their ids, in order. Blocks.
+
+        Every payload is validated before anything is written; each chunk of ``MAX_BATCH``
+        records is one atomic transaction. Raises like ``put``.
+        """
+        items = [self._encode(p, key) for p in payloads]
+        ids: list[int] = []
+        for start in range(0, len(items), MAX_BATCH):
+            chunk = items[start:start + MAX_BATCH]
+            ids += self._committer.submit("put", _ops.put, self.name, chunk, self.ttl,
+                                          weight=len(chunk))
+        return ids
+
+    # ------------------------------------------------------------------ consuming
+
+    def get(self, max_items: int = 1, timeout: float = 0.0) -> list[Delivery]:
+        """Lease up to ``max_items`` records; wait up to ``timeout`` s for the first one.
+
+        Returns ``[]`` when nothing became deliverable in time. Each delivery is invisible to
+        other consumers until it is settled or ``visibility_timeout`` passes. Records that fail
+        their checksum or cannot be decoded are dead-lettered (``"error: ..."``), not delivered.
+        Blocks; raises ``ValueError`` for bad arguments, ``QueueClosed`` after ``close()``.
+        """
+        if type(max_items) is not int or not 1 <= max_items <= MAX_BATCH:
+            raise ValueError(f"max_items must be an int in 1..{MAX_BATCH}, got {max_items!r}")
+        deadline = time.monotonic() + _seconds("timeout", timeout)
+        while True:
+            generation = self._committer.generation
+            lease = secrets.randbits(63)
+            rows, next_due = self._committer.submit(
+                "claim", _ops.claim, self.name, max_items, self.visibility_timeout,
+                self.max_deliveries, lease, weight=max_items)
+            if rows:
+                deliveries = self._deliveries(rows, lease)
+                if deliveries:
+                    return deliveries
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            wait = min(remaining, self._poll)
+            if next_due is not None:
+                wait = min(wait, max(0.001, next_due - self._clock.time()))
+            self._committer.wait_for_records(generation, wait)
+
+    def _intact(self, id_: int, key: str | None, crc: int, payload: bytes) -> bool:
+        if type(payload) is not bytes or type(crc) is not int or type(id_) is not int:
+            return False
+        if key is None:
+            return zlib.crc32(b"%d" % id_, zlib.crc32(payload, self._crc_no_key)) == crc
+        return type(key) is str and row_crc(id_, self.name, key, payload) == crc
+
+    def _deliveries(self, rows: list[tuple[Any, ...]], lease: int) -> list[Delivery]:
+        out, bad = [], []
+        decode, intact = codec.decode_trusted, self._intact
+        for id_, attempts, key, crc, payload in rows:
+            if not intact(id_, key, crc, payload):
+                bad.append((id_, lease, "corrupt record (checksum mismatch)"))
+                continue
+            try:
+                value = decode(payload)
+            except codec.DecodeError as exc:
+                bad.append((id_, lease, f"undecodable payload ({exc})"))
+                continue
+            out.append(Delivery(self, id_, value, attempts, key, lease))
+        for id_, lease, text in bad:
+            self._committer.submit("reject", _ops.settle, self.name, id_, lease, "reject", 0.0,
+                                   text, self.max_deliveries)
+        return out
+
+    def ack_many(self, deliveries: Iterable[Delivery]) -> list[bool]:
+        """Ack many deliveries in one transaction; one bool each (False: stale). Blocks."""
+        deliveries = list(deliveries)
+        by_lease: dict[int, list[int]] = {}
+        for d in deliveries:
+            if getattr(d, "_queue", None) is not self:
+                self._own(d)  # raises, naming it
+            if not d._settled:
+                by_lease.setdefault(d._lease, []).append(d.id)
+        if not by_lease:
+            return [False] * len(deliveries)
+        done = self._committer.submit("ack", _ops.ack, self.name, by_lease,
+                                      weight=sum(map(len, by_lease.values())))
+        results = []
+        for d in deliveries:
+            # Already settled (before, or by an earlier copy of it in this list): False.
+            ok = not d._settled and ((ids := done[d._lease]) is None or d.id in ids)
+            if ok:
+                d._settled = True
+            results.append(ok)
+        return results
+
+    def _own(self, delivery: Delivery) -> bool:
+        if not isinstance(delivery, Delivery) or delivery._queue is not self:
+            raise ValueError(f"{delivery!r} was not delivered by this queue object")
+        return True
+
+    def _settle(self, delivery: Delivery, action: str, delay: float, error: str | None) -> bool:
+        self._own(delivery)
+        delay = _seconds("delay", delay)
+        if error is not None and type(error) is not str:
+            raise ValueError(f"error must be a str or None, got {error!r}")
+        if action == "reject" and error is None:
+            raise ValueError("reject needs an error text (the dead-letter reason)")
+        if delivery._settled:
+            return False
+        ok = self._committer.submit(action, _ops.settle, self.name, delivery.id, delivery._lease,
+                                    action, delay, error, self.max_deliveries)
+        if ok:
+            delivery._settled = True
+        return ok
+
+    # ------------------------------------------------------------------ dead letters, stats
+
+    def dead_letters(self, limit: int = DEFAULT_DEAD_LETTER_LIMIT) -> list[DeadLetter]:
+        """Dead records, oldest first, at most ``limit``. Sweeps expiries first. Blocks."""
+        rows = self._committer.submit("read", _ops.dead_letters, self.name, self.max_deliveries,
+                                      limit)
+        out = []
+        for id_, payload, reason, attempts, key, crc in rows:
+            value: Any = payload
+            if not self._intact(id_, key, crc, payload):
+                reason = f"error: corrupt record (checksum mismatch), was {reason!r}"
+            else:
+                try:
+                    value = codec.decode(payload)
+                except codec.DecodeError:
+                    pass  # kept as raw bytes; its reason already says it was undecodable
+            out.append(DeadLetter(id_, value, reason, attempts))
+        return out
+
+    def requeue_dead(self, ids: Iterable[int]) -> int:
+        """Make dead records deliverable again (attempts reset to 0, TTL restarted from now).
+        Returns how many were requeued. Blocks."""
+        ids = [i for i in ids if type(i) is int]
+        return self._committer.submit("requeue", _ops.requeue_dead, self.name, ids, self.ttl,
+                                      weight=max(1, len(ids)))
+
+    def purge_dead(self, ids: Iterable[int]) -> int:
+        """Delete dead records for good (their space is reused). Returns how many. Blocks."""
+        ids = [i for i in ids if type(i) is int]
+        return self._committer.submit("purge", _ops.purge_dead, self.name, ids,
+                                      weight=max(1, len(ids)))
+
+    def stats(self) -> dict[str, int]:
+        """``{"ready", "in_flight", "delayed", "dead", "acked"}`` for this queue name, after a
+        sweep (an ended lease counts as ready). Blocks. Cost: fresh records are counted by a
+        rowid range scan from the cursor, the others through partial indexes and lease rows."""
+        return self._committer.submit("read", _ops.stats, self.name, self.max_deliveries)
+
+    # ------------------------------------------------------------------ bounds and lifecycle
+
+    @staticmethod
+    def _pages(max_bytes: int | None) -> int | None:
+        if max_bytes is None:
+            return None
+        if type(max_bytes) is not int or max_bytes < 64 * _PAGE:
+            raise ValueError(f"max_bytes must be None or an int >= {64 * _PAGE}, got {max_bytes!r}")
+        return max_bytes // _PAGE
+
+    def set_max_bytes(self, max_bytes: int | None) -> None:
+        """Change the file's size bound (None: unbounded). Blocks; raises ``ValueError``."""
+        self._committer.set_max_pages(self._pages(max_bytes))
+
+    def close(self) -> None:
+        """Finish pending work, stop the committer, close the file. Idempotent; blocks.
+
+        Unsettled deliveries stay leased in the file and are redelivered after their
+        visibility timeout.
+        """
+        self._closed = True
+        self._committer.close()
+
+    def __enter__(self) -> "DurableQueue":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (f"<DurableQueue {self.name!r} at {self.path!r} {state} "
+                f"groups={self._committer.groups} ops={self._committer.ops}>")

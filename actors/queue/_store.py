@@ -1,0 +1,196 @@
+"""Opening the queue file: create atomically, check, and recover from corruption.
+
+``open_database(path)`` always returns a working connection when the directory is writable:
+
+1. Under an exclusive ``flock`` on ``<path>.lock`` (so that processes opening the same file at
+   once do not both recover it), a missing file is created atomically (built as a temporary
+   file, fsynced, renamed), so a zero-length or half-initialised file is always damage.
+2. An existing file is checked: SQLite header, schema, ``PRAGMA quick_check``. (Damage found
+   later, at run time, makes the committer reopen with the thorough ``integrity_check``.)
+3. A damaged file and its WAL are moved aside to ``<path>.corrupt-<timestamp>``; what is
+   readable is salvaged (``_salvage``), validated by checksum, and written to a fresh file that
+   takes the original's place. The damage is reported as a ``RecoveryReport`` and logged.
+
+A file whose ``messages`` table has other columns (another program's, or an incompatible
+format) is moved aside like a damaged one: never deleted, never refused.
+
+Blocking: these calls do file I/O and fsync; ``quick_check`` reads the whole file (recovery
+time grows with the file size). Raises ``OSError`` only when the directory itself is unusable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import sqlite3
+import time
+from typing import Iterator
+
+from . import _log
+from ._salvage import Salvage, salvage
+from ._schema import COLUMNS, configure, create_schema
+from ._types import RecoveryReport
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: single-process use only
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["connect", "open_database"]
+
+_HEADER = b"SQLite format 3\x00"
+_PAGE_SIZE = 4096
+
+
+def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
+    """A configured autocommit connection usable from any one thread at a time."""
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
+                           check_same_thread=False, cached_statements=64)
+    try:
+        configure(conn, busy_timeout)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextlib.contextmanager
+def _file_lock(path: str) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def _check(path: str, busy_timeout: float, thorough: bool) -> str | None:
+    """None when the file is a healthy queue file, else what is wrong with it."""
+    with open(path, "rb") as f:
+        head = f.read(len(_HEADER))
+    if not head:
+        return "empty file"
+    if head != _HEADER:
+        return "not an SQLite file (bad header)"
+    try:
+        conn = connect(path, busy_timeout)
+    except Exception as exc:  # the check boundary: whatever a damaged file makes SQLite raise
+        return f"cannot open: {type(exc).__name__}: {exc}"
+    try:
+        found = [r[1] for r in conn.execute("PRAGMA table_info(messages)")]
+        if found and tuple(found) != COLUMNS:
+            return f"unexpected messages table columns {found}"
+        check = "integrity_check" if thorough else "quick_check"
+        problems = [r[0] for r in conn.execute(f"PRAGMA {check}(5)")]
+        if problems != ["ok"]:
+            return f"{check}: " + "; ".join(problems)
+        create_schema(conn)  # idempotent: creates what is missing, upgrades indexes
+        return None
+    except Exception as exc:  # (same boundary) a damaged file is a problem to report, not a crash
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+
+
+def _create(path: str, found: Salvage | None) -> None:
+    """Build a queue file (with salvaged rows) beside ``path``, then rename it into place."""
+    tmp = f"{path}.new-{os.getpid()}"
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        _remove(tmp + suffix)
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        create_schema(conn)
+        if found is not None:
+            conn.execute("BEGIN IMMEDIATE")
+            marks = ", ".join("?" * len(COLUMNS))
+            conn.executemany(f"INSERT INTO messages VALUES ({marks})",
+                             (found.rows[i] for i in sorted(found.rows)))
+            conn.executemany("INSERT INTO counters VALUES (?, ?)", found.counters.items())
+            conn.execute("UPDATE meta SET v = ? WHERE k = 'next_id'",
+                         (max([found.seq, *found.rows]) + 1,))
+            conn.execute("COMMIT")
+    finally:
+        conn.close()  # checkpoints the WAL into the file and deletes it
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    for suffix in ("-wal", "-shm"):
+        _remove(path + suffix)  # a stale WAL must never be replayed onto the new file
+    os.replace(tmp, path)
+    _fsync_dir(path)
+
+
+def _move_aside(path: str) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    moved, n = f"{path}.corrupt-{stamp}", 1
+    while os.path.exists(moved) or os.path.exists(moved + "-wal"):
+        moved, n = f"{path}.corrupt-{stamp}.{n}", n + 1
+    if os.path.exists(path):
+        os.replace(path, moved)
+    if os.path.exists(path + "-wal"):
+        os.replace(path + "-wal", moved + "-wal")  # salvage reads it as the moved file's WAL
+    _remove(path + "-shm")
+    _fsync_dir(path)
+    return moved
+
+
+def _recover(path: str, problem: str) -> RecoveryReport:
+    moved = _move_aside(path)
+    try:
+        found = salvage(moved) if os.path.exists(moved) else Salvage()
+    except Exception as exc:  # the salvage boundary: salvage is best effort, start-up is not
+        _log.logger().error("queue.salvage_failed", path=path, moved_to=moved, error=repr(exc))
+        found = Salvage(lost=None, notes=[f"salvage failed: {exc!r}"])
+    try:
+        _create(path, found)
+    except Exception as exc:  # the start-up boundary: a salvaged row we cannot store again
+        _log.logger().error("queue.salvage_unstorable", path=path, error=repr(exc))
+        found = Salvage(lost=None, notes=[*found.notes, f"salvaged rows not storable: {exc!r}"])
+        _create(path, None)
+    detail = "; ".join([problem, *found.notes])
+    report = RecoveryReport(corrupt=True, salvaged=len(found.rows), lost_estimate=found.lost,
+                            moved_to=moved, detail=detail)
+    _log.logger().warning("queue.recovered_corrupt_file", path=path, moved_to=moved,
+                          salvaged=report.salvaged, lost_estimate=report.lost_estimate,
+                          detail=detail)
+    return report
+
+
+def open_database(path: str, busy_timeout: float, *, thorough: bool = False,
+                  damaged: str | None = None) -> tuple[sqlite3.Connection, RecoveryReport]:
+    """Open (creating or recovering as needed) the queue file; see the module docstring.
+
+    ``thorough`` runs ``PRAGMA integrity_check`` (which also compares indexes with their table,
+    O(n log n)) instead of ``quick_check`` (O(n)); ``damaged`` names damage an operation found
+    that no check can see, and recovers at once. Both serve repairs at run time.
+    """
+    with _file_lock(path + ".lock"):
+        for stale in glob.glob(glob.escape(path) + ".new-*"):
+            _remove(stale)  # left by a process killed while creating (we hold the lock)
+        if not os.path.exists(path):
+            report = RecoveryReport()
+            if os.path.exists(path + "-wal"):  # a WAL without its database: damage
+                report = _recover(path, "WAL file without its database file")
+            else:
+                _create(path, None)
+        else:
+            problem = damaged or _check(path, busy_timeout, thorough)
+            report = RecoveryReport() if problem is None else _recover(path, problem)
+        return connect(path, busy_timeout), report

@@ -1,0 +1,110 @@
+"""Value types and errors of the durable queue: Delivery, DeadLetter, RecoveryReport."""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._queue import DurableQueue
+
+__all__ = ["DeadLetter", "Delivery", "QueueClosed", "QueueError", "QueueFull", "RecoveryReport"]
+
+
+class QueueError(Exception):
+    """A storage error that is neither 'full' nor 'closed' (the sqlite3 error is the cause)."""
+
+
+class QueueFull(QueueError, OSError):
+    """The queue file reached ``max_bytes`` or the disk is full (``errno`` is ``ENOSPC``).
+
+    The refused records were not written and nothing was acknowledged; stored data stays
+    readable, consumers can still drain, and puts succeed again once space returns.
+    """
+
+    def __init__(self, message: str) -> None:
+        OSError.__init__(self, errno.ENOSPC, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class QueueClosed(QueueError, RuntimeError):
+    """The queue was closed; no more calls are accepted."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that will not be delivered again (until ``requeue_dead``).
+
+    ``reason`` is exactly ``"max_deliveries"``, ``"expired"`` or ``"error: <text>"``;
+    ``attempts`` counts the deliveries it got. ``payload`` is the decoded payload, or the raw
+    stored bytes when the record could not be decoded (its reason then says so).
+    """
+
+    id: int
+    payload: Any
+    reason: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What opening the file found. ``corrupt`` is False on a clean open.
+
+    When corrupt, the damaged file (and its WAL) were moved to ``moved_to``, ``salvaged``
+    records were copied into a fresh file, and ``lost_estimate`` counts records seen but not
+    recoverable (``None`` when nothing could be estimated, e.g. an unreadable header).
+    """
+
+    corrupt: bool = False
+    salvaged: int = 0
+    lost_estimate: int | None = 0
+    moved_to: str | None = None
+    detail: str = ""
+
+
+class Delivery:
+    """One delivery of a record: ``id``, ``payload``, ``attempt`` (1 for the first), ``key``.
+
+    Settle it exactly once with ``ack()``, ``nack(delay, error)`` or ``reject(error)``; each blocks
+    until the decision is on disk and returns True, or False when the delivery is stale (its
+    visibility timeout passed and the record was delivered again, or it was dead-lettered, or it
+    was already settled). Safe from any thread. Raises ``QueueClosed`` after ``close()``.
+    """
+
+    __slots__ = ("id", "payload", "attempt", "key", "_lease", "_queue", "_settled")
+
+    def __init__(self, queue: "DurableQueue", id: int, payload: Any, attempt: int,
+                 key: str | None, lease: int) -> None:
+        self.id = id
+        self.payload = payload
+        self.attempt = attempt
+        self.key = key
+        self._lease = lease
+        self._queue = queue
+        self._settled = False
+
+    def ack(self) -> bool:
+        """Processed: remove the record for good. Blocks until on disk."""
+        return self._queue.ack_many([self])[0]
+
+    def nack(self, delay: float = 0.0, error: str | None = None) -> bool:
+        """Not processed: deliver again after ``delay`` seconds. On the last allowed delivery
+        the record is dead-lettered at once, reason ``"error: <error>"`` when ``error`` is given,
+        else ``"max_deliveries"``. Blocks until on disk."""
+        return self._queue._settle(self, "nack", delay, error)
+
+    def reject(self, error: str) -> bool:
+        """Poison: dead-letter at once with reason ``"error: <error>"``. Blocks until on disk."""
+        return self._queue._settle(self, "reject", 0.0, error)
+
+    @property
+    def settled(self) -> bool:
+        """True once this delivery was acked, nacked or rejected through this object."""
+        return self._settled
+
+    def __repr__(self) -> str:
+        state = "settled" if self._settled else "open"
+        return f"<Delivery id={self.id} attempt={self.attempt} key={self.key!r} {state}>"
