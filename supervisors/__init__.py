@@ -21,6 +21,7 @@ from supervisors._events import (ChildExited, ChildInfo, ChildRestarted, ChildSt
                                  SupervisionEvent, SupervisorError, SupervisorGaveUp)
 from supervisors._handle import ChildHandle
 from supervisors._spec import AutoShutdown, ChildSpec, Restart, Shutdown, Strategy
+from supervisors._streams import GraphSupervision, start_graph
 from supervisors._supervisor import Supervisor
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "which_children", "count_children", "start_child", "terminate_child", "restart_child",
     "delete_child", "child", "ChildHandle", "reset_backoff",
     "SupervisionEvent", "ChildStarted", "ChildExited", "ChildRestarted", "SupervisorGaveUp",
+    "GraphSupervision", "start_graph",
 ]
