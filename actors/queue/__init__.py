@@ -83,5 +83,16 @@ from ._types import DeadLetter, Delivery, QueueClosed, QueueError, QueueFull, Re
 
 __all__ = [
     "DeadLetter", "DecodeError", "Delivery", "DurableQueue", "EncodeError", "QueueClosed",
-    "QueueError", "QueueFull", "RecoveryReport",
+    "QueueError", "QueueFull", "RecoveryReport", "QueueItem", "QueueSource", "QueueSink",
 ]
+
+_STREAM_NAMES = ("QueueItem", "QueueSource", "QueueSink")
+
+
+def __getattr__(name: str) -> object:
+    """The stream adapters (``_stream``) load on first use: importing the queue alone stays
+    light (the crash tests start hundreds of writer processes)."""
+    if name in _STREAM_NAMES:
+        from . import _stream
+        return getattr(_stream, name)
+    raise AttributeError(f"module 'actors.queue' has no attribute {name!r}")

@@ -1,0 +1,117 @@
+"""The durable queue in a stream graph: end-to-end at-least-once.
+
+``QueueSource`` leases records from a ``DurableQueue`` when its consumers have credit (so a
+slow graph pauses the queue instead of buffering) and emits each as a ``QueueItem``. Nodes pass
+an item on with ``item.derive(new_payload)``, which keeps its lease. The graph settles each item
+where its processing ends:
+
+- ``QueueSink`` acknowledges what reaches it, in one commit per batch, after ``store(items)``
+  returned (override ``store`` with the real write: a database insert, a publish);
+- a node that finds an item invalid calls ``item.reject(reason)``: a dead letter with reason
+  ``"error: <reason>"`` at once;
+- ``item.nack(delay)`` retries it later.
+
+An item that is never settled - lost with a crashed node, or dropped by a lossy edge - comes back
+after the queue's visibility timeout and runs through the graph again: every record is processed
+at least once, or dead-lettered with its reason (after ``max_deliveries``, its TTL, or a reject).
+Settling calls block on the queue's group commit (milliseconds); they run inside the node's turn
+like any I/O, and the scheduler keeps other actors running meanwhile.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from ..stream import Sink, Source
+from ._queue import DurableQueue
+from ._types import Delivery
+
+__all__ = ["QueueItem", "QueueSource", "QueueSink"]
+
+
+class QueueItem:
+    """One leased record on its way through a graph: ``payload`` (what nodes work on), ``id``,
+    ``attempt`` and the lease (``delivery``)."""
+
+    __slots__ = ("delivery", "payload")
+
+    def __init__(self, delivery: Delivery, payload: Any) -> None:
+        self.delivery = delivery
+        self.payload = payload
+
+    @property
+    def id(self) -> int:
+        return self.delivery.id
+
+    @property
+    def attempt(self) -> int:
+        return self.delivery.attempt
+
+    def derive(self, payload: Any) -> "QueueItem":
+        """The same record (and lease) carrying a new payload."""
+        return QueueItem(self.delivery, payload)
+
+    def reject(self, reason: str) -> bool:
+        """Dead-letter it now with reason ``"error: <reason>"``. False if the lease was stale."""
+        return self.delivery.reject(reason)
+
+    def nack(self, delay: float = 0.0, error: str | None = None) -> bool:
+        """Deliver it again after ``delay`` seconds (counts as an attempt)."""
+        return self.delivery.nack(delay, error)
+
+    def ack(self) -> bool:
+        return self.delivery.ack()
+
+    def __repr__(self) -> str:
+        return f"<QueueItem id={self.id} attempt={self.attempt} {self.payload!r}>"
+
+
+class QueueSource(Source):
+    """Leases up to ``demand`` records per call from ``queue`` (never more than the graph has
+    credit for) and emits them as ``QueueItem``s. With no records ready it polls again after
+    ``poll_interval`` seconds (or at once on ``StreamInstance.wake``)."""
+
+    poll_interval = 0.05
+
+    def __init__(self, queue: DurableQueue) -> None:
+        if not isinstance(queue, DurableQueue):
+            raise TypeError(f"QueueSource needs a DurableQueue, got {type(queue).__name__}")
+        self.queue = queue
+        self.leased = 0
+
+    def produce(self, demand: int) -> list[QueueItem]:
+        deliveries = self.queue.get(max_items=demand, timeout=0.0)
+        self.leased += len(deliveries)
+        return [QueueItem(d, d.payload) for d in deliveries]
+
+
+class QueueSink(Sink):
+    """Acknowledges every ``QueueItem`` that reaches it, one commit per batch, after
+    ``store(items)`` returned. If ``store`` raises, nothing of the batch is acknowledged: the
+    node crashes (its supervisor restarts it) and the queue delivers the records again."""
+
+    max_items = 256      # one commit per batch of up to 256 items ...
+    max_delay = 0.01     # ... or per 10 ms: a lease must be settled well within its timeout
+
+    def __init__(self, queue: DurableQueue) -> None:
+        self.queue = queue
+        self.acked = 0
+        self.stale = 0
+
+    def store(self, items: list[QueueItem]) -> None:
+        """Write ``items`` somewhere durable (override). The default stores nothing."""
+
+    def process_batch(self, items: Iterable[Any], port: str) -> None:
+        batch = list(items)
+        for item in batch:
+            if not isinstance(item, QueueItem):
+                raise TypeError(f"QueueSink got {type(item).__name__}, expected QueueItem: "
+                                "nodes must pass queue records on with item.derive(payload)")
+        self.store(batch)
+        results = self.queue.ack_many([item.delivery for item in batch])
+        done = sum(1 for ok in results if ok)
+        self.acked += done
+        self.stale += len(results) - done
+
+    def process(self, item: Any, port: str) -> None:
+        self.process_batch([item], port)
