@@ -48,7 +48,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("spawn_per_s", "spawn/s"),
 )
 NOTE = Column("note", "note", str, numeric=False)
-HIDDEN = frozenset({"reference", "runs", "key"})
+HIDDEN = frozenset({"reference", "runs", "key", "ops_per_s", "name"})
 
 
 def add_ratios(rows: list[dict[str, Any]], metric: str = "msg_per_s") -> None:

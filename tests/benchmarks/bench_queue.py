@@ -1,6 +1,7 @@
 """Durable queue throughput, end to end, against RabbitMQ on the same machine in the same run.
 
-``run(repeats=3) -> list[dict]`` returns rows ``{"name", "ops_per_s", "runs", "note"}``;
+``run(repeats=3) -> list[dict]`` returns harness rows (``group``, ``peer``, ``msg_per_s`` = records
+fully acked per second, also kept as ``ops_per_s``, ``runs``, ``note``);
 ``python -m tests.benchmarks.bench_queue`` prints them. The figure is records *fully acked per
 second*: from the first put to the last ack, every record durably stored (acknowledged = on
 disk), delivered, and its ack durably stored. Same record count, payload and codec everywhere.
@@ -224,21 +225,27 @@ def _rabbit(records: int, *, blocking: bool) -> float:
 # ------------------------------------------------------------------ report
 
 
+GROUP = "durable queue, acked records/s"
+
+
 def _row(name: str, note: str, measure: Callable[[], float], repeats: int) -> dict[str, Any]:
     runs: list[float] = []
     try:
         for _ in range(repeats):
             runs.append(round(measure()))
     except Exception as exc:  # the benchmark boundary: pika's connection errors are not OSErrors
-        return {"name": name, "ops_per_s": None, "runs": runs,
+        return {"group": GROUP, "peer": name, "name": name, "ops_per_s": None,
+                "msg_per_s": None, "runs": runs,
                 "note": f"{note}; unreachable or failed: {type(exc).__name__}: {exc}"}
-    return {"name": name, "ops_per_s": round(statistics.median(runs)), "runs": runs, "note": note}
+    median = round(statistics.median(runs))
+    return {"group": GROUP, "peer": name, "name": name, "ops_per_s": median, "msg_per_s": median,
+            "runs": runs, "note": note}
 
 
 def run(repeats: int = 3, records: int = RECORDS) -> list[dict[str, Any]]:
     """Run every benchmark ``repeats`` times; the median is ``ops_per_s`` (records acked/s)."""
     slow = max(1000, records // 10)
-    return [
+    rows = [
         _row("streamvisor DurableQueue put_many+get+ack_many (durable, group commit)",
              f"{records} records, 2 producers x put_many(500), 1 consumer get(1000)+ack_many, "
              "SQLite WAL synchronous=FULL",
@@ -255,6 +262,8 @@ def run(repeats: int = 3, records: int = RECORDS) -> list[dict[str, Any]]:
              "confirm, 1 consumer prefetch 1000, ack multiple every 500",
              lambda: _rabbit(slow, blocking=True), repeats),
     ]
+    rows[0]["reference"] = True  # the table's ratios are against the batched streamvisor row
+    return rows
 
 
 def main() -> None:
