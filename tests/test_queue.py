@@ -640,3 +640,23 @@ class QueueMachine(RuleBasedStateMachine):
 QueueMachine.TestCase.settings = settings(  # QEXAMPLES=600 for a longer search
     max_examples=int(os.environ.get("QEXAMPLES", 40)), stateful_step_count=40, deadline=None)
 test_random_operation_sequences_keep_every_promise = QueueMachine.TestCase
+
+
+def test_a_second_queue_on_an_open_file_does_not_drop_the_first_ones_locks(tmp_path):
+    """Reading the header with open()/close() would release this process's POSIX locks on the
+    file; another process closing its last connection would then delete the WAL under us."""
+    import subprocess
+    import sys
+    path = tmp_path / "shared.db"
+    work = DurableQueue(path, "work")
+    done = DurableQueue(path, "done")  # opens the same file again in this process
+    try:
+        code = ("import sys; sys.path.insert(0, sys.argv[1]); from actors.queue import DurableQueue;"
+                "q = DurableQueue(sys.argv[2], 'work'); q.put_many(list(range(50))); q.close()")
+        root = str(Path(__file__).resolve().parent.parent)
+        subprocess.run([sys.executable, "-c", code, root, str(path)], check=True, timeout=60)
+        got = work.get(max_items=100, timeout=5.0)
+        assert sorted(d.payload for d in got) == list(range(50))
+    finally:
+        done.close()
+        work.close()

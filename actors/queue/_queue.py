@@ -13,7 +13,7 @@ from .. import codec
 from . import _ops
 from ._committer import Committer
 from ._schema import payload_crc, row_crc
-from ._store import open_database
+from ._store import hold, open_database, release
 from ._types import DeadLetter, Delivery, RecoveryReport
 
 __all__ = ["DurableQueue"]
@@ -82,6 +82,7 @@ class DurableQueue:
         max_pages = self._pages(max_bytes)
         self._busy_timeout = _seconds("busy_timeout", busy_timeout)
         conn, self.recovery_report = open_database(self.path, self._busy_timeout)
+        hold(self.path)
         self._committer = Committer(conn, clock, name, max_pages, self._repair)
         self._closed = False
 
@@ -290,8 +291,11 @@ class DurableQueue:
         Unsettled deliveries stay leased in the file and are redelivered after their
         visibility timeout.
         """
+        if self._closed:
+            return
         self._closed = True
         self._committer.close()
+        release(self.path)
 
     def __enter__(self) -> "DurableQueue":
         return self

@@ -24,6 +24,7 @@ import contextlib
 import glob
 import os
 import sqlite3
+import threading
 import time
 from typing import Iterator
 
@@ -79,14 +80,45 @@ def _remove(path: str) -> None:
         os.remove(path)
 
 
+# Files this process has open through SQLite (real path -> open queues). POSIX record locks
+# belong to the process: closing ANY descriptor of the file drops every lock the process holds on
+# it, and another process may then delete the WAL under our connections. So once SQLite has the
+# file open here, we never open() it ourselves again. (Process-wide by nature of those locks.)
+_open_here: dict[str, int] = {}
+_open_here_lock = threading.Lock()
+
+
+def hold(path: str) -> None:
+    """Note that a queue in this process has ``path`` open (pair with ``release``)."""
+    key = os.path.realpath(path)
+    with _open_here_lock:
+        _open_here[key] = _open_here.get(key, 0) + 1
+
+
+def release(path: str) -> None:
+    key = os.path.realpath(path)
+    with _open_here_lock:
+        left = _open_here.get(key, 0) - 1
+        if left > 0:
+            _open_here[key] = left
+        else:
+            _open_here.pop(key, None)
+
+
+def _open_in_this_process(path: str) -> bool:
+    with _open_here_lock:
+        return os.path.realpath(path) in _open_here
+
+
 def _check(path: str, busy_timeout: float, thorough: bool) -> str | None:
     """None when the file is a healthy queue file, else what is wrong with it."""
-    with open(path, "rb") as f:
-        head = f.read(len(_HEADER))
-    if not head:
+    if os.path.getsize(path) == 0:
         return "empty file"
-    if head != _HEADER:
-        return "not an SQLite file (bad header)"
+    if not _open_in_this_process(path):  # see _open_here: reading the header ourselves is safe
+        with open(path, "rb") as f:
+            head = f.read(len(_HEADER))
+        if head != _HEADER:
+            return "not an SQLite file (bad header)"
     try:
         conn = connect(path, busy_timeout)
     except Exception as exc:  # the check boundary: whatever a damaged file makes SQLite raise
