@@ -6,6 +6,8 @@ the app's actors and may return a callable giving a dict of counters, which the 
 shows once a second next to the runtime's own. The app stops after ``--duration`` seconds (or on
 Ctrl-C): its ``stop(rt)`` runs if defined, then the runtime shuts down (reverse start order) and a
 summary is printed. ``streamvisor bench`` runs the side-by-side benchmark table (from a checkout).
+``streamvisor cluster start|status|stop`` runs an app on several node processes (see
+``supervisors.cluster``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from actors import Runtime, configure_logging
+from supervisors.cluster.cli import add_cluster_commands, run_cluster_command
 
 __all__ = ["main", "load_app", "run_app"]
 
@@ -106,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--log-level", default=None, help="debug|info|warning|error")
     bench = sub.add_parser("bench", help="print the side-by-side benchmark table")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
+    add_cluster_commands(sub)
     args, extra = parser.parse_known_args(argv)
+    if args.command == "cluster":
+        return run_cluster_command(args, extra)
     if args.command == "bench":
         return _bench(args.rest + extra)
     if args.duration is not None and not args.duration > 0:

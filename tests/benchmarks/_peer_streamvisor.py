@@ -1,7 +1,8 @@
 """streamvisor itself: the same 3-stage pipeline on ``actors.Runtime``.
 
 Stage k holds stage k+1's ref (a constructor argument); the last stage counts and sets a
-``threading.Event`` when it has seen N. The main thread is the source (``ref.tell`` in a loop).
+``threading.Event`` when it has seen N. The source is an actor that emits up to ``BUDGET``
+messages per turn, like the raw loop's source stage.
 Every stage gets ``mailbox_size=N``: the other peers' queues are unbounded, and with the default
 (10,000, ``Overflow.FAIL``) a source that outruns the pipeline gets ``MailboxFull``.
 Idle actors are spawned actors with an empty ``receive``; the spawn time includes
@@ -15,6 +16,7 @@ import threading
 from actors import Actor, Runtime
 
 from ._measure import Probe, Window
+from ._peer_raw import BUDGET
 
 __all__ = ["pipeline", "idle"]
 
@@ -51,17 +53,36 @@ def _statistics(rt: Runtime) -> str:
         return f"statistics() failed: {exc!r}"
 
 
+class _Source(Actor):
+    """Emits up to ``BUDGET`` messages per turn, then asks for another turn: the same source as
+    the raw loop's (a stage of the runtime, not a foreign thread competing for the GIL)."""
+
+    def __init__(self, first: object, n: int) -> None:
+        super().__init__()
+        self.first, self.left, self.next = first, n, 0
+
+    def receive(self, message: object) -> None:
+        tell = self.first.tell  # type: ignore[attr-defined]
+        start = self.next
+        end = start + min(BUDGET, self.left)
+        for i in range(start, end):
+            tell(i)
+        self.next = end
+        self.left -= end - start
+        if self.left > 0:
+            self.ref.tell("more")
+
+
 def pipeline(n: int, workers: int) -> dict[str, object]:
     done, progress = threading.Event(), [0]
     size = max(n, 1)
     with Runtime(workers=workers) as rt:
         last = rt.spawn(_Counter, n, done, progress, mailbox_size=size)
         first = rt.spawn(_Stage, rt.spawn(_Stage, last, mailbox_size=size), mailbox_size=size)
+        source = rt.spawn(_Source, first, n)
         rt.wait_idle(10)
-        tell = first.tell
         with Window() as window:
-            for i in range(n):
-                tell(i)
+            source.tell("go")
             finished = done.wait(timeout=20)
         statistics = _statistics(rt)
     if not finished:

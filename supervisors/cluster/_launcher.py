@@ -1,0 +1,268 @@
+"""Start, inspect and stop a cluster on this host (what ``streamvisor cluster ...`` runs).
+
+``start_cluster`` picks free ports on the bind address (loopback by default), writes the request
+into the state directory and runs ``_boot`` in a clean child process, which starts thespian's
+admin, one node actor per node, and records every process it started. ``cluster_status`` asks
+each node for its status over thespian (nodes that do not answer show ``alive: false`` with
+what ``/proc`` says of their pid). ``stop_cluster`` shuts the admin down (each node stops its
+tenants, links and runtime), then waits for every recorded process - admin, logger, nodes,
+restarted nodes - and kills what is left (SIGKILL, only pids whose start time matches), and
+finally anything left in the admin's process group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from ._control import StatusRequest
+from ._state import StateDir, is_running, pids_in_group, process_state
+
+__all__ = ["start_cluster", "cluster_status", "stop_cluster", "ClusterError"]
+
+_ROOT = Path(__file__).resolve().parents[2]   # the directory holding `actors` and `supervisors`
+
+
+class ClusterError(SystemExit):
+    """A launcher failure with a message for people (exits the CLI with status 1)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"streamvisor cluster: {message}")
+
+
+def _free_ports(host: str, count: int, kind: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, kind)
+            if kind == socket.SOCK_STREAM:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _admin_alive(record: dict[str, Any]) -> bool:
+    return is_running(record.get("admin_pid"), record.get("admin_start_time"))
+
+
+def start_cluster(app: str | None, *, nodes: int, state_dir: str | os.PathLike[str],
+                  bind: str = "127.0.0.1", admin_port: int | None = None,
+                  join: tuple[str, int] | None = None, cookie: str | None = None,
+                  tenants: Sequence[str] = (), app_options: dict[str, Any] | None = None,
+                  workers: int = 2, restart: str = "always", name: str = "streamvisor",
+                  node_prefix: str | None = None, heartbeat_interval: float = 0.2,
+                  heartbeat_timeout: float = 1.5, timeout: float = 30.0) -> dict[str, Any]:
+    """Start ``nodes`` node processes running ``app``; returns once they are all up and see
+    each other. Blocks up to ``timeout`` seconds; raises ``ClusterError`` with the reason (and
+    stops whatever it had started) on failure."""
+    if nodes < 1:
+        raise ClusterError("--nodes must be at least 1")
+    state = StateDir(state_dir)
+    previous = state.read()
+    if previous is not None:
+        if _admin_alive(previous):
+            raise ClusterError(f"a cluster is already running from {state.path} "
+                               f"(admin pid {previous['admin_pid']}); stop it first")
+        stop_cluster(state_dir)  # leftovers of a dead cluster: clean them up
+    state.create()
+    if admin_port is None:
+        admin_port = _free_ports(bind, 1, socket.SOCK_STREAM)[0]
+    elif _port_in_use(bind, admin_port):
+        raise ClusterError(f"admin port {bind}:{admin_port} is already in use")
+    if join is not None and not cookie:
+        raise ClusterError("joining a cluster needs its cookie (--cookie, --cookie-file or "
+                           "STREAMVISOR_COOKIE)")
+    cookie = cookie or secrets.token_hex(16)
+    state.write_cookie(cookie)
+    prefix = node_prefix or ("n" if join is None else f"n{admin_port}-")
+    data_ports = _free_ports(bind, nodes, socket.SOCK_STREAM)
+    hb_ports = _free_ports(bind, nodes, socket.SOCK_DGRAM)
+    admin = f"{bind}:{admin_port}"
+    members = [{"id": f"{prefix}{i + 1}", "inc": 1, "data": [bind, data_ports[i]],
+                "hb": [bind, hb_ports[i]], "admin": admin, "pid": None} for i in range(nodes)]
+    request = {"cluster": name, "bind": bind, "admin_port": admin_port, "join": join,
+               "cookie": cookie, "members": members,
+               "app": str(Path(app).resolve()) if app and app.endswith(".py") else app,
+               "app_options": app_options or {}, "tenants": list(tenants), "workers": workers,
+               "restart": restart, "heartbeat_interval": heartbeat_interval,
+               "heartbeat_timeout": heartbeat_timeout, "timeout": timeout}
+    result = _run_boot(state, request, timeout + 15.0)
+    if not result.get("ok"):
+        stop_cluster(state_dir)
+        detail = "; ".join(f"{k}: {v}" for k, v in (result.get("errors") or {}).items())
+        if result.get("missing"):
+            detail += f"; no answer from {', '.join(result['missing'])}"
+        raise ClusterError(f"the cluster did not start ({detail or 'unknown error'}); "
+                           f"see {state.log_file}")
+    return {"cluster": name, "state_dir": str(state.path), "admin": admin,
+            "cookie_file": str(state.cookie_file), "nodes": result["nodes"]}
+
+
+def _run_boot(state: StateDir, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    request_file = state.path / "boot-request.json"
+    result_file = state.path / "boot-result.json"
+    result_file.unlink(missing_ok=True)
+    fd = os.open(request_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(request, f)
+    env = dict(os.environ)
+    env.setdefault("THESPIAN_BASE_IPADDR", request["bind"])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
+    with open(state.log_file, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "supervisors.cluster._boot",
+                                 str(state.path)], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=log, close_fds=True, env=env, cwd=os.getcwd(),
+                                start_new_session=True)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return {"ok": False, "errors": {"boot": f"no result within {timeout} s"}}
+    finally:
+        request_file.unlink(missing_ok=True)
+    try:
+        return json.loads(result_file.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError) as exc:
+        return {"ok": False, "errors": {"boot": f"no result ({exc})"}}
+    finally:
+        result_file.unlink(missing_ok=True)
+
+
+def _connect(record: dict[str, Any]) -> Any:
+    """A thespian client of the running admin, or None (never starts a new admin)."""
+    if not _admin_alive(record) or not _port_in_use(record["bind"], record["admin_port"]):
+        return None
+    os.environ.setdefault("THESPIAN_BASE_IPADDR", record["bind"])
+    from . import _thespian
+    return _thespian.connect(record["admin_port"])
+
+
+def cluster_status(state_dir: str | os.PathLike[str], timeout: float = 2.0) -> dict[str, Any]:
+    """``{"cluster", "admin", "nodes": [{"id", "pid", "alive", "tenants", ...}]}``. Blocks up
+    to about ``timeout`` seconds. Raises ``ClusterError`` when no cluster was started there."""
+    state = StateDir(state_dir)
+    record = state.read()
+    if record is None:
+        raise ClusterError(f"no cluster state in {state.path}")
+    nodes = {r["id"]: r for r in state.node_records()}
+    for node_id in record.get("nodes", []):
+        nodes.setdefault(node_id, {"id": node_id})
+    answers: dict[str, Any] = {}
+
+    def ask() -> None:
+        system = _connect(record)
+        if system is not None:
+            from . import _thespian
+            # A stopped (SIGSTOP) process would hold thespian's send forever: not asked.
+            targets = {n: _thespian.address_of(r["thespian"]) for n, r in nodes.items()
+                       if r.get("thespian") and is_running(r.get("pid"), r.get("start_time"))
+                       and process_state(r["pid"]) != "T"}
+            _thespian.ask_all(system, targets, StatusRequest(), timeout, answers)
+
+    _bounded(ask, timeout + 3.0)
+    answers = dict(answers)
+    rows = []
+    for node_id in sorted(nodes):
+        r = nodes[node_id]
+        pid = r.get("pid")
+        answer = answers.get(node_id)
+        if answer is not None and answer.status.get("alive"):
+            row = {**answer.status, "state": process_state(pid) or "gone"}
+        else:
+            running = is_running(pid, r.get("start_time"))
+            row = {"id": node_id, "pid": pid, "alive": False, "tenants": [],
+                   "incarnation": r.get("incarnation"),
+                   "state": (process_state(pid) or "gone") if running else "gone"}
+        rows.append(row)
+    return {"cluster": record["cluster"], "state_dir": str(state.path),
+            "admin": {"address": f"{record['bind']}:{record['admin_port']}",
+                      "pid": record.get("admin_pid"), "alive": _admin_alive(record)},
+            "nodes": rows}
+
+
+def _recorded(state: StateDir, record: dict[str, Any] | None) -> list[tuple[int, int | None]]:
+    procs: list[tuple[int, int | None]] = []
+    if record is not None:
+        if record.get("admin_pid"):
+            procs.append((record["admin_pid"], record.get("admin_start_time")))
+        procs += [(h["pid"], h.get("start_time")) for h in record.get("helpers", [])]
+    procs += [(r["pid"], r.get("start_time")) for r in state.node_records() if r.get("pid")]
+    return procs
+
+
+def stop_cluster(state_dir: str | os.PathLike[str], timeout: float = 10.0) -> dict[str, Any]:
+    """Stop every process the cluster started; returns ``{"stopped", "killed", "left"}`` pid
+    lists (``left`` is empty unless a process survived SIGKILL). Blocks up to ``timeout`` plus a
+    few seconds."""
+    state = StateDir(state_dir)
+    record = state.read()
+    procs = _recorded(state, record)
+    pgid = record.get("pgid") if record else None
+    if record is not None:
+        def shut() -> None:
+            system = _connect(record)
+            if system is not None:
+                from . import _thespian
+                _thespian.shutdown(system)
+
+        _bounded(shut, timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(
+            is_running(p, t) and process_state(p) != "T" for p, t in procs):
+        time.sleep(0.05)  # bounded by the deadline: nodes stop their runtimes meanwhile
+    killed = []
+    for pid, start in procs:
+        if is_running(pid, start):
+            _kill(pid)
+            killed.append(pid)
+    if pgid and pgid > 1 and pgid != os.getpgid(0):
+        for pid in pids_in_group(pgid):
+            if pid != os.getpid():
+                _kill(pid)
+                killed.append(pid)
+    final = time.monotonic() + 3.0
+    while time.monotonic() < final and any(is_running(p) for p in killed):
+        time.sleep(0.02)
+    left = [p for p in killed if is_running(p)]
+    state.clear()
+    return {"stopped": [p for p, _ in procs if p not in killed], "killed": killed, "left": left}
+
+
+def _bounded(work: Any, timeout: float) -> bool:
+    """Run ``work`` (a thespian client call that can block on an unresponsive process) on a
+    daemon thread for at most ``timeout`` seconds; True if it finished. What it gathered so far
+    stays usable; a call still blocked dies with this (short-lived) CLI process."""
+    thread = threading.Thread(target=work, daemon=True, name="streamvisor-thespian-client")
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive()
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
