@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._envelopes import SKIP, Ask, Deferred
 from ._errors import ActorCrashed, ActorDead
-from ._mailbox import DEAD, RUNNING, STARTING, Mailbox, Overflow
+from ._mailbox import DEAD, RUNNING, STARTING, Mailbox, Overflow, _Signalled
 from ._messages import Down, Exit, Monitor
 
 if TYPE_CHECKING:
@@ -99,9 +99,6 @@ class Cell(Mailbox):
                 receive = self._receive
                 deadline = perf_counter() + time_slice
                 for n in range(1, budget + 1):
-                    if self._signals and self._take_signals():
-                        n -= 1
-                        return False
                     try:
                         msg = popleft()
                     except IndexError:
@@ -117,6 +114,10 @@ class Cell(Mailbox):
                         msg = msg.open()
                         if msg is not SKIP:
                             receive(msg)
+                    elif cls is _Signalled:  # a signal is pending: it goes before any message
+                        n -= 1
+                        if self._take_signals():
+                            return False
                     else:
                         receive(msg)
                     if not n & 7 and perf_counter() > deadline:
@@ -202,7 +203,7 @@ class Cell(Mailbox):
         for msg in pending:
             if msg.__class__ is Ask:
                 msg.reply.fail(dead)
-            elif msg.__class__ is not Deferred:
+            elif msg.__class__ is not Deferred and msg.__class__ is not _Signalled:
                 lost += 1
         for other in links or ():
             with other._lock:
@@ -219,7 +220,7 @@ class Cell(Mailbox):
                 watcher._monitors.pop(monitor.id, None)
             watcher._tell_system(Down(self.ref, reason, monitor))
         late = self._drain_queue()  # sent while we were exiting: dead letters too
-        lost += sum(1 for m in late if m.__class__ is not Deferred)
+        lost += sum(1 for m in late if m.__class__ is not Deferred and m.__class__ is not _Signalled)
         for msg in late:
             if msg.__class__ is Ask:
                 msg.reply.fail(dead)

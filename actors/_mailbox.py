@@ -42,9 +42,22 @@ from typing import Any
 from ._errors import ActorDead, MailboxFull
 from ._messages import SYSTEM_MESSAGES
 
-__all__ = ["Overflow", "Mailbox", "STARTING", "RUNNING", "DEAD", "register_undroppable"]
+__all__ = ["Overflow", "Mailbox", "STARTING", "RUNNING", "DEAD", "SIGNALLED",
+           "register_undroppable"]
 
 STARTING, RUNNING, DEAD = 0, 1, 2
+
+
+class _Signalled:
+    """The queue marker of a pending signal (never dropped, never delivered)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SIGNALLED"
+
+
+SIGNALLED = _Signalled()
 
 
 class Overflow(enum.Enum):
@@ -203,13 +216,17 @@ class Mailbox:
         return True
 
     def _signal(self, signal: tuple[Any, ...]) -> bool:
-        """Put ``signal`` in the lane that jumps ahead of queued messages (stop, exit, crash)."""
+        """Put ``signal`` in the lane that jumps ahead of queued messages (stop, exit, crash).
+
+        A ``SIGNALLED`` marker goes to the front of the queue too: the turn loop meets it as its
+        very next message, so it needs no per-message look at the signal lane."""
         with self._lock:
             if self._state == DEAD:
                 return False
             if self._signals is None:
                 self._signals = deque()
             self._signals.append(signal)
+            self._ensure_queue().appendleft(SIGNALLED)
         if not self._scheduled:
             self._schedule()
         return True
@@ -283,7 +300,7 @@ class Mailbox:
         raise NotImplementedError
 
 
-_UNDROPPABLE: frozenset[type] = frozenset(SYSTEM_MESSAGES)
+_UNDROPPABLE: frozenset[type] = frozenset((*SYSTEM_MESSAGES, _Signalled))
 
 
 def register_undroppable(cls: type) -> None:
