@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(VENV)/bin/streamvisor run examples/sensors.py --duration 5
+	$(VENV)/bin/streamvisor run examples/iot_cloud.py --duration 20
 
 bench: $(STAMP)
 	$(PY) -m tests.benchmarks $(BENCH_ARGS)

@@ -77,10 +77,10 @@ def run_app(module: ModuleType, options: argparse.Namespace,
                 out(_line(rt.statistics(), extra, time.monotonic() - started))
         except KeyboardInterrupt:
             out("interrupted: stopping")
+        final = progress() if callable(progress) else {}  # before the app's stop closes things
+        stats = rt.statistics()
         if callable(getattr(module, "stop", None)):
             module.stop(rt)
-        final = progress() if callable(progress) else {}
-        stats = rt.statistics()
     out("summary: " + _line(stats, final, time.monotonic() - started))
     return {**final, "processed": stats.processed, "dropped": stats.dropped}
 

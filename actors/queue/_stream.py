@@ -1,6 +1,7 @@
 """The durable queue in a stream graph: end-to-end at-least-once.
 
-``QueueSource`` leases records from a ``DurableQueue`` when its consumers have credit (so a
+``QueueSource`` leases records from a ``DurableQueue`` (or, given a function of the tenant, the
+tenant's own queue) when its consumers have credit (so a
 slow graph pauses the queue instead of buffering) and emits each as a ``QueueItem``. Nodes pass
 an item on with ``item.derive(new_payload)``, which keeps its lease. The graph settles each item
 where its processing ends:
@@ -20,7 +21,7 @@ like any I/O, and the scheduler keeps other actors running meanwhile.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Optional, Union
 
 from ..stream import Sink, Source
 from ._queue import DurableQueue
@@ -66,17 +67,43 @@ class QueueItem:
         return f"<QueueItem id={self.id} attempt={self.attempt} {self.payload!r}>"
 
 
-class QueueSource(Source):
-    """Leases up to ``demand`` records per call from ``queue`` (never more than the graph has
+QueueOrFactory = Union[DurableQueue, Callable[[Optional[str]], DurableQueue]]
+
+
+class _UsesQueue:
+    """``queue`` is a ``DurableQueue``, or a function of the node's tenant returning the tenant's
+    queue: the graph is defined once, each tenant's instance finds its own queue."""
+
+    _queue_spec: QueueOrFactory
+    _queue: DurableQueue | None
+
+    def _init_queue(self, queue: QueueOrFactory) -> None:
+        if not isinstance(queue, DurableQueue) and not callable(queue):
+            raise TypeError(f"{type(self).__name__} needs a DurableQueue or a function "
+                            f"tenant -> DurableQueue, got {type(queue).__name__}")
+        self._queue_spec = queue
+        self._queue = queue if isinstance(queue, DurableQueue) else None
+
+    @property
+    def queue(self) -> DurableQueue:
+        if self._queue is None:
+            found = self._queue_spec(self.ref.tenant)  # type: ignore[operator, attr-defined]
+            if not isinstance(found, DurableQueue):
+                raise TypeError(f"the queue function of {type(self).__name__} returned "
+                                f"{type(found).__name__}, not a DurableQueue")
+            self._queue = found
+        return self._queue
+
+
+class QueueSource(_UsesQueue, Source):
+    """Leases up to ``demand`` records per call from its queue (never more than the graph has
     credit for) and emits them as ``QueueItem``s. With no records ready it polls again after
     ``poll_interval`` seconds (or at once on ``StreamInstance.wake``)."""
 
     poll_interval = 0.05
 
-    def __init__(self, queue: DurableQueue) -> None:
-        if not isinstance(queue, DurableQueue):
-            raise TypeError(f"QueueSource needs a DurableQueue, got {type(queue).__name__}")
-        self.queue = queue
+    def __init__(self, queue: QueueOrFactory) -> None:
+        self._init_queue(queue)
         self.leased = 0
 
     def produce(self, demand: int) -> list[QueueItem]:
@@ -85,7 +112,7 @@ class QueueSource(Source):
         return [QueueItem(d, d.payload) for d in deliveries]
 
 
-class QueueSink(Sink):
+class QueueSink(_UsesQueue, Sink):
     """Acknowledges every ``QueueItem`` that reaches it, one commit per batch, after
     ``store(items)`` returned. If ``store`` raises, nothing of the batch is acknowledged: the
     node crashes (its supervisor restarts it) and the queue delivers the records again."""
@@ -93,8 +120,8 @@ class QueueSink(Sink):
     max_items = 256      # one commit per batch of up to 256 items ...
     max_delay = 0.01     # ... or per 10 ms: a lease must be settled well within its timeout
 
-    def __init__(self, queue: DurableQueue) -> None:
-        self.queue = queue
+    def __init__(self, queue: QueueOrFactory) -> None:
+        self._init_queue(queue)
         self.acked = 0
         self.stale = 0
 

@@ -1,0 +1,339 @@
+"""The main job: an IoT cloud for several tenants, on embedded defaults.
+
+    streamvisor run examples/iot_cloud.py --duration 20
+    streamvisor run examples/iot_cloud.py --duration 20 --tenants acme,globex --devices 200 --db readings.db
+
+Every tenant gets the same supervised graph (REST_FOR_ONE along the pipeline):
+
+    devices -> DurableQueue -> queue -> categorise -> validate -> sanity -> store (SQLite)
+                                                        |            |
+                                     bad readings: dead letters   alerts -> pub/sub "alerts/<device>"
+                                     with the reason (validate, sanity)      -> a wildcard subscriber
+
+- a ``Fleet`` actor per tenant simulates its devices and puts their readings into the tenant's
+  durable queue (acknowledged = on disk); some devices send malformed or impossible readings;
+- the ``queue`` source leases readings only when the graph has credit; ``store`` inserts them
+  into the ``readings`` table (tenant, device, ts, temp, hum), idempotently, then acknowledges
+  them: a reading lost in a crash comes back from the queue and is stored exactly once;
+- a clock actor publishes the time on the event bus every second; each tenant's ``LocalTime``
+  shows it in the tenant's timezone, always the newest tick, never a backlog;
+- a ``Chaos`` actor crashes a random tenant's ``sanity`` node every few seconds: its supervisor
+  restarts it and the nodes after it; the other tenants never notice.
+
+The progress line shows readings in, stored, dead-lettered, alerts, restarts and the clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import sqlite3
+import tempfile
+import time
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from actors import Actor, Runtime
+from actors.pubsub import Publish
+from actors.queue import DurableQueue, QueueSink, QueueSource
+from actors.stream import Graph, Node
+from actors.testing import Faults
+from supervisors import GraphSupervision
+
+TENANTS = ["acme", "globex", "initech"]
+TIMEZONES = ["Europe/Paris", "America/New_York", "Asia/Tokyo", "Australia/Sydney", "UTC"]
+CATEGORIES = {  # device kind -> plausible temperature range (C) and the alert threshold
+    "cold-room": (-30.0, 10.0, 5.0),
+    "office": (5.0, 40.0, 28.0),
+    "server": (10.0, 60.0, 45.0),
+}
+
+
+# -- the processing graph ------------------------------------------------------------------------
+class Categorise(Node):
+    """Tags each reading with its device kind (from the device id)."""
+
+    def process(self, item: Any, port: str) -> None:
+        reading = item.payload
+        device = str(reading.get("device", "")) if isinstance(reading, dict) else ""
+        kind = device.rsplit("-", 1)[0]
+        kind = kind if kind in CATEGORIES else "office"
+        self.emit(item.derive({**reading, "kind": kind}) if isinstance(reading, dict) else item)
+
+
+class Validate(Node):
+    """Well-formed readings only: a dict with a device id, a timestamp and numeric temp/hum."""
+
+    def process(self, item: Any, port: str) -> None:
+        reading = item.payload
+        problem = _malformed(reading)
+        if problem:
+            item.reject(problem)  # a dead letter with the reason, at once
+        else:
+            self.emit(item)
+
+
+def _malformed(reading: Any) -> str | None:
+    if not isinstance(reading, dict):
+        return f"reading is a {type(reading).__name__}, not an object"
+    for field in ("device", "ts", "temp", "hum"):
+        if field not in reading:
+            return f"missing field {field!r}"
+    for field in ("temp", "hum", "ts"):
+        value = reading[field]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{field} is not a number: {value!r}"
+        if not math.isfinite(value):
+            return f"{field} is not finite: {value!r}"
+    return None
+
+
+class Sanity(Node):
+    """Physically plausible readings only; hot ones raise an alert on the tenant's pub/sub."""
+
+    def process(self, item: Any, port: str) -> None:
+        r = item.payload
+        low, high, alert = CATEGORIES[r["kind"]]
+        if not low <= r["temp"] <= high:
+            item.reject(f"temp {r['temp']} C outside {low}..{high} C for a {r['kind']}")
+            return
+        if not 0.0 <= r["hum"] <= 100.0:
+            item.reject(f"humidity {r['hum']} % outside 0..100 %")
+            return
+        if r["temp"] >= alert:
+            # The tenant's namespace comes from this node's identity, not from the topic.
+            self.runtime.pubsub.publish(f"alerts/{r['device']}", {"temp": r["temp"], "ts": r["ts"]})
+        self.emit(item)
+
+
+class Store(QueueSink):
+    """Inserts readings into SQLite (one transaction per batch), then acknowledges them."""
+
+    def __init__(self, queue: Any, db_path: str) -> None:
+        super().__init__(queue)
+        self.db_path = db_path
+
+    def on_start(self) -> None:
+        self.db = open_db(self.db_path)
+
+    def store(self, items: list[Any]) -> None:
+        tenant = self.ref.tenant
+        rows = [(tenant, i.payload["device"], i.payload["ts"], i.payload["temp"], i.payload["hum"])
+                for i in items]
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?)", rows)
+
+    def on_stop(self, reason: Any) -> None:
+        self.db.close()
+
+
+def open_db(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE IF NOT EXISTS readings (tenant TEXT NOT NULL, device TEXT NOT NULL, "
+               "ts REAL NOT NULL, temp REAL, hum REAL, PRIMARY KEY (tenant, device, ts))")
+    db.commit()
+    return db
+
+
+def build_graph(queue_of: Any, db_path: str) -> Graph:
+    """The one graph every tenant gets; ``queue_of(tenant)`` is that tenant's durable queue."""
+    g = Graph("ingest", supervision=GraphSupervision(intensity=10, period=10.0))
+    g.add("queue", QueueSource, queue_of)
+    g.add("categorise", Categorise)
+    g.add("validate", Validate)
+    g.add("sanity", Sanity)
+    g.add("store", Store, queue_of, db_path)
+    g.pipe("queue", "categorise", "validate", "sanity", "store")
+    return g
+
+
+# -- actors around the graph ------------------------------------------------------------------------
+class Fleet(Actor):
+    """A tenant's devices: every ``period`` each sends a reading into the durable queue."""
+
+    def __init__(self, queue: DurableQueue, devices: int, period: float, seed: int) -> None:
+        self.queue, self.devices, self.period = queue, devices, period
+        self.random = random.Random(seed)
+        self.seed = seed
+
+    def on_start(self) -> None:
+        kinds = list(CATEGORIES)
+        tag = self.ref.tenant or "dev"  # each customer has its own devices
+        self.ids = [f"{kinds[i % len(kinds)]}-{tag}.{i:04d}" for i in range(self.devices)]
+        self.temps = {d: _base(d) for d in self.ids}
+        self.sent = 0
+        self.send_after(self.period, "tick")
+
+    def receive(self, message: Any) -> Any:
+        if message == "sent":
+            return self.sent
+        now = time.time()
+        batch = []
+        for device in self.ids:
+            t = self.temps[device] = self.temps[device] + 0.3 * (_base(device) - self.temps[device]) \
+                + self.random.gauss(0, 1.5)
+            reading: Any = {"device": device, "ts": now, "temp": round(t, 2),
+                            "hum": round(self.random.uniform(20, 70), 1)}
+            roll = self.random.random()
+            if roll < 0.01:
+                reading["temp"] = float("nan")  # a broken sensor
+            elif roll < 0.015:
+                reading["temp"] = 999.0  # impossible
+            elif roll < 0.02:
+                del reading["hum"]  # malformed firmware
+            batch.append(reading)
+        self.queue.put_many(batch)
+        self.sent += len(batch)
+        self.send_after(self.period, "tick")
+
+
+def _base(device: str) -> float:
+    low, high, alert = CATEGORIES[device.rsplit("-", 1)[0]]
+    return (low + alert) / 2 + (alert - low) * 0.45 * (int(device[-1]) == 7)
+
+
+class Alerts(Actor):
+    """A tenant's wildcard subscriber to ``alerts/#``: counts alerts per device."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.devices: set[str] = set()
+
+    def receive(self, message: Any) -> Any:
+        match message:
+            case Publish(topic=topic):
+                self.count += 1
+                self.devices.add(topic.rsplit("/", 1)[-1])
+            case "report":
+                return self.count, len(self.devices)
+
+
+class Clock(Actor):
+    """Publishes the UTC time on the bus channel ``clock`` every second."""
+
+    def on_start(self) -> None:
+        self.receive("tick")
+
+    def receive(self, message: Any) -> None:
+        self.runtime.bus.publish(datetime.now(timezone.utc), channel="clock")
+        self.send_after(1.0, "tick")
+
+
+class LocalTime(Actor):
+    """Shows the newest clock tick in the tenant's timezone (older ticks are replaced)."""
+
+    def __init__(self, zone: str) -> None:
+        self.zone = ZoneInfo(zone)
+        self.shown = "--:--:--"
+
+    def on_start(self) -> None:
+        self.runtime.bus.subscribe("clock", self.ref, max_age=2.0)
+
+    def receive(self, message: Any) -> Any:
+        if message == "show":
+            return self.shown
+        if isinstance(message, datetime):
+            self.shown = message.astimezone(self.zone).strftime("%H:%M:%S")
+        return None
+
+
+class Chaos(Actor):
+    """Crashes a random tenant's ``sanity`` node every ``every`` seconds."""
+
+    def __init__(self, instances: dict[str, Any], every: float, seed: int) -> None:
+        self.instances, self.every = instances, every
+        self.random = random.Random(seed)
+        self.injected = 0
+
+    def on_start(self) -> None:
+        self.send_after(self.every, "strike")
+
+    def receive(self, message: Any) -> Any:
+        if message == "injected":
+            return self.injected
+        tenant = self.random.choice(sorted(self.instances))
+        ref = self.instances[tenant].ref("sanity")
+        if ref is not None and Faults(self.runtime).crash(ref):
+            self.injected += 1
+        self.send_after(self.every, "strike")
+
+
+# -- the app -----------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tenants", default=",".join(TENANTS), help="comma-separated tenants")
+    parser.add_argument("--devices", type=int, default=50, help="devices per tenant")
+    parser.add_argument("--period", type=float, default=0.1, help="seconds between readings")
+    parser.add_argument("--db", default=None, help="SQLite file for the readings table")
+    parser.add_argument("--data-dir", default=None, help="where the durable queues live")
+    parser.add_argument("--chaos", type=float, default=3.0, help="seconds between injected crashes (0: none)")
+
+
+def start(rt: Runtime, options: Any) -> Any:
+    tenants = [t.strip() for t in options.tenants.split(",") if t.strip()]
+    if not tenants:
+        raise SystemExit("iot_cloud: --tenants names no tenant")
+    if options.devices < 1 or not options.period > 0:
+        raise SystemExit("iot_cloud: --devices must be >= 1 and --period > 0")
+    data_dir = options.data_dir or tempfile.mkdtemp(prefix="iot-cloud-")
+    os.makedirs(data_dir, exist_ok=True)
+    db_path = options.db or os.path.join(data_dir, "readings.db")
+    open_db(db_path).close()
+    queues: dict[str, DurableQueue] = {}
+    graph = build_graph(queues.__getitem__, db_path)
+    instances: dict[str, Any] = {}
+    alerts: dict[str, Any] = {}
+    clocks: dict[str, Any] = {}
+    fleets: dict[str, Any] = {}
+    rt.spawn(Clock, name="clock")
+    for n, tenant in enumerate(tenants):
+        scope = rt.tenant(tenant)
+        queue = queues[tenant] = DurableQueue(os.path.join(data_dir, f"{tenant}.queue"), tenant,
+                                              max_deliveries=5, visibility_timeout=10.0)
+        instances[tenant] = graph.instantiate(rt, tenant)
+        alerts[tenant] = scope.spawn(Alerts, name="alerts")
+        scope.pubsub.subscribe("alerts/#", alerts[tenant])
+        clocks[tenant] = scope.spawn(LocalTime, TIMEZONES[n % len(TIMEZONES)], name="local-time")
+        fleets[tenant] = scope.spawn(Fleet, queue, options.devices, options.period, seed=n)
+    if options.chaos > 0:
+        rt.spawn(Chaos, instances, options.chaos, seed=7, name="chaos")
+    start.state = (queues, instances, db_path, fleets)  # type: ignore[attr-defined]
+    print(f"iot_cloud: {len(tenants)} tenants x {options.devices} devices, readings -> {db_path}")
+
+    def progress() -> dict[str, Any]:
+        readings_in = sum(f.ask("sent") for f in fleets.values())
+        stats = [q.stats() for q in queues.values()]
+        restarts = sum(n.restarts for i in instances.values() for n in i.statistics().nodes)
+        alert_count = sum(a.ask("report")[0] for a in alerts.values())
+        first = tenants[0]
+        return {"in": readings_in, "stored": sum(s["acked"] for s in stats),
+                "dead_lettered": sum(s["dead"] for s in stats),
+                "queued": sum(s["ready"] + s["in_flight"] for s in stats),
+                "alerts": alert_count, "restarts": restarts,
+                f"{first}_time": clocks[first].ask("show")}
+
+    return progress
+
+
+def stop(rt: Runtime) -> None:
+    queues, instances, db_path, fleets = start.state  # type: ignore[attr-defined]
+    for fleet in fleets.values():  # no new readings, then drain nothing more: stop the graphs
+        rt.stop(fleet, "shutdown")
+    for instance in instances.values():
+        instance.stop()
+    for queue in queues.values():
+        queue.close()
+    db = sqlite3.connect(db_path)
+    rows = db.execute("SELECT tenant, COUNT(*) FROM readings GROUP BY tenant ORDER BY tenant").fetchall()
+    db.close()
+    print("rows stored per tenant: " + ", ".join(f"{t}={n}" for t, n in rows))
+
+
+if __name__ == "__main__":
+    import sys
+
+    from supervisors.cli import main
+    sys.exit(main(["run", __file__, "--duration", "10", *sys.argv[1:]]))
