@@ -34,11 +34,11 @@ message each; every drop is still counted exactly. A dropped ``ask`` fails at on
 
 from __future__ import annotations
 
-import enum
 import threading
 from collections import deque
 from typing import Any
 
+from ._choice import Choice
 from ._errors import ActorDead, MailboxFull
 from ._messages import SYSTEM_MESSAGES
 
@@ -60,7 +60,7 @@ class _Signalled:
 SIGNALLED = _Signalled()
 
 
-class Overflow(enum.Enum):
+class Overflow(Choice):
     """What a full mailbox does with one more message (see the module table)."""
 
     DROP_OLDEST = "drop_oldest"
@@ -68,19 +68,6 @@ class Overflow(enum.Enum):
     LATEST = "latest"
     FAIL = "fail"
     BLOCK = "block"
-
-    @classmethod
-    def parse(cls, value: "Overflow | str") -> "Overflow":
-        """Accept an ``Overflow`` or its name/value (any case); ``ValueError`` names the choices."""
-        if isinstance(value, Overflow):
-            return value
-        if isinstance(value, str):
-            key = value.strip().lower()
-            for member in cls:
-                if key in (member.value, member.name.lower()):
-                    return member
-        raise ValueError(f"unknown overflow policy {value!r}; choose one of "
-                         f"{', '.join(m.name for m in cls)}")
 
 
 class _LockedQueue(deque):  # type: ignore[type-arg]

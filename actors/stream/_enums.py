@@ -32,29 +32,12 @@ multi-input nodes, and the rule for an expired input value.
 
 from __future__ import annotations
 
-import enum
+from .._choice import Choice
 
 __all__ = ["Policy", "Trigger", "Expired"]
 
 
-class _Parse(enum.Enum):
-    @classmethod
-    def parse(cls, value: object) -> "_Parse":
-        """Accept a member or its name/value (any case); ``ValueError`` names the choices.
-        ``actors.Overflow`` members DROP_OLDEST, DROP_NEWEST and LATEST map by name."""
-        if isinstance(value, cls):
-            return value
-        key = getattr(value, "name", value)
-        if isinstance(key, str):
-            key = key.strip().lower()
-            for member in cls:
-                if key in (member.value, member.name.lower()):
-                    return member
-        raise ValueError(f"unknown {cls.__name__} {value!r}; choose one of "
-                         f"{', '.join(m.name for m in cls)}")
-
-
-class Policy(_Parse):
+class Policy(Choice):
     """What an edge does when its receiver is slower than its sender (see the module table)."""
 
     BACKPRESSURE = "backpressure"
@@ -63,7 +46,7 @@ class Policy(_Parse):
     LATEST = "latest"
 
 
-class Trigger(_Parse):
+class Trigger(Choice):
     """When a node's handler runs (see the module table)."""
 
     EACH = "each"
@@ -71,7 +54,7 @@ class Trigger(_Parse):
     LATEST = "latest"
 
 
-class Expired(_Parse):
+class Expired(Choice):
     """What a multi-input node does with a value older than its input's ``max_age``."""
 
     WAIT = "wait"
