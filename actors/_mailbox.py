@@ -145,7 +145,8 @@ class Mailbox:
 
     def _tell_nowait(self, message: Any) -> bool:
         """``_tell`` that never waits, whatever the policy (BLOCK refuses like FAIL): for
-        deliveries made by the runtime itself, such as timers."""
+        deliveries made by the runtime itself, such as timers. (Its fast path repeats
+        ``_tell``'s on purpose: a ``block`` parameter there would cost every message.)"""
         q = self._queue
         size = len(q)
         if size < self._limit:
