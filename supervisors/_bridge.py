@@ -35,7 +35,7 @@ from actors._envelopes import SKIP, Deferred
 from actors._mailbox import DEAD
 
 __all__ = ["SKIP", "Deferred", "deliver", "exit_reason", "parent", "request_stop",
-           "set_restarts", "start_confirmed", "stop", "wait_exited"]
+           "set_restarts", "start_confirmed", "stop", "wait_exited", "actor_class"]
 
 _FIRST_PAUSE = 0.0002
 _MAX_PAUSE = 0.005
@@ -138,3 +138,8 @@ def _help(sched: Any, cell: Any) -> bool:
     if again:
         sched.submit(cell)
     return True
+
+
+def actor_class(ref: ActorRef) -> type:
+    """The class of the actor behind ``ref`` (``streamvisor top`` finds supervisors by it)."""
+    return type(ref._cell.actor)

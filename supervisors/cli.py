@@ -13,6 +13,7 @@ summary is printed. ``streamvisor bench`` runs the side-by-side benchmark table 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -26,6 +27,7 @@ from typing import Any, Callable
 
 from actors import Runtime, configure_logging
 from supervisors.cluster.cli import add_cluster_commands, run_cluster_command
+from supervisors.top import DEFAULT_HTTP, add_top_command, parse_hostport, start_http
 
 __all__ = ["main", "load_app", "run_app"]
 
@@ -63,7 +65,11 @@ def run_app(module: ModuleType, options: argparse.Namespace,
             out: Callable[[str], None] = print) -> dict[str, Any]:
     """Run an app module to completion; returns the final counters."""
     stop = threading.Event()
-    with Runtime(workers=options.workers, node=options.node) as rt:
+    with Runtime(workers=options.workers, node=options.node) as rt, \
+            contextlib.ExitStack() as extras:
+        if getattr(options, "http", None):  # closed before the runtime shuts down
+            http = extras.enter_context(start_http(rt, *parse_hostport(options.http)))
+            out(f"status: {http.url}/status.json   metrics: {http.url}/metrics")
         progress = module.start(rt, options)
         started = time.monotonic()
         deadline = None if options.duration is None else started + options.duration
@@ -98,7 +104,9 @@ def _bench(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="streamvisor", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="streamvisor", description="streamvisor: run apps, clusters, the live top view and "
+        "the benchmark table")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an app on one node")
     run.add_argument("app", help="a .py file or module defining start(rt, options)")
@@ -107,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--node", default=None, help="node name for logs")
     run.add_argument("--log", choices=["console", "json"], default=None, help="log renderer")
     run.add_argument("--log-level", default=None, help="debug|info|warning|error")
+    run.add_argument("--http", nargs="?", const=DEFAULT_HTTP, default=None, metavar="HOST:PORT",
+                     help=f"serve /metrics and /status.json on loopback (default {DEFAULT_HTTP})")
+    add_top_command(sub)
     bench = sub.add_parser("bench", help="print the side-by-side benchmark table")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     add_cluster_commands(sub)
@@ -115,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_cluster_command(args, extra)
     if args.command == "bench":
         return _bench(args.rest + extra)
+    if args.command == "top":
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return int(args.run_top(args))
     if args.duration is not None and not args.duration > 0:
         parser.error("--duration must be a positive number of seconds")
     if args.workers < 1:

@@ -142,6 +142,7 @@ def test_a_full_block_mailbox_does_not_stall_other_timers_and_counts_the_refusal
     with Runtime(workers=2, clock=clock) as rt:
         started, gate, got = threading.Event(), threading.Event(), threading.Event()
         held = rt.spawn(_Held, started, gate, mailbox_size=1, overflow=Overflow.BLOCK)
+        held._cell.block_timeout = 30.0  # a timer that waited would wait this long
         rt.spawn(_Pinged, got)
         held.tell("hold")
         assert started.wait(5)
@@ -149,8 +150,8 @@ def test_a_full_block_mailbox_does_not_stall_other_timers_and_counts_the_refusal
         advancer = threading.Thread(target=clock.advance, args=(2.0,))
         advancer.start()
         try:
-            assert got.wait(2.0), "the ping timer waited behind a full BLOCK mailbox"
-            advancer.join(2.0)
+            assert got.wait(10.0), "the ping timer waited behind a full BLOCK mailbox"
+            advancer.join(10.0)
             assert not advancer.is_alive()
             assert held.statistics().dropped == 1  # the refused tick is counted
         finally:
