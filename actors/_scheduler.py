@@ -14,6 +14,9 @@ work waits (a chain of blocking stops), a temporary spare worker runs the queue 
 A turn that runs ten time slices (at least 50 ms) is a stall: reported while it runs
 (``HandlerOverrun`` and a warning), and another worker is woken.
 
+While workers are busy the service thread looks every ``stall_after / 2`` seconds (it takes the
+GIL each time, so it looks no more often than stall detection needs).
+
 ``InlineScheduler`` runs everything on the calling thread, deterministically (FIFO run queue):
 work submitted from outside a turn is run before the call returns. For tests.
 """
@@ -247,7 +250,7 @@ class ThreadScheduler:
 
     def _service(self) -> None:
         timers = self._timers
-        tick = max(self.time_slice, 0.005)
+        tick = self.stall_after / 2  # fine enough for the watch; each tick costs the GIL
         last_cpu, last_wall = time.process_time(), time.monotonic()
         backlog = 0
         while not self._closing:
