@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 from actors import Actor, Runtime
 from actors.pubsub import Publish
 from actors.queue import DurableQueue, QueueSink, QueueSource
+from actors.connectors import MqttIngest, MqttOptions, PostgresStore, SqliteStore
 from actors.stream import Graph, Node
 from actors.testing import Faults
 from supervisors import GraphSupervision
@@ -58,6 +59,10 @@ class Categorise(Node):
 
     def process(self, item: Any, port: str) -> None:
         reading = item.payload
+        if isinstance(reading, (list, tuple)) and len(reading) == 5:  # a row from MqttIngest
+            _, device, ts, temp, hum = reading
+            reading = {"device": device, "ts": ts, "temp": temp, "hum": hum}
+            item = item.derive(reading)
         device = str(reading.get("device", "")) if isinstance(reading, dict) else ""
         kind = device.rsplit("-", 1)[0]
         kind = kind if kind in CATEGORIES else "office"
@@ -110,43 +115,51 @@ class Sanity(Node):
 
 
 class Store(QueueSink):
-    """Inserts readings into SQLite (one transaction per batch), then acknowledges them."""
+    """Inserts readings (one transaction per batch, idempotent on tenant, device and ts) into
+    SQLite or PostgreSQL, then acknowledges them."""
 
-    def __init__(self, queue: Any, db_path: str) -> None:
+    def __init__(self, queue: Any, db: str) -> None:
         super().__init__(queue)
-        self.db_path = db_path
+        self.db = db
 
     def on_start(self) -> None:
-        self.db = open_db(self.db_path)
+        self.rows = open_store(self.db)
 
     def store(self, items: list[Any]) -> None:
         tenant = self.ref.tenant
-        rows = [(tenant, i.payload["device"], i.payload["ts"], i.payload["temp"], i.payload["hum"])
-                for i in items]
-        with self.db:
-            self.db.executemany("INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?)", rows)
+        self.rows.insert([(tenant, i.payload["device"], float(i.payload["ts"]),
+                           float(i.payload["temp"]), float(i.payload["hum"])) for i in items])
 
     def on_stop(self, reason: Any) -> None:
-        self.db.close()
+        self.rows.close()
 
 
-def open_db(path: str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("CREATE TABLE IF NOT EXISTS readings (tenant TEXT NOT NULL, device TEXT NOT NULL, "
-               "ts REAL NOT NULL, temp REAL, hum REAL, PRIMARY KEY (tenant, device, ts))")
-    db.commit()
-    return db
+def open_store(db: str) -> Any:
+    """``postgresql://...`` -> PostgreSQL, anything else is an SQLite file."""
+    if db.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(db)
+    return SqliteStore(db)
 
 
-def build_graph(queue_of: Any, db_path: str) -> Graph:
+def count_rows(db: str) -> list[tuple[str, int]]:
+    if db.startswith(("postgresql://", "postgres://")):
+        import psycopg
+        with psycopg.connect(db) as conn:
+            return list(conn.execute("SELECT tenant, COUNT(*) FROM readings GROUP BY tenant "
+                                     "ORDER BY tenant").fetchall())
+    with sqlite3.connect(db) as conn:
+        return list(conn.execute("SELECT tenant, COUNT(*) FROM readings GROUP BY tenant "
+                                 "ORDER BY tenant").fetchall())
+
+
+def build_graph(queue_of: Any, db: str) -> Graph:
     """The one graph every tenant gets; ``queue_of(tenant)`` is that tenant's durable queue."""
     g = Graph("ingest", supervision=GraphSupervision(intensity=10, period=10.0))
     g.add("queue", QueueSource, queue_of)
     g.add("categorise", Categorise)
     g.add("validate", Validate)
     g.add("sanity", Sanity)
-    g.add("store", Store, queue_of, db_path)
+    g.add("store", Store, queue_of, db)
     g.pipe("queue", "categorise", "validate", "sanity", "store")
     return g
 
@@ -267,7 +280,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tenants", default=",".join(TENANTS), help="comma-separated tenants")
     parser.add_argument("--devices", type=int, default=50, help="devices per tenant")
     parser.add_argument("--period", type=float, default=0.1, help="seconds between readings")
-    parser.add_argument("--db", default=None, help="SQLite file for the readings table")
+    parser.add_argument("--db", default=None,
+                        help="SQLite file or postgresql://... URL for the readings table")
+    parser.add_argument("--mqtt", default=None, metavar="HOST:PORT",
+                        help="also ingest tenants/<tenant>/devices/<device>/readings from a broker")
     parser.add_argument("--data-dir", default=None, help="where the durable queues live")
     parser.add_argument("--chaos", type=float, default=3.0, help="seconds between injected crashes (0: none)")
 
@@ -276,18 +292,20 @@ def start(rt: Runtime, options: Any) -> Any:
     tenants = [t.strip() for t in options.tenants.split(",") if t.strip()]
     if not tenants:
         raise SystemExit("iot_cloud: --tenants names no tenant")
-    if options.devices < 1 or not options.period > 0:
-        raise SystemExit("iot_cloud: --devices must be >= 1 and --period > 0")
+    if options.devices < 0 or not options.period > 0:
+        raise SystemExit("iot_cloud: --devices must be >= 0 and --period > 0")
     data_dir = options.data_dir or tempfile.mkdtemp(prefix="iot-cloud-")
     os.makedirs(data_dir, exist_ok=True)
     db_path = options.db or os.path.join(data_dir, "readings.db")
-    open_db(db_path).close()
+    open_store(db_path).close()  # creates the table; a bad URL or path fails here, clearly
     queues: dict[str, DurableQueue] = {}
     graph = build_graph(queues.__getitem__, db_path)
     instances: dict[str, Any] = {}
     alerts: dict[str, Any] = {}
     clocks: dict[str, Any] = {}
     fleets: dict[str, Any] = {}
+    mqtt: dict[str, Any] = {}
+    mqtt_dead: dict[str, DurableQueue] = {}
     rt.spawn(Clock, name="clock")
     for n, tenant in enumerate(tenants):
         scope = rt.tenant(tenant)
@@ -297,14 +315,30 @@ def start(rt: Runtime, options: Any) -> Any:
         alerts[tenant] = scope.spawn(Alerts, name="alerts")
         scope.pubsub.subscribe("alerts/#", alerts[tenant])
         clocks[tenant] = scope.spawn(LocalTime, TIMEZONES[n % len(TIMEZONES)], name="local-time")
-        fleets[tenant] = scope.spawn(Fleet, queue, options.devices, options.period, seed=n)
+        if options.devices:
+            fleets[tenant] = scope.spawn(Fleet, queue, options.devices, options.period, seed=n)
+        if options.mqtt:
+            host, _, port = options.mqtt.rpartition(":")
+            dead = mqtt_dead[tenant] = DurableQueue(
+                os.path.join(data_dir, f"{tenant}.mqtt-dead"), f"{tenant}-mqtt-dead")
+            mqtt[tenant] = scope.spawn(
+                MqttIngest, MqttOptions(host=host or "127.0.0.1", port=int(port or 1883),
+                                        client_id=f"iot-cloud-{tenant}"),
+                queue, tenant=tenant, dead_letters=dead, name="mqtt")
     if options.chaos > 0:
         rt.spawn(Chaos, instances, options.chaos, seed=7, name="chaos")
-    start.state = (queues, instances, db_path, fleets)  # type: ignore[attr-defined]
+    start.state = (queues, instances, db_path, fleets, mqtt, mqtt_dead)  # type: ignore[attr-defined]
     print(f"iot_cloud: {len(tenants)} tenants x {options.devices} devices, readings -> {db_path}")
 
     def progress() -> dict[str, Any]:
         readings_in = sum(f.ask("sent") for f in fleets.values())
+        extra: dict[str, Any] = {}
+        if mqtt:  # a reading is acked to the broker once it is in the queue
+            mqtt_stats = [m.ask("statistics") for m in mqtt.values()]
+            mqtt_in = sum(s.acked for s in mqtt_stats if s is not None)
+            readings_in += mqtt_in
+            extra = {"mqtt_in": mqtt_in,
+                     "mqtt_rejected": sum(s.dead_lettered for s in mqtt_stats if s is not None)}
         stats = [q.stats() for q in queues.values()]
         restarts = sum(n.restarts for i in instances.values() for n in i.statistics().nodes)
         alert_count = sum(a.ask("report")[0] for a in alerts.values())
@@ -312,23 +346,21 @@ def start(rt: Runtime, options: Any) -> Any:
         return {"in": readings_in, "stored": sum(s["acked"] for s in stats),
                 "dead_lettered": sum(s["dead"] for s in stats),
                 "queued": sum(s["ready"] + s["in_flight"] for s in stats),
-                "alerts": alert_count, "restarts": restarts,
+                "alerts": alert_count, "restarts": restarts, **extra,
                 f"{first}_time": clocks[first].ask("show")}
 
     return progress
 
 
 def stop(rt: Runtime) -> None:
-    queues, instances, db_path, fleets = start.state  # type: ignore[attr-defined]
-    for fleet in fleets.values():  # no new readings, then drain nothing more: stop the graphs
-        rt.stop(fleet, "shutdown")
+    queues, instances, db_path, fleets, mqtt, mqtt_dead = start.state  # type: ignore[attr-defined]
+    for source in [*fleets.values(), *mqtt.values()]:  # no new readings, then stop the graphs
+        rt.stop(source, "shutdown")
     for instance in instances.values():
         instance.stop()
-    for queue in queues.values():
+    for queue in [*queues.values(), *mqtt_dead.values()]:
         queue.close()
-    db = sqlite3.connect(db_path)
-    rows = db.execute("SELECT tenant, COUNT(*) FROM readings GROUP BY tenant ORDER BY tenant").fetchall()
-    db.close()
+    rows = count_rows(db_path)
     print("rows stored per tenant: " + ", ".join(f"{t}={n}" for t, n in rows))
 
 
