@@ -164,6 +164,12 @@ def build_graph(queue_of: Any, db: str) -> Graph:
     return g
 
 
+def graph() -> Graph:
+    """The graph for ``streamvisor graph examples/iot_cloud.py`` (queues and database are
+    placeholders: only the shape matters there)."""
+    return build_graph(lambda tenant: None, "readings.db")
+
+
 # -- actors around the graph ------------------------------------------------------------------------
 class Fleet(Actor):
     """A tenant's devices: every ``period`` each sends a reading into the durable queue."""

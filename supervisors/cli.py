@@ -27,14 +27,15 @@ from typing import Any, Callable
 
 from actors import Runtime, configure_logging
 from supervisors.cluster.cli import add_cluster_commands, run_cluster_command
+from supervisors.graph import add_graph_command
 from supervisors.top import DEFAULT_HTTP, add_top_command, parse_hostport, start_http
 
 __all__ = ["main", "load_app", "run_app"]
 
 
-def load_app(target: str) -> ModuleType:
+def load_app(target: str, needs: str = "start") -> ModuleType:
     """Import APP: a path to a .py file or a dotted module name. ``SystemExit`` with a clear
-    message when it cannot be found or has no ``start(rt, options)``."""
+    message when it cannot be found or has no ``needs`` function (``start(rt, options)``)."""
     if target.endswith(".py") or os.sep in target:
         path = Path(target)
         if not path.is_file():
@@ -49,8 +50,9 @@ def load_app(target: str) -> ModuleType:
             module = importlib.import_module(target)
         except ImportError as exc:
             raise SystemExit(f"streamvisor: cannot import app module {target!r}: {exc}") from exc
-    if not callable(getattr(module, "start", None)):
-        raise SystemExit(f"streamvisor: app {target} must define start(rt, options)")
+    if not callable(getattr(module, needs, None)):
+        signature = {"start": "start(rt, options)", "graph": "graph() -> Graph"}.get(needs, needs)
+        raise SystemExit(f"streamvisor: app {target} must define {signature}")
     return module
 
 
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--http", nargs="?", const=DEFAULT_HTTP, default=None, metavar="HOST:PORT",
                      help=f"serve /metrics and /status.json on loopback (default {DEFAULT_HTTP})")
     add_top_command(sub)
+    add_graph_command(sub)
     bench = sub.add_parser("bench", help="print the side-by-side benchmark table")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     add_cluster_commands(sub)
@@ -126,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_cluster_command(args, extra)
     if args.command == "bench":
         return _bench(args.rest + extra)
+    if args.command == "graph":
+        return int(args.run_graph(args, load_app))
     if args.command == "top":
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
