@@ -44,7 +44,7 @@ from actors.stream import Graph, Node
 from actors.testing import Faults
 from supervisors import GraphSupervision
 
-TENANTS = ["acme", "globex", "initech"]
+TENANTS = ["acme", "globex", "initech"]  # also the default tenant list of a cluster
 TIMEZONES = ["Europe/Paris", "America/New_York", "Asia/Tokyo", "Australia/Sydney", "UTC"]
 CATEGORIES = {  # device kind -> plausible temperature range (C) and the alert threshold
     "cold-room": (-30.0, 10.0, 5.0),
@@ -274,8 +274,9 @@ class Chaos(Actor):
     def receive(self, message: Any) -> Any:
         if message == "injected":
             return self.injected
-        tenant = self.random.choice(sorted(self.instances))
-        ref = self.instances[tenant].ref("sanity")
+        hosted = sorted(self.instances)  # tenants come and go in a cluster
+        instance = self.instances.get(self.random.choice(hosted)) if hosted else None
+        ref = instance.ref("sanity") if instance is not None else None
         if ref is not None and Faults(self.runtime).crash(ref):
             self.injected += 1
         self.send_after(self.every, "strike")
@@ -283,7 +284,8 @@ class Chaos(Actor):
 
 # -- the app -----------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tenants", default=",".join(TENANTS), help="comma-separated tenants")
+    parser.add_argument("--tenants", dest="tenant_names", default=",".join(TENANTS),
+                        help="comma-separated tenants (a cluster places TENANTS on its nodes)")
     parser.add_argument("--devices", type=int, default=50, help="devices per tenant")
     parser.add_argument("--period", type=float, default=0.1, help="seconds between readings")
     parser.add_argument("--db", default=None,
@@ -294,79 +296,130 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chaos", type=float, default=3.0, help="seconds between injected crashes (0: none)")
 
 
-def start(rt: Runtime, options: Any) -> Any:
-    tenants = [t.strip() for t in options.tenants.split(",") if t.strip()]
-    if not tenants:
-        raise SystemExit("iot_cloud: --tenants names no tenant")
-    if options.devices < 0 or not options.period > 0:
-        raise SystemExit("iot_cloud: --devices must be >= 0 and --period > 0")
-    data_dir = options.data_dir or tempfile.mkdtemp(prefix="iot-cloud-")
-    os.makedirs(data_dir, exist_ok=True)
-    db_path = options.db or os.path.join(data_dir, "readings.db")
-    open_store(db_path).close()  # creates the table; a bad URL or path fails here, clearly
-    queues: dict[str, DurableQueue] = {}
-    graph = build_graph(queues.__getitem__, db_path)
-    instances: dict[str, Any] = {}
-    alerts: dict[str, Any] = {}
-    clocks: dict[str, Any] = {}
-    fleets: dict[str, Any] = {}
-    mqtt: dict[str, Any] = {}
-    mqtt_dead: dict[str, DurableQueue] = {}
-    rt.spawn(Clock, name="clock")
-    for n, tenant in enumerate(tenants):
-        scope = rt.tenant(tenant)
-        queue = queues[tenant] = DurableQueue(os.path.join(data_dir, f"{tenant}.queue"), tenant,
-                                              max_deliveries=5, visibility_timeout=10.0)
-        instances[tenant] = graph.instantiate(rt, tenant)
-        alerts[tenant] = scope.spawn(Alerts, name="alerts")
-        scope.pubsub.subscribe("alerts/#", alerts[tenant])
-        clocks[tenant] = scope.spawn(LocalTime, TIMEZONES[n % len(TIMEZONES)], name="local-time")
+class _Tenant:
+    """What one tenant runs on this node."""
+
+    def __init__(self) -> None:
+        self.queue: DurableQueue | None = None
+        self.mqtt_dead: DurableQueue | None = None
+        self.instance: Any = None
+        self.actors: dict[str, Any] = {}  # fleet, mqtt, alerts, local-time
+
+
+class _App:
+    """The node's share of the IoT cloud: shared settings and its tenants (a cluster may move
+    tenants in and out; a single node hosts them all)."""
+
+    def __init__(self, options: Any) -> None:
+        if options.devices < 0 or not options.period > 0:
+            raise SystemExit("iot_cloud: --devices must be >= 0 and --period > 0")
+        self.options = options
+        self.data_dir = options.data_dir or tempfile.mkdtemp(prefix="iot-cloud-")
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.db = options.db or os.path.join(self.data_dir, "readings.db")
+        open_store(self.db).close()  # creates the table; a bad URL or path fails here, clearly
+        self.tenants: dict[str, _Tenant] = {}
+        self.graph = build_graph(lambda tenant: self.tenants[tenant].queue, self.db)
+        self.instances: dict[str, Any] = {}  # shared with the chaos actor
+
+    def start_tenant(self, rt: Runtime, tenant: str) -> None:
+        options, scope, t = self.options, rt.tenant(tenant), _Tenant()
+        self.tenants[tenant] = t
+        seed = sum(map(ord, tenant))
+        t.queue = DurableQueue(os.path.join(self.data_dir, f"{tenant}.queue"), tenant,
+                               max_deliveries=5, visibility_timeout=10.0)
+        t.instance = self.instances[tenant] = self.graph.instantiate(rt, tenant)
+        t.actors["alerts"] = scope.spawn(Alerts, name="alerts")
+        scope.pubsub.subscribe("alerts/#", t.actors["alerts"])
+        t.actors["local-time"] = scope.spawn(LocalTime, TIMEZONES[seed % len(TIMEZONES)],
+                                             name="local-time")
         if options.devices:
-            fleets[tenant] = scope.spawn(Fleet, queue, options.devices, options.period, seed=n)
+            t.actors["fleet"] = scope.spawn(Fleet, t.queue, options.devices, options.period,
+                                            seed=seed)
         if options.mqtt:
             host, _, port = options.mqtt.rpartition(":")
-            dead = mqtt_dead[tenant] = DurableQueue(
-                os.path.join(data_dir, f"{tenant}.mqtt-dead"), f"{tenant}-mqtt-dead")
-            mqtt[tenant] = scope.spawn(
+            t.mqtt_dead = DurableQueue(os.path.join(self.data_dir, f"{tenant}.mqtt-dead"),
+                                       f"{tenant}-mqtt-dead")
+            t.actors["mqtt"] = scope.spawn(
                 MqttIngest, MqttOptions(host=host or "127.0.0.1", port=int(port or 1883),
                                         client_id=f"iot-cloud-{tenant}"),
-                queue, tenant=tenant, dead_letters=dead, name="mqtt")
-    if options.chaos > 0:
-        rt.spawn(Chaos, instances, options.chaos, seed=7, name="chaos")
-    start.state = (queues, instances, db_path, fleets, mqtt, mqtt_dead)  # type: ignore[attr-defined]
-    print(f"iot_cloud: {len(tenants)} tenants x {options.devices} devices, readings -> {db_path}")
+                t.queue, tenant=tenant, dead_letters=t.mqtt_dead, name="mqtt")
 
-    def progress() -> dict[str, Any]:
-        readings_in = sum(f.ask("sent") for f in fleets.values())
+    def stop_tenant(self, rt: Runtime, tenant: str) -> None:
+        t = self.tenants.pop(tenant, None)
+        if t is None:
+            return
+        self.instances.pop(tenant, None)
+        for name in ("fleet", "mqtt"):  # no new readings first, then the graph and the rest
+            if name in t.actors:
+                rt.stop(t.actors.pop(name), "shutdown")
+        t.instance.stop()
+        for ref in t.actors.values():
+            rt.stop(ref, "shutdown")
+        for queue in (t.queue, t.mqtt_dead):
+            if queue is not None:
+                queue.close()
+
+    def progress(self) -> dict[str, Any]:
+        tenants = list(self.tenants.values())
+        readings_in = sum(t.actors["fleet"].ask("sent") for t in tenants if "fleet" in t.actors)
         extra: dict[str, Any] = {}
-        if mqtt:  # a reading is acked to the broker once it is in the queue
-            mqtt_stats = [m.ask("statistics") for m in mqtt.values()]
-            mqtt_in = sum(s.acked for s in mqtt_stats if s is not None)
+        if self.options.mqtt:  # a reading is acked to the broker once it is in the queue
+            mqtt_stats = [s for t in tenants if "mqtt" in t.actors
+                          if (s := t.actors["mqtt"].ask("statistics")) is not None]
+            mqtt_in = sum(s.acked for s in mqtt_stats)
             readings_in += mqtt_in
-            extra = {"mqtt_in": mqtt_in,
-                     "mqtt_rejected": sum(s.dead_lettered for s in mqtt_stats if s is not None)}
-        stats = [q.stats() for q in queues.values()]
-        restarts = sum(n.restarts for i in instances.values() for n in i.statistics().nodes)
-        alert_count = sum(a.ask("report")[0] for a in alerts.values())
-        first = tenants[0]
-        return {"in": readings_in, "stored": sum(s["acked"] for s in stats),
+            extra = {"mqtt_in": mqtt_in, "mqtt_rejected": sum(s.dead_lettered for s in mqtt_stats)}
+        stats = [t.queue.stats() for t in tenants if t.queue is not None]
+        restarts = sum(n.restarts for t in tenants for n in t.instance.statistics().nodes)
+        line = {"tenants": len(tenants), "in": readings_in,
+                "stored": sum(s["acked"] for s in stats),
                 "dead_lettered": sum(s["dead"] for s in stats),
                 "queued": sum(s["ready"] + s["in_flight"] for s in stats),
-                "alerts": alert_count, "restarts": restarts, **extra,
-                f"{first}_time": clocks[first].ask("show")}
+                "alerts": sum(t.actors["alerts"].ask("report")[0] for t in tenants),
+                "restarts": restarts, **extra}
+        if tenants:
+            first = sorted(self.tenants)[0]
+            line[f"{first}_time"] = self.tenants[first].actors["local-time"].ask("show")
+        return line
 
-    return progress
+
+_app: _App | None = None  # this process's app (one per node)
+
+
+def start(rt: Runtime, options: Any) -> Any:
+    """Once per node. A single node (``streamvisor run``) hosts every tenant of ``--tenants``; in
+    a cluster the node calls ``start_tenant`` for the tenants placed on it."""
+    global _app
+    _app = _App(options)
+    rt.spawn(Clock, name="clock")
+    if options.chaos > 0:
+        rt.spawn(Chaos, _app.instances, options.chaos, seed=7, name="chaos")
+    if getattr(options, "cluster", None) is None:
+        tenants = [t.strip() for t in options.tenant_names.split(",") if t.strip()]
+        if not tenants:
+            raise SystemExit("iot_cloud: --tenants names no tenant")
+        for tenant in tenants:
+            _app.start_tenant(rt, tenant)
+    print(f"iot_cloud: {options.devices} devices per tenant, readings -> {_app.db}")
+    return _app.progress
+
+
+def start_tenant(rt: Runtime, tenant: str, options: Any) -> None:
+    assert _app is not None
+    _app.start_tenant(rt, tenant)
+
+
+def stop_tenant(rt: Runtime, tenant: str) -> None:
+    assert _app is not None
+    _app.stop_tenant(rt, tenant)
 
 
 def stop(rt: Runtime) -> None:
-    queues, instances, db_path, fleets, mqtt, mqtt_dead = start.state  # type: ignore[attr-defined]
-    for source in [*fleets.values(), *mqtt.values()]:  # no new readings, then stop the graphs
-        rt.stop(source, "shutdown")
-    for instance in instances.values():
-        instance.stop()
-    for queue in [*queues.values(), *mqtt_dead.values()]:
-        queue.close()
-    rows = count_rows(db_path)
+    assert _app is not None
+    for tenant in list(_app.tenants):
+        _app.stop_tenant(rt, tenant)
+    rows = count_rows(_app.db)
     print("rows stored per tenant: " + ", ".join(f"{t}={n}" for t, n in rows))
 
 
