@@ -48,7 +48,7 @@ def render_dot(graph: Graph) -> str:
     for edge in plan.edges:
         lines.append(f'    "{edge.source}" -> "{edge.target}" [label="{_edge_label(edge)}"];')
     lines.append("  }")
-    lines.append(f'  subgraph "cluster_supervision" {{ label="supervision of each tenant";')
+    lines.append('  subgraph "cluster_supervision" { label="supervision of each tenant";')
     lines.append(f'    "sup" [shape=ellipse, label="/tenants/<tenant>/{plan.name}\\n{strategy}'
                  f'{chr(92) + "n" + intensity if intensity else ""}"];')
     for i, node in enumerate(plan.nodes):
@@ -71,7 +71,7 @@ def render_mermaid(graph: Graph) -> str:
         lines.append(f'    {edge.source} -- "{_edge_label(edge)}" --> {edge.target}')
     lines.append("  end")
     label = f"{strategy}, {intensity}" if intensity else strategy
-    lines.append(f'  subgraph supervision ["supervision of each tenant"]')
+    lines.append('  subgraph supervision ["supervision of each tenant"]')
     lines.append(f'    sup(("/tenants/&lt;tenant&gt;/{plan.name}<br/>{label}"))')
     for i, node in enumerate(plan.nodes):
         lines.append(f'    sup -- "{i + 1}" --> sup_{node.name}("{node.name}")')

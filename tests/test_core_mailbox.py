@@ -139,7 +139,7 @@ def test_system_messages_get_through_a_full_mailbox(clock):
     class Watcher(Actor):
         def receive(self, message):
             match message:
-                case ("watch", ref, victim, burst):
+                case ("watch", _, victim, burst):
                     self.monitor(victim)
                     for i in range(burst):
                         try:
