@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MqttOptions", "build_client", "disconnect"]
+__all__ = ["MqttOptions", "build_client", "disconnect", "connect_and_loop"]
 
 
 def _number(name: str, value: Any, low: float, high: float = math.inf) -> None:
@@ -99,3 +99,11 @@ def disconnect(client: Any, options: MqttOptions) -> None:
     props = Properties(PacketTypes.DISCONNECT)
     props.SessionExpiryInterval = 0
     client.disconnect(properties=props)
+
+
+def connect_and_loop(client: Any, options: MqttOptions, properties: Any) -> None:
+    """Start ``client``'s paho network thread, which connects and reconnects on its own (with
+    ``options``' backoff). Never blocks on the network."""
+    client.connect_async(options.host, options.port, int(options.keepalive),
+                         clean_start=options.clean_start, properties=properties)
+    client.loop_start()

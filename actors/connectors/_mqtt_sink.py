@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ..topics import is_valid_topic
-from ._client import MqttOptions, build_client, disconnect
+from ._client import MqttOptions, build_client, connect_and_loop, disconnect
 from ._readings import Reading, readings_topic
 
 __all__ = ["MqttSink", "MqttSinkStatistics", "PublishTimeout", "SinkFull", "reading_message"]
@@ -80,10 +80,7 @@ class MqttSink:
         if self._started:
             raise RuntimeError("MqttSink already started")
         self._started = True
-        o = self.options
-        self._client.connect_async(o.host, o.port, int(o.keepalive), clean_start=o.clean_start,
-                                   properties=self._props)
-        self._client.loop_start()
+        connect_and_loop(self._client, self.options, self._props)
         return self
 
     def wait_connected(self, timeout: float) -> bool:

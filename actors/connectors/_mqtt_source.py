@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 from .._log import get_logger
 from ..topics import is_valid_filter
-from ._client import MqttOptions, build_client, disconnect
+from ._client import MqttOptions, build_client, connect_and_loop, disconnect
 from ._readings import DEFAULT_MAX_BYTES, BadReading, Reading, parse_reading, readings_filter
 
 __all__ = ["BadMessage", "Inbound", "MqttSource", "MqttSourceStatistics"]
@@ -167,10 +167,7 @@ class MqttSource:
         if self._started:
             raise RuntimeError("MqttSource already started")
         self._started = True
-        o = self.options
-        self._client.connect_async(o.host, o.port, int(o.keepalive), clean_start=o.clean_start,
-                                   properties=self._props)
-        self._client.loop_start()
+        connect_and_loop(self._client, self.options, self._props)
         return self
 
     def wait_connected(self, timeout: float) -> bool:
