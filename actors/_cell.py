@@ -35,6 +35,7 @@ _ids = itertools.count(1)
 _monitor_ids = itertools.count(1)
 _tls = threading.local()
 _DEAD_SIGNALS = (("dead",),)  # truthy marker left in _signals so a running turn stops at once
+_ENVELOPES = frozenset((Ask, Deferred, _Signalled))  # what the turn loop does not just receive
 
 
 def current_cell() -> "Cell | None":
@@ -105,7 +106,9 @@ class Cell(Mailbox):
                         n -= 1
                         break
                     cls = msg.__class__
-                    if cls is Ask:
+                    if cls not in _ENVELOPES:
+                        receive(msg)
+                    elif cls is Ask:
                         self._asking = msg
                         result = receive(msg.message)
                         self._asking = None
@@ -114,13 +117,11 @@ class Cell(Mailbox):
                         msg = msg.open()
                         if msg is not SKIP:
                             receive(msg)
-                    elif cls is _Signalled:  # a signal is pending: it goes before any message
+                    else:  # _Signalled: a signal is pending, it goes before any message
                         n -= 1
                         if self._take_signals():
                             return False
-                    else:
-                        receive(msg)
-                    if not n & 7 and perf_counter() > deadline:
+                    if not n & 15 and perf_counter() > deadline:
                         break
             if self._signals and self._take_signals():
                 return False
