@@ -154,9 +154,12 @@ class ThreadScheduler:
             try:
                 cell = runq.popleft()
             except IndexError:
-                if not self._park():
-                    return
-                continue
+                # Yield the GIL once before parking: a thread producing work (spawning, telling)
+                # queues a batch meanwhile instead of waking us for every item.
+                time.sleep(0)
+                if runq or self._park():
+                    continue
+                return
             turn_cell[idx] = cell
             turn_start[idx] = clock()
             again = cell._run(budget, time_slice)
