@@ -2,14 +2,15 @@
 
 A ready actor sits once in the run queue (its mailbox's "scheduled" token guarantees it is never
 run by two workers at once). A worker runs it for one turn - at most ``budget`` messages or
-``time_slice`` seconds - then takes the next. Idle workers park on a condition (no spinning).
+``time_slice`` seconds - then takes the next. A worker that finds no work yields the GIL once
+(so that a producing thread can queue a batch), then parks on a condition (no spinning).
 
 Waking policy, for few context switches under the GIL: ``submit`` wakes a parked worker only when
 no worker is awake. The service thread (the pool's only other thread; it also fires timers)
 wakes one more when the run queue backs up while the awake workers are blocked - a stalled
 handler, or CPU time lagging far behind wall time (I/O) - or always when the interpreter runs
-without the GIL. A worker blocked in ``ask``/``stop`` counts as blocked at once; if every worker is blocked while
-work waits (a chain of blocking stops), a temporary spare worker runs the queue and then ends
+without the GIL, and only while the machine has an idle CPU for it. A worker blocked in
+``ask``/``stop`` counts as blocked at once; if every worker is blocked while work waits (a chain of blocking stops), a temporary spare worker runs the queue and then ends
 (at most ``4 * workers`` spares).
 A turn that runs ten time slices (at least 50 ms) is a stall: reported while it runs
 (``HandlerOverrun`` and a warning), and another worker is woken.
