@@ -10,8 +10,9 @@ no worker is awake. The service thread (the pool's only other thread; it also fi
 wakes one more when the run queue backs up while the awake workers are blocked - a stalled
 handler, or CPU time lagging far behind wall time (I/O) - or always when the interpreter runs
 without the GIL, and only while the machine has an idle CPU for it. A worker blocked in
-``ask``/``stop`` counts as blocked at once; if every worker is blocked while work waits (a chain of blocking stops), a temporary spare worker runs the queue and then ends
-(at most ``4 * workers`` spares).
+``ask``/``stop`` counts as blocked at once; if every worker is blocked while work waits (a chain
+of blocking stops), a temporary spare worker runs the queue and then ends (at most
+``4 * workers`` spares).
 A turn that runs ten time slices (at least 50 ms) is a stall: reported while it runs
 (``HandlerOverrun`` and a warning), and another worker is woken.
 
