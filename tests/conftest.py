@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from typing import Any, Callable
 
 import pytest
 
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY",
                       os.path.join(tempfile.gettempdir(), "streamvisor-hypothesis"))
 
-from actors import Runtime  # noqa: E402
+from actors import Actor, Runtime  # noqa: E402
 from actors.testing import ManualClock, inline_runtime  # noqa: E402
 
 
@@ -44,6 +45,20 @@ def inline_rt(clock: ManualClock) -> Iterator[Runtime]:
 def settle(runtime: Runtime, timeout: float = 5.0) -> None:
     """Wait until the runtime has no work left (inline: runs it now)."""
     assert runtime.wait_idle(timeout), f"{runtime!r} did not become idle in {timeout} s"
+
+
+class Script(Actor):
+    """Runs a list of steps in one turn (so that, inline, nobody else runs in between)."""
+
+    def receive(self, steps: list[Callable[[], Any]]) -> None:
+        for step in steps:
+            step()
+
+
+def run_script(rt: Runtime, *steps: Callable[[], Any]) -> None:
+    """Run ``steps`` inside one actor turn, then wait until the runtime is idle."""
+    rt.spawn(Script).tell(list(steps))
+    settle(rt)
 
 
 def in_ci() -> bool:

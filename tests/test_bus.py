@@ -22,7 +22,7 @@ from actors import (Actor, ActorExited, ActorStarted, Event, LifecycleEvent, Man
                     Overflow, Runtime)
 from actors.testing import wait_until
 
-from .conftest import settle
+from .conftest import run_script, settle
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -56,19 +56,6 @@ class Sink(Actor):
             raise RuntimeError("asked to crash")
         self.seen.append(message)
         return None
-
-
-class Script(Actor):
-    """Runs a list of steps in one turn (so that, inline, nobody else runs in between)."""
-
-    def receive(self, steps: list[Callable[[], Any]]) -> None:
-        for step in steps:
-            step()
-
-
-def run_script(rt: Runtime, *steps: Callable[[], Any]) -> None:
-    rt.spawn(Script).tell(list(steps))
-    settle(rt)
 
 
 def held_sink(rt: Runtime, **spawn: Any) -> tuple[Any, list[Any], threading.Event]:

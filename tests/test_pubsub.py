@@ -23,7 +23,7 @@ from actors.pubsub import (DEFAULT_LIMITS, FilterTrie, Publish, PubSub, PubSubSt
 from actors.testing import Recorder, wait_until
 from actors.topics import matches
 
-from .conftest import settle
+from .conftest import Script, run_script, settle
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -59,19 +59,6 @@ class Sink(Actor):
         if message.payload in self.stop_on:
             self.stop()
         return message.id
-
-
-class Script(Actor):
-    """Runs a list of steps in one turn."""
-
-    def receive(self, steps: list[Callable[[], Any]]) -> None:
-        for step in steps:
-            step()
-
-
-def run_script(rt: Runtime, *steps: Callable[[], Any]) -> None:
-    rt.spawn(Script).tell(list(steps))
-    settle(rt)
 
 
 def payloads(seen: Iterable[Publish]) -> list[Any]:
