@@ -122,7 +122,9 @@ class Requests:
             self._forget(c)
         return None
 
-    def _op_restart_child(self, child_id: Any) -> Any:
+    def _find_stopped(self, child_id: Any) -> Any:
+        """The child, if it is neither running nor restarting (what restart_child and
+        delete_child need), else the ``Refusal`` in OTP's words."""
         c = self._find(child_id)
         if isinstance(c, Refusal):
             return c
@@ -130,6 +132,12 @@ class Requests:
             return Refusal("running", f"child {c.label!r} is running")
         if c.restarting:
             return Refusal("restarting", f"child {c.label!r} is restarting")
+        return c
+
+    def _op_restart_child(self, child_id: Any) -> Any:
+        c = self._find_stopped(child_id)
+        if isinstance(c, Refusal):
+            return c
         outcome = self._start(c)
         if isinstance(outcome, Failed):
             return self._refuse_start(c, outcome)
@@ -139,13 +147,9 @@ class Requests:
         return outcome
 
     def _op_delete_child(self, child_id: Any) -> Refusal | None:
-        c = self._find(child_id)
+        c = self._find_stopped(child_id)
         if isinstance(c, Refusal):
             return c
-        if c.ref is not None:
-            return Refusal("running", f"child {c.label!r} is running")
-        if c.restarting:
-            return Refusal("restarting", f"child {c.label!r} is restarting")
         self._forget(c)
         return None
 
