@@ -28,6 +28,16 @@ class _Node:
         self.entries: dict[Hashable, Any] = {}   # insertion-ordered: delivery order is stable
 
 
+def _exact(root: Any, levels: list[str]) -> Any:
+    """The node at exactly ``levels`` below ``root`` (no wildcards), or None."""
+    node = root
+    for level in levels:
+        node = node.children.get(level)
+        if node is None:
+            return None
+    return node
+
+
 class FilterTrie:
     """Subscription filters by level; each filter's node holds entries by key."""
 
@@ -57,13 +67,8 @@ class FilterTrie:
         node.entries[key] = entry
 
     def get(self, levels: list[str], key: Hashable) -> Any:
-        node = self._root
-        for level in levels:
-            child = node.children.get(level)
-            if child is None:
-                return None
-            node = child
-        return node.entries.get(key)
+        node = _exact(self._root, levels)
+        return None if node is None else node.entries.get(key)
 
     def remove(self, levels: list[str], key: Hashable) -> Any:
         """Remove and return the entry (None if absent); prunes nodes left empty."""
@@ -141,13 +146,8 @@ class TopicTrie:
         return self._size
 
     def get(self, levels: list[str]) -> Any:
-        node = self._root
-        for level in levels:
-            child = node.children.get(level)
-            if child is None:
-                return None
-            node = child
-        return node.value
+        node = _exact(self._root, levels)
+        return None if node is None else node.value
 
     def put(self, levels: list[str], value: Any) -> None:
         node = self._root
