@@ -4,7 +4,6 @@ No process-global state: several runtimes can run side by side (tests do).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import socket
@@ -69,9 +68,9 @@ class Runtime:
         self._names: dict[str, Cell] = {}
         self._cells: dict[int, Cell] = {}
         self._closed = False
-        self._spawned = itertools.count()  # atomic counters, read with _count()
-        self._exited = itertools.count()
-        self._done_lock = threading.Lock()  # guards the three totals below
+        self._done_lock = threading.Lock()  # guards the totals below
+        self._spawned = 0
+        self._exited = 0
         self._done_processed = 0  # of exited actors
         self._done_dropped = 0
         self._dead_letters = 0  # to dead actors, or left in a mailbox at exit
@@ -141,7 +140,8 @@ class Runtime:
         if link and parent is not None:
             parent.link(cell)
         self._cells[cell.id] = cell
-        next(self._spawned)
+        with self._done_lock:
+            self._spawned += 1
         cell._token.acquire()  # nobody else has the ref yet: the first turn runs on_start
         cell._scheduled = True
         self._scheduler.submit(cell)
@@ -229,13 +229,13 @@ class Runtime:
         cells = list(self._cells.values())
         with self._done_lock:
             processed, dropped = self._done_processed, self._done_dropped
-            dead_letters = self._dead_letters
+            dead_letters, spawned, exited = self._dead_letters, self._spawned, self._exited
         return RuntimeStatistics(
             node=self.node, actors=len(cells), workers=self._scheduler.workers,
             processed=processed + sum(c._processed for c in cells),
             dropped=dropped + sum(c._dropped for c in cells),
             dead_letters=dead_letters, run_queue=self._scheduler.run_queue(),
-            spawned=_count(self._spawned), exited=_count(self._exited),
+            spawned=spawned, exited=exited,
             timers=self._timers.pending())
 
     def actors(self) -> list[ActorRef]:
@@ -269,8 +269,8 @@ class Runtime:
         self._cells.pop(cell.id, None)
 
     def _actor_exited(self, cell: Cell, reason: Any, lost: int, quiet: bool = False) -> None:
-        next(self._exited)
         with self._done_lock:
+            self._exited += 1
             self._done_processed += cell._processed
             self._done_dropped += cell._dropped
             self._dead_letters += lost
@@ -318,7 +318,3 @@ class Runtime:
     def _clock_moved(self, now: float) -> None:
         self._timers.fire_due(now)
 
-
-def _count(counter: "itertools.count[int]") -> int:
-    """Read an ``itertools.count`` without advancing it (its repr is ``count(N)``)."""
-    return int(repr(counter)[6:-1])
