@@ -79,8 +79,10 @@ class ActorRef:
     def statistics(self) -> ActorStatistics:
         """A frozen snapshot of this actor's mailbox and counters."""
         c = self._cell
-        return ActorStatistics(name=c.name, path=c.path, alive=c._state != 2, queued=c.queued(),
-                               peak=c._peak, processed=c._processed, dropped=c._dropped,
+        queued = c.queued()
+        return ActorStatistics(name=c.name, path=c.path, alive=c._state != 2, queued=queued,
+                               peak=max(c._peak, queued), processed=c._processed,
+                               dropped=c._dropped,
                                capacity=c._capacity, overflow=c._overflow.name,
                                restarts=c.restarts)
 

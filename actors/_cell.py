@@ -36,6 +36,7 @@ _monitor_ids = itertools.count(1)
 _tls = threading.local()
 _DEAD_SIGNALS = (("dead",),)  # truthy marker left in _signals so a running turn stops at once
 _ENVELOPES = frozenset((Ask, Deferred, _Signalled))  # what the turn loop does not just receive
+_CHUNK = 16  # messages between two looks at the clock in a turn
 
 
 def current_cell() -> "Cell | None":
@@ -87,7 +88,8 @@ class Cell(Mailbox):
         caller queues it again); False when it went idle (token released) or exited."""
         outer = getattr(_tls, "cell", None)  # an inline nested run returns to this cell
         _tls.cell = self
-        n = 0  # messages processed in this turn (the for loop below counts from 1)
+        n = 0  # messages of earlier chunks processed in this turn
+        i = 0  # index in the current chunk of the message in hand (0 outside the chunk loop)
         try:
             if self._state != RUNNING:
                 if self._state == DEAD:
@@ -96,33 +98,47 @@ class Cell(Mailbox):
                 self._started()
             q = self._queue
             if q.__class__ is not tuple:
-                popleft = q.popleft  # type: ignore[union-attr]
-                receive = self._receive
+                receive, envelopes = self._receive, _ENVELOPES
                 deadline = perf_counter() + time_slice
-                for n in range(1, budget + 1):
-                    try:
-                        msg = popleft()
-                    except IndexError:
-                        n -= 1
-                        break
-                    cls = msg.__class__
-                    if cls not in _ENVELOPES:
-                        receive(msg)
-                    elif cls is Ask:
-                        self._asking = msg
-                        result = receive(msg.message)
-                        self._asking = None
-                        msg.reply.set(result)
-                    elif cls is Deferred:
-                        msg = msg.open()
-                        if msg is not SKIP:
+                left = budget
+                while left:  # chunks of at most _CHUNK messages between looks at the clock
+                    size = len(q)  # and at the queue: the peak (see the mailbox docstring)
+                    if size > self._peak:
+                        self._peak = size
+                    chunk = _CHUNK if left > _CHUNK else left
+                    for i in range(chunk):
+                        try:
+                            msg = q.popleft()  # type: ignore[union-attr]
+                        except IndexError:
+                            break
+                        cls = type(msg)
+                        if cls not in envelopes:
                             receive(msg)
-                    else:  # _Signalled: a signal is pending, it goes before any message
-                        n -= 1
-                        if self._take_signals():
-                            return False
-                    if not n & 15 and perf_counter() > deadline:
-                        break
+                        elif cls is Ask:
+                            self._asking = msg
+                            result = receive(msg.message)
+                            self._asking = None
+                            msg.reply.set(result)
+                        elif cls is Deferred:
+                            msg = msg.open()
+                            if msg is not SKIP:
+                                receive(msg)
+                        else:  # _Signalled: a signal is pending, it goes before any message
+                            if self._take_signals():
+                                n += i
+                                i = 0
+                                return False
+                            n -= 1  # the marker is not a message
+                    else:
+                        n += chunk
+                        i = 0
+                        left -= chunk
+                        if perf_counter() > deadline:
+                            break
+                        continue
+                    n += i  # the queue ran dry
+                    i = 0
+                    break
             if self._signals and self._take_signals():
                 return False
             if self._space is not None:
@@ -138,7 +154,7 @@ class Cell(Mailbox):
                 return True
             return False
         except Exception as exc:  # the turn boundary: a crash becomes the exit reason
-            n -= 1 if n else 0  # the message that crashed was not processed
+            n += i  # the message in hand crashed: it was not processed
             self._crashed(exc)
             return False
         finally:

@@ -11,8 +11,10 @@ __all__ = ["ActorStatistics", "RuntimeStatistics"]
 class ActorStatistics:
     """One actor's mailbox and work counters at the moment ``statistics()`` was called.
 
-    ``queued`` counts waiting messages (including those taken into the current turn), ``peak`` is
-    the high-water mark, ``dropped`` counts overflow drops (exactly), ``capacity`` the bound.
+    ``queued`` counts waiting messages (not the one being handled), ``peak`` is the high-water
+    mark of ``queued`` (the worker samples it every 16 messages it takes, so while senders run
+    during a turn it can read low by at most 16), ``dropped`` counts overflow drops (exactly),
+    ``capacity`` the bound.
     """
 
     name: str | None

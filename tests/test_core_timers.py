@@ -123,11 +123,12 @@ class _Held(Actor):
 
 
 class _Pinged(Actor):
-    def __init__(self, got):
-        self.got = got
+    def __init__(self, got, armed):
+        self.got, self.armed = got, armed
 
     def on_start(self):
         self.send_after(1.5, "ping")
+        self.armed.set()
 
     def receive(self, message):
         self.got.set()
@@ -141,11 +142,15 @@ def test_a_full_block_mailbox_does_not_stall_other_timers_and_counts_the_refusal
     clock = ManualClock()
     with Runtime(workers=2, clock=clock) as rt:
         started, gate, got = threading.Event(), threading.Event(), threading.Event()
+        armed = threading.Event()
         held = rt.spawn(_Held, started, gate, mailbox_size=1, overflow=Overflow.BLOCK)
         held._cell.block_timeout = 30.0  # a timer that waited would wait this long
-        rt.spawn(_Pinged, got)
+        rt.spawn(_Pinged, got, armed)
         held.tell("hold")
         assert started.wait(5)
+        # The ping's timer must be armed before the clock moves: with one worker held, the
+        # pinged actor starts only once the stall watch wakes the other worker.
+        assert armed.wait(5)
         held.tell("fill")
         advancer = threading.Thread(target=clock.advance, args=(2.0,))
         advancer.start()
