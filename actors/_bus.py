@@ -192,7 +192,7 @@ class EventBus:
                 self._drop_dead(sub)
                 continue
             offered += 1
-            if sub._offer(event, now) and not sub.ref._cell._tell_system(sub._deferred):
+            if sub._offer(event, now) and not sub.ref._cell._tell_system(sub._deferred, envelope=True):
                 self._drop_dead(sub)
         return offered
 

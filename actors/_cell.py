@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._envelopes import SKIP, Ask, Deferred
 from ._errors import ActorCrashed, ActorDead
-from ._mailbox import DEAD, RUNNING, STARTING, Mailbox, Overflow, _Signalled
+from ._mailbox import DEAD, RUNNING, SIGNALLED, STARTING, Mailbox, Overflow, _Signalled
 from ._messages import Down, Exit, Monitor
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class Cell(Mailbox):
     # -- a turn ----------------------------------------------------------------------------------
     def _run(self, budget: int, time_slice: float) -> bool:
         """Run one turn on the calling worker, which holds the token: at most ``budget`` messages
-        or ``time_slice`` seconds. True when the actor keeps the token and still has work (the
+        (the actor's ``turn_budget`` if it sets one) or ``time_slice`` seconds. True when the actor keeps the token and still has work (the
         caller queues it again); False when it went idle (token released) or exited."""
         outer = getattr(_tls, "cell", None)  # an inline nested run returns to this cell
         _tls.cell = self
@@ -98,47 +98,72 @@ class Cell(Mailbox):
                 self._started()
             q = self._queue
             if q.__class__ is not tuple:
-                receive, envelopes = self._receive, _ENVELOPES
+                receive, envelopes, signalled = self._receive, _ENVELOPES, SIGNALLED
                 deadline = perf_counter() + time_slice
-                left = budget
+                left = self.actor.turn_budget or budget
                 while left:  # chunks of at most _CHUNK messages between looks at the clock
                     size = len(q)  # and at the queue: the peak (see the mailbox docstring)
                     if size > self._peak:
                         self._peak = size
-                    chunk = _CHUNK if left > _CHUNK else left
-                    for i in range(chunk):
-                        try:
+                    chunk = full = _CHUNK if left > _CHUNK else left
+                    if not self._envelopes:  # read after len(q): see Mailbox._tell_ask
+                        # None of the first `size` messages is an envelope, and only this
+                        # worker pops (the queue is not lossy): no per-message type check. (A
+                        # kill's drain from another thread can empty the queue: popleft then
+                        # raises IndexError into the crash path, a no-op for a dead actor.)
+                        if size < chunk:
+                            if not size:
+                                break
+                            chunk = size
+                        for i in range(chunk):
                             msg = q.popleft()  # type: ignore[union-attr]
-                        except IndexError:
-                            break
-                        cls = type(msg)
-                        if cls not in envelopes:
+                            if msg is signalled:  # a signal pushed its marker to the front
+                                if self._take_signals():
+                                    n += i
+                                    i = 0
+                                    return False
+                                n -= 1  # the marker is not a message
+                                continue
                             receive(msg)
-                        elif cls is Ask:
-                            self._asking = msg
-                            result = receive(msg.message)
-                            self._asking = None
-                            msg.reply.set(result)
-                        elif cls is Deferred:
-                            msg = msg.open()
-                            if msg is not SKIP:
-                                receive(msg)
-                        else:  # _Signalled: a signal is pending, it goes before any message
-                            if self._take_signals():
-                                n += i
-                                i = 0
-                                return False
-                            n -= 1  # the marker is not a message
                     else:
-                        n += chunk
-                        i = 0
-                        left -= chunk
-                        if perf_counter() > deadline:
+                        for i in range(chunk):
+                            try:
+                                msg = q.popleft()  # type: ignore[union-attr]
+                            except IndexError:
+                                break
+                            cls = type(msg)
+                            if cls not in envelopes:
+                                receive(msg)
+                            elif cls is Ask:
+                                self._envelope_done()
+                                self._asking = msg
+                                result = receive(msg.message)
+                                self._asking = None
+                                msg.reply.set(result)
+                            elif cls is Deferred:
+                                self._envelope_done()
+                                msg = msg.open()
+                                if msg is not SKIP:
+                                    receive(msg)
+                            else:  # _Signalled: a signal is pending, it goes before any message
+                                if self._take_signals():
+                                    n += i
+                                    i = 0
+                                    return False
+                                n -= 1  # the marker is not a message
+                        else:
+                            i = chunk
+                        if i < chunk:  # the queue ran dry
+                            n += i
+                            i = 0
                             break
-                        continue
-                    n += i  # the queue ran dry
+                    n += chunk
                     i = 0
-                    break
+                    left -= chunk
+                    if chunk < full:  # the queue held less than a chunk: look at it again
+                        continue
+                    if perf_counter() > deadline:
+                        break
             if self._signals and self._take_signals():
                 return False
             if self._space is not None:

@@ -91,7 +91,7 @@ class Mailbox:
     """Base of the cell: the enqueue side of an actor. Safe to call from any thread."""
 
     __slots__ = ("_lock", "_token", "_queue", "_limit", "_state", "_scheduled", "_signals",
-                 "_capacity", "_overflow", "_peak", "_dropped", "_space", "_sched",
+                 "_capacity", "_overflow", "_peak", "_dropped", "_space", "_sched", "_envelopes",
                  "block_timeout", "_drops_reported", "__weakref__")
 
     def __init__(self, capacity: int, overflow: Overflow, scheduler: Any,
@@ -110,6 +110,7 @@ class Mailbox:
         self._drops_reported = 0
         self._space: threading.Condition | None = None  # BLOCK senders wait here (lazily made)
         self._sched = scheduler
+        self._envelopes = 0              # Asks and Deferreds that may be queued (see _tell_ask)
         self.block_timeout = 5.0
 
     # -- the hot path -------------------------------------------------------------------------
@@ -118,8 +119,7 @@ class Mailbox:
         False if it was dropped (DROP_NEWEST: counted) or the actor is dead (a counted dead
         letter). Raises ``MailboxFull`` under FAIL/BLOCK."""
         q = self._queue
-        size = len(q)
-        if size < self._limit:
+        if len(q) < self._limit:
             q.append(message)  # type: ignore[union-attr]
             if not self._scheduled:
                 self._schedule()
@@ -138,6 +138,8 @@ class Mailbox:
             if self._overflow in _LOSSY:
                 q = _LockedQueue()
                 q.lock = self._lock
+                self._envelopes += 1  # for good: senders delete from this queue, so the turn
+                #                       loop must never take the unchecked path (see _tell_ask)
             else:
                 q = deque()
             self._queue = q
@@ -150,8 +152,7 @@ class Mailbox:
         deliveries made by the runtime itself, such as timers. (Its fast path repeats
         ``_tell``'s on purpose: a ``block`` parameter there would cost every message.)"""
         q = self._queue
-        size = len(q)
-        if size < self._limit:
+        if len(q) < self._limit:
             q.append(message)  # type: ignore[union-attr]
             if not self._scheduled:
                 self._schedule()
@@ -195,11 +196,37 @@ class Mailbox:
             raise refused
         return queued
 
-    def _tell_system(self, message: Any) -> bool:
-        """Queue a system message (Exit, Down, a bus slot): never dropped, never refused."""
+    def _tell_ask(self, ask: Any) -> bool:
+        """``_tell`` for an ``Ask`` envelope.
+
+        The turn loop delivers a chunk without looking at each message's type when
+        ``_envelopes`` is 0 (it reads ``len(queue)`` first, then ``_envelopes``). So an envelope
+        is counted before it is appended and uncounted only once it left the queue: whatever
+        the loop's ``len`` saw, it sees counted. (A ``SIGNALLED`` marker needs no count: the loop
+        checks each message for it by identity.)"""
+        with self._lock:
+            self._envelopes += 1
+        queued = False
+        try:
+            queued = self._tell(ask)
+        finally:
+            if not queued:
+                self._envelope_done()
+        return queued
+
+    def _envelope_done(self) -> None:
+        """An envelope left the queue (taken by the turn loop, or never queued)."""
+        with self._lock:
+            self._envelopes -= 1
+
+    def _tell_system(self, message: Any, envelope: bool = False) -> bool:
+        """Queue a system message (Exit, Down, a bus slot): never dropped, never refused.
+        ``envelope``: it is a ``Deferred`` (counted; see ``_tell_ask``)."""
         with self._lock:
             if self._state == DEAD:
                 return False
+            if envelope:
+                self._envelopes += 1
             self._ensure_queue().append(message)
         if not self._scheduled:
             self._schedule()

@@ -111,8 +111,13 @@ class Runtime:
         if not (isinstance(cls, type) and issubclass(cls, Actor)):
             raise TypeError(f"spawn needs a subclass of actors.Actor, got {cls!r}")
         size = cls.mailbox_size if mailbox_size is None else mailbox_size
-        _positive(size, f"mailbox_size of {cls.__name__}", integer=True)
-        policy = Overflow.parse(cls.overflow if overflow is None else overflow)
+        if size.__class__ is not int or size <= 0:  # (the message is built only when needed)
+            _positive(size, f"mailbox_size of {cls.__name__}", integer=True)
+        policy = cls.overflow if overflow is None else overflow
+        if policy.__class__ is not Overflow:
+            policy = Overflow.parse(policy)
+        if cls.turn_budget is not None:
+            _positive(cls.turn_budget, f"turn_budget of {cls.__name__}", integer=True)
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"actor name must be a non-empty string without '/', got {name!r}")
         cell = Cell(self, 1 if policy is Overflow.LATEST else size, policy, name, parent)

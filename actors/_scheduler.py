@@ -133,7 +133,7 @@ class ThreadScheduler:
             wake = self._parked and self._parked + self._blocked == self.workers + self._spares
             if wake:
                 self._work.notify()
-            spare = self._need_spare_locked()
+            spare = self._blocked and self._need_spare_locked()  # spares: only when blocked
         if spare:
             self._start_spare()
         if wake and self._service_idle:

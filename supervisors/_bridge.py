@@ -96,7 +96,7 @@ def set_restarts(ref: ActorRef, restarts: int) -> None:
 
 def deliver(ref: ActorRef, envelope: Deferred) -> bool:
     """Queue a ``Deferred`` in ``ref``'s mailbox (never refused; False if it is dead)."""
-    return bool(ref._cell._tell_system(envelope))
+    return bool(ref._cell._tell_system(envelope, envelope=True))
 
 
 # -- waiting ------------------------------------------------------------------------------------

@@ -166,7 +166,7 @@ class Deliveries:
         refused = 0
         for d in sends:
             try:
-                d.ref._cell._tell(Ask(d.publish, d))  # type: ignore[union-attr, arg-type]
+                d.ref._cell._tell_ask(Ask(d.publish, d))  # type: ignore[union-attr, arg-type]
             except MailboxFull:
                 pass                      # the mailbox called d.fail: counted there
             except ActorDead as exc:      # BLOCK: it died while we waited for room

@@ -53,7 +53,7 @@ def ask_async(ref: ActorRef, message: Any, reply: Any) -> bool:
     """Queue ``message`` as an ask whose outcome goes to ``reply.set(value)`` /
     ``reply.fail(error)`` (called on the actor's worker). False if ``ref`` is dead; raises
     ``MailboxFull`` like ``tell`` (``reply`` has then already been failed)."""
-    return bool(ref._cell._tell(Ask(message, reply)))
+    return bool(ref._cell._tell_ask(Ask(message, reply)))
 
 
 def request_stop(ref: ActorRef, reason: Any) -> bool:

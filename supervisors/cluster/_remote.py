@@ -47,7 +47,12 @@ NOCONNECTION = "noconnection"
 class RemoteRef(ActorRef):
     """A ref to an actor on node ``node`` (see the module docstring). Safe from any thread."""
 
-    __slots__ = ("node", "target", "_peer", "_info", "_rt")
+    __slots__ = ("node", "target", "_peer", "_info", "_rt", "_send")
+
+    def tell(self, message: Any) -> bool:
+        """Hand ``message`` to the peer's outbox; False (a counted dead letter) when the proxy
+        exited or the outbox refused it."""
+        return self._send(message)  # type: ignore[no-any-return]
 
     def ask(self, message: Any, timeout: float = 5.0) -> Any:
         """Like ``ActorRef.ask``, across the wire. Blocks up to ``timeout`` seconds."""
@@ -143,7 +148,7 @@ class Proxies:
         ref = RemoteRef.__new__(RemoteRef)
         ActorRef.__init__(ref, _bridge.cell_of(proxy_ref))
         ref.node, ref.target, ref._peer, ref._info, ref._rt = peer.id, target, peer, info, rt
-        ref.tell = _make_tell(ref, peer, proxy.alive)  # type: ignore[method-assign]
+        ref._send = _make_tell(ref, peer, proxy.alive)
         proxy.remote = ref
         _bridge.set_ref(proxy_ref, ref)
         _bridge.install_link_observer(

@@ -2,7 +2,9 @@
 
 Stage k holds stage k+1's ref (a constructor argument); the last stage counts and sets a
 ``threading.Event`` when it has seen N. The source is an actor that emits up to ``BUDGET``
-messages per turn, like the raw loop's source stage.
+messages per turn, like the raw loop's source stage: it handles one "more" per turn
+(``turn_budget = 1``), so the stages run between its batches as in the raw loop (without it, one
+turn would handle 128 "more"s and queue 16,384 messages at the first stage).
 Every stage gets ``mailbox_size=N``: the other peers' queues are unbounded, and with the default
 (10,000, ``Overflow.FAIL``) a source that outruns the pipeline gets ``MailboxFull``.
 Idle actors are spawned actors with an empty ``receive``; the spawn time includes
@@ -56,6 +58,8 @@ def _statistics(rt: Runtime) -> str:
 class _Source(Actor):
     """Emits up to ``BUDGET`` messages per turn, then asks for another turn: the same source as
     the raw loop's (a stage of the runtime, not a foreign thread competing for the GIL)."""
+
+    turn_budget = 1
 
     def __init__(self, first: object, n: int) -> None:
         super().__init__()
