@@ -8,13 +8,20 @@ releases the token and re-checks the queue (no lost wake-up: a sender appends be
 the token, the worker releases before it looks at the queue; both steps are full barriers).
 ``_limit`` is 0 until the first message allocates the deque (idle actors stay small) and -1
 once the actor is dead, so the one comparison also routes those cases to the slow path.
+(``ActorRef.tell`` repeats this fast path, to save a call per message.)
 The fast path keeps no statistics: ``peak`` (the highest queue length) is sampled by the worker
-before every 16 messages it takes (and by the slow path and ``statistics()``), so between two
-samples the queue grew by at most the 16 messages popped meanwhile: the recorded peak is low by at
-most 16 (it is exact while no sender runs during the turn, as inline).
+before every chunk of at most 16 messages it takes (and by the slow path and ``statistics()``).
+Between two samples the length can exceed the later sample by at most the messages popped in
+between, so the recorded peak is low by at most 16 (exact while no sender runs during the turn,
+as inline).
 
-Lock rule (``_lock``): taken only on slow paths - overflow, signals, system messages, state
-changes, links and monitors. Nothing runs under it but those reads and writes: no user code, no
+Envelopes (``Ask``, ``Deferred``) are counted in ``_envelopes`` from before they are appended until
+the worker has taken them out; while the count is 0 the turn loop takes a chunk of the messages
+it saw queued without looking at each one's type (see ``_tell_ask``). A lossy queue counts one
+for good, so the loop always looks there.
+
+Lock rule (``_lock``): taken only on slow paths - overflow, signals, system messages, envelope
+counts, state changes, links and monitors. Nothing runs under it but those reads and writes: no user code, no
 delivery, no logging, and never a second cell's lock (cells share striped locks, so holding two
 could be holding one twice). For DROP_OLDEST and LATEST the worker also pops under it (the queue is a
 ``_LockedQueue``), because senders then remove messages from the queue too.
