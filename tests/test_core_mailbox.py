@@ -284,6 +284,8 @@ def test_tell_returns_whether_the_message_was_queued(clock):
 
 
 class _CrashAt(Actor):
+    """Raises on message ``at``: the messages before it were handled."""
+
     def __init__(self, at, seen):
         self.at, self.seen = at, seen
 
@@ -293,39 +295,30 @@ class _CrashAt(Actor):
         self.seen.append(message)
 
 
-@pytest.mark.parametrize("at", [0, 1, 15, 16, 17, 127, 128, 129, 199])
-def test_processed_and_dead_letters_are_exact_when_a_crash_ends_a_turn_mid_chunk(at):
-    # Turns take messages in chunks of 16 between looks at the clock; a crash anywhere in a
-    # chunk must count exactly the messages handled before it, and the rest as dead letters.
-    rt = inline_runtime()
-    seen, refused = Recorder(), Recorder()
-    target = rt.spawn(_CrashAt, at, seen, mailbox_size=1000)
-    rt.spawn(Flooder, refused).tell((target, 200))
-    stats, totals = target.statistics(), rt.statistics()
-    assert not stats.alive and seen.items == list(range(at))
-    assert stats.processed == at
-    assert totals.dead_letters == 200 - at - 1
-    rt.shutdown()
-
-
-class _StopAfter(Actor):
-    def __init__(self, after, seen):
-        self.after, self.seen = after, seen
+class _StopAfter(_CrashAt):
+    """Stops itself while handling message ``at``: a signal, so it goes ahead of the messages
+    still queued; ``at`` itself was handled."""
 
     def receive(self, message):
         self.seen.append(message)
-        if message == self.after:
-            self.stop()  # a signal: it goes ahead of the messages still queued
+        if message == self.at:
+            self.stop()
 
 
-@pytest.mark.parametrize("after", [0, 5, 15, 16, 20, 127, 130])
-def test_a_stop_signal_mid_turn_counts_only_the_messages_handled_before_it(after):
+@pytest.mark.parametrize("cls, at", [(_CrashAt, k) for k in (0, 1, 15, 16, 17, 127, 128, 129, 199)]
+                         + [(_StopAfter, k) for k in (0, 5, 15, 16, 20, 127, 130)],
+                         ids=lambda v: v.__name__.strip("_") if isinstance(v, type) else str(v))
+def test_a_turn_ended_mid_chunk_counts_processed_messages_and_dead_letters_exactly(cls, at):
+    # Turns take messages in chunks of 16 between looks at the clock; a crash or a stop anywhere
+    # in a chunk must count exactly the messages handled (a signal's queue marker is not a
+    # message), and the rest as dead letters.
     rt = inline_runtime()
     seen, refused = Recorder(), Recorder()
-    target = rt.spawn(_StopAfter, after, seen, mailbox_size=1000)
+    target = rt.spawn(cls, at, seen, mailbox_size=1000)
     rt.spawn(Flooder, refused).tell((target, 200))
     stats, totals = target.statistics(), rt.statistics()
-    assert not stats.alive and seen.items == list(range(after + 1))
-    assert stats.processed == after + 1  # the signal's queue marker is not a message
-    assert totals.dead_letters == 200 - after - 1
+    handled = at if cls is _CrashAt else at + 1
+    assert not stats.alive and seen.items == list(range(handled))
+    assert stats.processed == handled
+    assert totals.dead_letters == 200 - at - 1
     rt.shutdown()
