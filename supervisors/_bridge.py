@@ -15,8 +15,9 @@ scheduler then wakes a parked worker) and polls with a short backoff (at most 5 
 
 What it touches, and nothing else:
 - ``ref._cell``: ``_signal`` (a ``"call"`` that runs right after ``on_start`` returned, and
-  ``"stop"``), reads of ``_finished``/``_state``/``_reason``/``parent``, ``_tell_system`` (a child
-  handle's deliveries) and ``restarts`` (shown in ``ActorStatistics.restarts``);
+  ``"stop"``), reads of ``_finished``/``_state``/``_reason``/``parent``,
+  ``_tell_system(..., envelope=True)`` (a child handle's deliveries: a counted ``Deferred``) and
+  ``restarts`` (shown in ``ActorStatistics.restarts``);
 - ``runtime._scheduler``: ``inline``, ``run(until=)`` (inline), ``can_block``, ``_runq``,
   ``submit``, ``budget``, ``time_slice`` and ``wait_exit`` (threads);
 - ``actors._cell._tls`` (the current cell, put back after helping);

@@ -12,7 +12,7 @@ What it touches, and nothing else:
   slot for a remote ask);
 - ``runtime._scheduler``: ``can_block`` (is this a pool worker?) and ``wait_reply`` (block on a
   reply while the scheduler wakes another worker);
-- ``ref._cell``: ``_tell`` (queue an ``Ask``), ``_signal(("stop", reason))``, ``_exit`` (a
+- ``ref._cell``: ``_tell_ask`` (queue an ``Ask``, counted as an envelope), ``_signal(("stop", reason))``, ``_exit`` (a
   proxy's quiet exit, as ``Runtime.kill`` does from any thread), ``_state``, ``actor``,
   ``ref`` (a proxy's cell answers with its ``RemoteRef``), ``_links`` (a proxy's link set is
   replaced by an observing set *before* anyone can link it), ``link``/``unlink`` (mirror links).
