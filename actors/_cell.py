@@ -135,13 +135,13 @@ class Cell(Mailbox):
                             if cls not in envelopes:
                                 receive(msg)
                             elif cls is Ask:
-                                self._envelope_done()
+                                self._envelopes.pop()  # type: ignore[union-attr]
                                 self._asking = msg
                                 result = receive(msg.message)
                                 self._asking = None
                                 msg.reply.set(result)
                             elif cls is Deferred:
-                                self._envelope_done()
+                                self._envelopes.pop()  # type: ignore[union-attr]
                                 msg = msg.open()
                                 if msg is not SKIP:
                                     receive(msg)

@@ -15,13 +15,14 @@ Between two samples the length can exceed the later sample by at most the messag
 between, so the recorded peak is low by at most 16 (exact while no sender runs during the turn,
 as inline).
 
-Envelopes (``Ask``, ``Deferred``) are counted in ``_envelopes`` from before they are appended until
-the worker has taken them out; while the count is 0 the turn loop takes a chunk of the messages
-it saw queued without looking at each one's type (see ``_tell_ask``). A lossy queue counts one
-for good, so the loop always looks there.
+Envelopes (``Ask``, ``Deferred``) are counted in ``_envelopes`` (a list, made on the first one,
+with one item per envelope: ``list.append``/``pop`` are atomic, so senders need no lock) from
+before they are appended until the worker has taken them out; while it is empty the turn loop
+takes a chunk of the messages it saw queued without looking at each one's type (see
+``_tell_ask``). A lossy queue holds one item there for good, so the loop always looks there.
 
-Lock rule (``_lock``): taken only on slow paths - overflow, signals, system messages, envelope
-counts, state changes, links and monitors. Nothing runs under it but those reads and writes: no user code, no
+Lock rule (``_lock``): taken only on slow paths - overflow, signals, system messages, the first
+envelope, state changes, links and monitors. Nothing runs under it but those reads and writes: no user code, no
 delivery, no logging, and never a second cell's lock (cells share striped locks, so holding two
 could be holding one twice). For DROP_OLDEST and LATEST the worker also pops under it (the queue is a
 ``_LockedQueue``), because senders then remove messages from the queue too.
@@ -117,7 +118,7 @@ class Mailbox:
         self._drops_reported = 0
         self._space: threading.Condition | None = None  # BLOCK senders wait here (lazily made)
         self._sched = scheduler
-        self._envelopes = 0              # Asks and Deferreds that may be queued (see _tell_ask)
+        self._envelopes: list[None] | None = None  # one item per queued Ask/Deferred (_tell_ask)
         self.block_timeout = 5.0
 
     # -- the hot path -------------------------------------------------------------------------
@@ -145,8 +146,9 @@ class Mailbox:
             if self._overflow in _LOSSY:
                 q = _LockedQueue()
                 q.lock = self._lock
-                self._envelopes += 1  # for good: senders delete from this queue, so the turn
-                #                       loop must never take the unchecked path (see _tell_ask)
+                # for good: senders delete from this queue, so the turn loop must never take
+                # the unchecked path (see _tell_ask)
+                self._envelope_list().append(None)
             else:
                 q = deque()
             self._queue = q
@@ -207,24 +209,29 @@ class Mailbox:
         """``_tell`` for an ``Ask`` envelope.
 
         The turn loop delivers a chunk without looking at each message's type when
-        ``_envelopes`` is 0 (it reads ``len(queue)`` first, then ``_envelopes``). So an envelope
-        is counted before it is appended and uncounted only once it left the queue: whatever
-        the loop's ``len`` saw, it sees counted. (A ``SIGNALLED`` marker needs no count: the loop
-        checks each message for it by identity.)"""
-        with self._lock:
-            self._envelopes += 1
+        ``_envelopes`` is empty (it reads ``len(queue)`` first, then ``_envelopes``). So an
+        envelope is counted before it is appended and uncounted only once it left the queue:
+        whatever the loop's ``len`` saw, it sees counted. (A ``SIGNALLED`` marker needs no count:
+        the loop checks each message for it by identity.)"""
+        pending = self._envelopes
+        if pending is None:
+            with self._lock:
+                pending = self._envelope_list()
+        pending.append(None)
         queued = False
         try:
             queued = self._tell(ask)
         finally:
             if not queued:
-                self._envelope_done()
+                pending.pop()
         return queued
 
-    def _envelope_done(self) -> None:
-        """An envelope left the queue (taken by the turn loop, or never queued)."""
-        with self._lock:
-            self._envelopes -= 1
+    def _envelope_list(self) -> list[None]:
+        """``_envelopes``, made on first use (under ``_lock``)."""
+        pending = self._envelopes
+        if pending is None:
+            pending = self._envelopes = []
+        return pending
 
     def _tell_system(self, message: Any, envelope: bool = False) -> bool:
         """Queue a system message (Exit, Down, a bus slot): never dropped, never refused.
@@ -233,7 +240,7 @@ class Mailbox:
             if self._state == DEAD:
                 return False
             if envelope:
-                self._envelopes += 1
+                self._envelope_list().append(None)
             self._ensure_queue().append(message)
         if not self._scheduled:
             self._schedule()

@@ -72,7 +72,7 @@ def test_asks_among_tells_are_answered_in_order_and_uncounted_once_taken(rt):
     assert ref.ask(80) == 80
     settle(rt)
     assert ref.ask(-1) == -1
-    assert ref._cell._envelopes == 0
+    assert not ref._cell._envelopes
 
 
 def test_a_refused_ask_is_uncounted(rt):
@@ -84,7 +84,7 @@ def test_a_refused_ask_is_uncounted(rt):
     rt.kill(ref)
     with pytest.raises(ActorDead):
         ref.ask("late", timeout=1)
-    assert ref._cell._envelopes == 0
+    assert not ref._cell._envelopes
 
 
 def test_a_lossy_mailbox_always_takes_the_checked_path_and_still_answers_asks(rt):
@@ -92,7 +92,7 @@ def test_a_lossy_mailbox_always_takes_the_checked_path_and_still_answers_asks(rt
     ref.tell(1)
     assert ref.ask(2) == 2
     settle(rt)
-    assert ref._cell._envelopes == 1  # for good: senders delete from a lossy queue
+    assert ref._cell._envelopes == [None]  # for good: senders delete from a lossy queue
 
 
 def test_bus_events_are_uncounted_once_delivered(rt):
@@ -107,7 +107,7 @@ def test_bus_events_are_uncounted_once_delivered(rt):
     for i in range(5):
         rt.bus.publish(i, channel="news")
         settle(rt)
-    assert got.items == [0, 1, 2, 3, 4] and ref._cell._envelopes == 0
+    assert got.items == [0, 1, 2, 3, 4] and not ref._cell._envelopes
 
 
 class Slow(Actor):
@@ -163,4 +163,4 @@ def test_many_askers_and_tellers_on_threads_all_get_answers():
         assert not errors.items
         wait_until(lambda: len(ref._cell.actor.seen) == 600 + 10_000, timeout=20,
                    message="every message handled")
-        assert ref._cell._envelopes == 0
+        assert not ref._cell._envelopes
