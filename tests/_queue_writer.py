@@ -4,8 +4,8 @@
 (bounded), printing each acknowledged id on its own line, flushed, only after ``put`` returned.
 The crash test SIGKILLs it at a random moment (sometimes before ``ready``, during start-up).
 
-``consume PATH``: print ``ready``, wait for a line on stdin, then lease records ten at a time,
-print each delivered id and ack them, until the queue stays empty.
+``consume PATH [LIMIT]``: print ``ready``, wait for a line on stdin, then lease records ten at a
+time, print each delivered id and ack them, until the queue stays empty (or LIMIT are acked).
 """
 
 from __future__ import annotations
@@ -52,19 +52,23 @@ def write(path: str) -> None:
     q.close()
 
 
-def consume(path: str) -> None:
+def consume(path: str, limit: str = "0") -> None:
+    left = int(limit) or -1
     with _queue_class()(path) as q:
         print("ready", flush=True)
         sys.stdin.readline()
         for _ in range(100_000):  # bounded
-            batch = q.get(max_items=10, timeout=0.2)
+            batch = q.get(max_items=min(10, left) if left > 0 else 10, timeout=0.2)
             if not batch:
                 stats = q.stats()
                 if stats["ready"] == stats["in_flight"] == stats["delayed"] == 0:
                     return
             print("\n".join(str(d.id) for d in batch), flush=True)
             assert all(q.ack_many(batch))
+            left -= len(batch)
+            if left == 0:
+                return
 
 
 if __name__ == "__main__":
-    {"write": write, "consume": consume}[sys.argv[1]](sys.argv[2])
+    {"write": write, "consume": consume}[sys.argv[1]](*sys.argv[2:])

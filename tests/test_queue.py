@@ -443,7 +443,8 @@ def test_two_processes_on_one_file_never_get_the_same_delivery(path):
     total = 2000
     with DurableQueue(path) as q:
         q.put_many(range(total))
-    procs = [_run_helper("consume", str(path)) for _ in range(2)]
+    # Each may take at most 1,200 of the 2,000, so both take part whatever the timing.
+    procs = [_run_helper("consume", str(path), "1200") for _ in range(2)]
     for p in procs:  # start together, so that both really compete
         assert p.stdout is not None and p.stdout.readline() == "ready\n"
     for p in procs:
@@ -459,7 +460,7 @@ def test_two_processes_on_one_file_never_get_the_same_delivery(path):
     assert len(first) == len(outputs[0]) and len(second) == len(outputs[1])
     assert not first & second
     assert len(first | second) == total
-    assert first and second  # both really took part
+    assert len(first) >= 800 and len(second) >= 800  # both took part
     with DurableQueue(path) as q:
         assert q.stats() == {"ready": 0, "in_flight": 0, "delayed": 0, "dead": 0, "acked": total}
 
