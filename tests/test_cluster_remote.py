@@ -331,3 +331,34 @@ def test_the_link_stays_up_under_load_and_counts_what_it_moved(pair):
     stats = b.statistics()
     assert stats["records_in"] >= 20_000 and stats["frames_rejected"] == 0
     assert a.statistics()["records_out"] >= 20_000
+
+
+def test_an_exported_actor_that_dies_before_the_agent_watches_it_reports_its_real_reason():
+    # The node's agent monitors an exported actor from its own turn, a moment after the export;
+    # an actor that crashed in between gives the monitor "noproc", and the watching peers must
+    # still hear the crash's reason (the race seen once in CI, made deterministic here).
+    from actors.testing import inline_runtime
+    from supervisors.cluster._node import _Agent
+
+    class Node:
+        def __init__(self):
+            self.downs = Recorder()
+
+        def _exported_down(self, ref, reason):
+            self.downs.append((ref, reason))
+
+    class Breaks(Actor):
+        def receive(self, message):
+            raise ValueError("broke before the watch")
+
+    rt = inline_runtime()
+    node = Node()
+    agent = rt.spawn(_Agent, node)
+    victim = rt.spawn(Breaks)
+    victim.tell("go")
+    assert not victim.is_alive()
+    agent.tell(("watch", victim))
+    (down,) = node.downs.items
+    assert down[0] is victim
+    assert isinstance(down[1], ValueError) and "broke before the watch" in str(down[1])
+    rt.shutdown()

@@ -12,9 +12,10 @@ What it touches, and nothing else:
   slot for a remote ask);
 - ``runtime._scheduler``: ``can_block`` (is this a pool worker?) and ``wait_reply`` (block on a
   reply while the scheduler wakes another worker);
-- ``ref._cell``: ``_tell_ask`` (queue an ``Ask``, counted as an envelope), ``_signal(("stop", reason))``, ``_exit`` (a
-  proxy's quiet exit, as ``Runtime.kill`` does from any thread), ``_state``, ``actor``,
-  ``ref`` (a proxy's cell answers with its ``RemoteRef``), ``_links`` (a proxy's link set is
+- ``ref._cell``: ``_tell_ask`` (queue an ``Ask``, counted as an envelope),
+  ``_signal(("stop", reason))``, ``_exit`` (a proxy's quiet exit, as ``Runtime.kill`` does from
+  any thread), ``_state``, ``_reason`` (an exported actor that died before the agent's monitor
+  was set), ``actor``, ``ref`` (a proxy's cell answers with its ``RemoteRef``), ``_links`` (a proxy's link set is
   replaced by an observing set *before* anyone can link it), ``link``/``unlink`` (mirror links).
 """
 
@@ -70,6 +71,11 @@ def exit_quietly(ref: ActorRef, reason: Any) -> bool:
 
 def is_dead(ref: ActorRef) -> bool:
     return bool(ref._cell._state == _DEAD)
+
+
+def exit_reason(ref: ActorRef) -> Any:
+    """Why a dead actor exited (its cell keeps the reason; None while it is alive)."""
+    return ref._cell._reason if ref._cell._state == _DEAD else None
 
 
 def actor_of_cell(cell: Any) -> Any:

@@ -61,6 +61,8 @@ class _Agent(Actor):
             case ("watch", ActorRef() as ref):
                 self.monitor(ref)
             case Down(ref=ref, reason=reason):
+                if reason == "noproc":  # it died before our monitor: tell the real reason
+                    reason = _bridge.exit_reason(ref)
                 self.node._exported_down(ref, reason)
 
 
