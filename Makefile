@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench clean venv
+.PHONY: test demo bench bench-instructions clean venv
 
 venv: $(STAMP)
 
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tests.benchmarks $(BENCH_ARGS)
+
+# Instructions per message under valgrind: repeatable whatever the load on the machine.
+bench-instructions: $(STAMP)
+	$(PY) -m tests.benchmarks.instructions $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
