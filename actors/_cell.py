@@ -84,8 +84,9 @@ class Cell(Mailbox):
     # -- a turn ----------------------------------------------------------------------------------
     def _run(self, budget: int, time_slice: float) -> bool:
         """Run one turn on the calling worker, which holds the token: at most ``budget`` messages
-        (the actor's ``turn_budget`` if it sets one) or ``time_slice`` seconds. True when the actor keeps the token and still has work (the
-        caller queues it again); False when it went idle (token released) or exited."""
+        (the actor's ``turn_budget`` if it sets one) or ``time_slice`` seconds. True when the
+        actor keeps the token and still has work (the caller queues it again); False when it
+        went idle (token released) or exited."""
         outer = getattr(_tls, "cell", None)  # an inline nested run returns to this cell
         _tls.cell = self
         n = 0  # messages of earlier chunks processed in this turn
