@@ -24,8 +24,9 @@ takes a chunk of the messages it saw queued without looking at each one's type (
 Lock rule (``_lock``): taken only on slow paths - overflow, signals, system messages, the first
 envelope, state changes, links and monitors. Nothing runs under it but those reads and writes:
 no user code, no delivery, no logging, and never a second cell's lock (cells share striped
-locks, so holding two could be holding one twice). For DROP_OLDEST and LATEST the worker also pops under it (the queue is a
-``_LockedQueue``), because senders then remove messages from the queue too.
+locks, so holding two could be holding one twice). For DROP_OLDEST and LATEST the worker also
+pops under it (the queue is a ``_LockedQueue``), because senders then remove messages from the
+queue too.
 
 Overflow when ``queued >= capacity`` (system messages - ``Exit``, ``Down``, bus slots - always
 get through; their number is bounded by links, monitors and subscriptions):
