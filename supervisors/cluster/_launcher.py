@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -39,10 +40,43 @@ class ClusterError(SystemExit):
         super().__init__(f"streamvisor cluster: {message}")
 
 
-def _free_ports(host: str, count: int, kind: int) -> list[int]:
-    socks = []
+_PORTS_FROM = 20_000  # the nodes' ports are picked in [_PORTS_FROM, start of the ephemeral range)
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for the source ports of outgoing connections (Linux; IANA's elsewhere)."""
     try:
-        for _ in range(count):
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49_152, 65_535
+
+
+def _free_ports(host: str, count: int, kind: int) -> list[int]:
+    """``count`` distinct ports free on ``host`` now, for nodes that bind them a moment later.
+
+    They are picked below the ephemeral range: a port picked inside it (what binding port 0
+    gives) can be handed to any outgoing connection - the nodes' own, thespian's - before the
+    node binds it, and the node then fails with "Address already in use" (seen in the tests).
+    Falls back to port 0 when that range leaves too little room."""
+    low, _ = _ephemeral_range()
+    pool = list(range(_PORTS_FROM, low)) if low - _PORTS_FROM >= 1_000 else []
+    random.shuffle(pool)
+    socks: list[socket.socket] = []
+    try:
+        for port in pool:
+            if len(socks) == count:
+                break
+            s = socket.socket(socket.AF_INET, kind)
+            try:
+                if kind == socket.SOCK_STREAM:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((host, port))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+        while len(socks) < count:
             s = socket.socket(socket.AF_INET, kind)
             if kind == socket.SOCK_STREAM:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -220,6 +254,7 @@ def stop_cluster(state_dir: str | os.PathLike[str], timeout: float = 10.0) -> di
     record = state.read()
     procs = _recorded(state, record)
     pgid = record.get("pgid") if record else None
+    deadline = time.monotonic() + timeout  # one budget for the polite part: then SIGKILL
     if record is not None:
         def shut() -> None:
             system = _connect(record)
@@ -228,7 +263,6 @@ def stop_cluster(state_dir: str | os.PathLike[str], timeout: float = 10.0) -> di
                 _thespian.shutdown(system)
 
         _bounded(shut, timeout)
-    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(
             is_running(p, t) and process_state(p) != "T" for p, t in procs):
         time.sleep(0.05)  # bounded by the deadline: nodes stop their runtimes meanwhile
