@@ -32,6 +32,7 @@ import random
 import sqlite3
 import tempfile
 import time
+from contextlib import closing
 from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -147,7 +148,7 @@ def count_rows(db: str) -> list[tuple[str, int]]:
         with psycopg.connect(db) as conn:
             return list(conn.execute("SELECT tenant, COUNT(*) FROM readings GROUP BY tenant "
                                      "ORDER BY tenant").fetchall())
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:  # (sqlite3's own "with" commits, never closes)
         return list(conn.execute("SELECT tenant, COUNT(*) FROM readings GROUP BY tenant "
                                  "ORDER BY tenant").fetchall())
 

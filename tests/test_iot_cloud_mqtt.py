@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,7 @@ def test_ten_thousand_mqtt_readings_are_stored_exactly_once_or_dead_lettered(tmp
     valid = {(t, d, ts) for t, d, ts, _, ok in items if ok}
     invalid = [(t, d, ts) for t, d, ts, _, ok in items if not ok]
     assert len(items) == TOTAL and len(valid) > 9_000 and len(invalid) > 300
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:  # sqlite3's own "with" does not close
         rows = conn.execute("SELECT tenant, device, ts FROM readings").fetchall()
     stored = {(t, d, ts) for t, d, ts in rows}
     assert len(rows) == len(stored)                    # exactly once per (tenant, device, ts)
