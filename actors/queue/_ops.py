@@ -58,9 +58,9 @@ _CLAIM_WAITING = _CLAIM.format("SELECT id FROM messages WHERE queue = ? AND stat
 _READ_FRESH = ("SELECT id, attempts + 1, key, crc, payload FROM messages"
                " WHERE id >= ? AND queue = ? AND state = 0 ORDER BY id LIMIT ?")
 _ADD_LEASE = "INSERT INTO leases (lease, queue, until, ids) VALUES (?, ?, ?, ?)"
-_SETTLEABLE = ("FROM messages WHERE id IN (SELECT value FROM json_each(?1))"
-               " AND (lease = ?2 AND state IN (1, 3)"
-               " OR state = 0 AND EXISTS (SELECT 1 FROM leases WHERE lease = ?2))")
+_SETTLEABLE = ("FROM messages WHERE id IN (SELECT value FROM json_each(:ids))"  # named: the
+               " AND (lease = :lease AND state IN (1, 3)"                  # lease is used twice
+               " OR state = 0 AND EXISTS (SELECT 1 FROM leases WHERE lease = :lease))")
 _ID_LIST = re.compile(r"\[(?:\d+(?:,\d+)*)?\]")
 _COUNT_ACKED = ("INSERT INTO counters (queue, acked) VALUES (?, ?)"
                 " ON CONFLICT (queue) DO UPDATE SET acked = acked + excluded.acked")
@@ -196,7 +196,7 @@ def ack(g: Group, queue: str, by_lease: dict[int, list[int]]) -> dict[int, set[i
     done: dict[int, set[int] | None] = {}
     count = 0
     for lease, ids in by_lease.items():
-        args = (_json(ids), lease)
+        args = {"ids": _json(ids), "lease": lease}
         unique = len(set(ids))
         if conn.execute("SELECT count(*) " + _SETTLEABLE, args).fetchone()[0] == unique:
             conn.execute("DELETE " + _SETTLEABLE, args)  # the usual case: two steps in all
@@ -215,7 +215,8 @@ def settle(g: Group, queue: str, id: int, lease: int, action: str, delay: float,
            error: str | None, max_deliveries: int) -> bool:
     """nack (deliver again after ``delay``, or dead-letter on the last try) or reject."""
     conn, now = g.conn, g.now
-    row = conn.execute("SELECT state, attempts " + _SETTLEABLE, (_json([id]), lease)).fetchone()
+    row = conn.execute("SELECT state, attempts " + _SETTLEABLE,
+                       {"ids": _json([id]), "lease": lease}).fetchone()
     if row is None:
         return False
     attempts = row[1] + (row[0] == 0)  # a claimed FRESH row counts its delivery now
