@@ -122,18 +122,20 @@ class Mailbox:
         self._envelopes: list[None] | None = None  # one item per queued Ask/Deferred (_tell_ask)
         self.block_timeout = 5.0
 
-    # -- the hot path -------------------------------------------------------------------------
-    def _tell(self, message: Any) -> bool:
+    # -- sending (the hot copy of this fast path is ActorRef.tell) ------------------------------
+    def _tell(self, message: Any, block: bool = True) -> bool:
         """Queue ``message``; schedule the actor if it was idle. Returns True if it was queued,
         False if it was dropped (DROP_NEWEST: counted) or the actor is dead (a counted dead
-        letter). Raises ``MailboxFull`` under FAIL/BLOCK."""
+        letter). Raises ``MailboxFull`` under FAIL, and under BLOCK after waiting; with
+        ``block=False`` BLOCK refuses at once like FAIL (the runtime's own deliveries, such as
+        timers, never wait)."""
         q = self._queue
         if len(q) < self._limit:
             q.append(message)  # type: ignore[union-attr]
             if not self._scheduled:
                 self._schedule()
             return True
-        return self._tell_slow(message)
+        return self._tell_slow(message, block)
 
     def _schedule(self) -> None:
         if self._token.acquire(False):
@@ -156,18 +158,6 @@ class Mailbox:
             if self._state != DEAD:
                 self._limit = self._capacity
         return q  # type: ignore[return-value]
-
-    def _tell_nowait(self, message: Any) -> bool:
-        """``_tell`` that never waits, whatever the policy (BLOCK refuses like FAIL): for
-        deliveries made by the runtime itself, such as timers. (Its fast path repeats
-        ``_tell``'s on purpose: a ``block`` parameter there would cost every message.)"""
-        q = self._queue
-        if len(q) < self._limit:
-            q.append(message)  # type: ignore[union-attr]
-            if not self._scheduled:
-                self._schedule()
-            return True
-        return self._tell_slow(message, block=False)
 
     def _tell_slow(self, message: Any, block: bool = True) -> bool:
         """First message, full mailbox or dead actor: apply the policy under the lock; then,

@@ -106,7 +106,7 @@ class Timers:
                 due.append(entry)
         for entry in due:
             try:  # never wait on a full BLOCK mailbox: one actor must not stall every timer
-                entry[_CELL]._tell_nowait(entry[_MESSAGE])
+                entry[_CELL]._tell(entry[_MESSAGE], block=False)
             except ActorError:
                 pass  # a refusal is counted by the mailbox as a drop
         return len(due)
