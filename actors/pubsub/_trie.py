@@ -38,6 +38,30 @@ def _exact(root: Any, levels: list[str]) -> Any:
     return node
 
 
+def _path(root: Any, levels: list[str]) -> list[Any] | None:
+    """The nodes from ``root`` down to exactly ``levels``, root first; None if absent."""
+    path = [root]
+    for level in levels:
+        child = path[-1].children.get(level)
+        if child is None:
+            return None
+        path.append(child)
+    return path
+
+
+def _prune(path: list[Any], levels: list[str], empty: Any) -> int:
+    """Delete the nodes at the end of ``path`` that ``empty(node)`` says hold nothing and that
+    have no children, deepest first; returns how many."""
+    pruned = 0
+    for depth in range(len(levels), 0, -1):
+        node = path[depth]
+        if node.children or not empty(node):
+            break
+        del path[depth - 1].children[levels[depth - 1]]
+        pruned += 1
+    return pruned
+
+
 class FilterTrie:
     """Subscription filters by level; each filter's node holds entries by key."""
 
@@ -72,22 +96,14 @@ class FilterTrie:
 
     def remove(self, levels: list[str], key: Hashable) -> Any:
         """Remove and return the entry (None if absent); prunes nodes left empty."""
-        path = [self._root]
-        for level in levels:
-            child = path[-1].children.get(level)
-            if child is None:
-                return None
-            path.append(child)
+        path = _path(self._root, levels)
+        if path is None:
+            return None
         entry = path[-1].entries.pop(key, None)
         if entry is None:
             return None
         self._entries -= 1
-        for depth in range(len(levels), 0, -1):
-            node = path[depth]
-            if node.entries or node.children:
-                break
-            del path[depth - 1].children[levels[depth - 1]]
-            self._nodes -= 1
+        self._nodes -= _prune(path, levels, lambda node: not node.entries)
         return entry
 
     def match(self, topic: list[str]) -> tuple[list[Any], int]:
@@ -161,21 +177,14 @@ class TopicTrie:
         node.value = value
 
     def pop(self, levels: list[str]) -> Any:
-        path = [self._root]
-        for level in levels:
-            child = path[-1].children.get(level)
-            if child is None:
-                return None
-            path.append(child)
+        path = _path(self._root, levels)
+        if path is None:
+            return None
         value, path[-1].value = path[-1].value, None
         if value is None:
             return None
         self._size -= 1
-        for depth in range(len(levels), 0, -1):
-            node = path[depth]
-            if node.value is not None or node.children:
-                break
-            del path[depth - 1].children[levels[depth - 1]]
+        _prune(path, levels, lambda node: node.value is None)
         return value
 
     def matching(self, filter_levels: list[str]) -> Iterator[Any]:
