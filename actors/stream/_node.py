@@ -225,12 +225,7 @@ class Node(Actor):
                 c.processed += n
                 if self._sv_has_outputs:
                     self._sv_flush()
-                owed = inp.owed + n
-                if owed >= inp.threshold and not self._sv_blocked:
-                    inp.owed = 0
-                    inp.give(owed)
-                else:
-                    inp.owed = owed
+                self._sv_grant(inp, n)
                 if self._sv_snap:
                     self._sv_save()
             else:
