@@ -12,11 +12,12 @@ the same broker retry in step (a known limit).
 from __future__ import annotations
 
 import math
+import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["MqttOptions", "build_client", "disconnect", "connect_and_loop"]
+__all__ = ["MqttOptions", "build_client", "disconnect", "connect_and_loop", "PahoConnection"]
 
 
 def _number(name: str, value: Any, low: float, high: float = math.inf) -> None:
@@ -107,3 +108,39 @@ def connect_and_loop(client: Any, options: MqttOptions, properties: Any) -> None
     client.connect_async(options.host, options.port, int(options.keepalive),
                          clean_start=options.clean_start, properties=properties)
     client.loop_start()
+
+
+_C = TypeVar("_C", bound="PahoConnection")
+
+
+class PahoConnection:
+    """What ``MqttSource`` and ``MqttSink`` share: one paho client, started once and closed once.
+    The subclass sets ``options``, ``_client``, ``_props`` (from ``build_client``) and ``_up``
+    (set while the connection is usable)."""
+
+    options: MqttOptions
+    _client: Any
+    _props: Any
+    _up: threading.Event
+    _started = False
+    _stopped = False
+
+    def start(self: _C) -> _C:
+        """Start the paho thread, which connects (and reconnects) on its own. Never blocks on
+        the network. Returns self. ``RuntimeError`` if started twice."""
+        if self._started:
+            raise RuntimeError(f"{type(self).__name__} already started")
+        self._started = True
+        connect_and_loop(self._client, self.options, self._props)
+        return self
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until the connection is usable (a source: connected and subscribed), True, or
+        ``timeout`` seconds passed, False."""
+        return self._up.wait(timeout)
+
+    def _close(self) -> None:
+        """Disconnect and join the paho thread (blocks up to about a second while a reconnect
+        backoff sleeps)."""
+        disconnect(self._client, self.options)
+        self._client.loop_stop()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ..topics import is_valid_topic
-from ._client import MqttOptions, build_client, connect_and_loop, disconnect
+from ._client import MqttOptions, PahoConnection, build_client
 from ._readings import Reading, readings_topic
 
 __all__ = ["MqttSink", "MqttSinkStatistics", "PublishTimeout", "SinkFull", "reading_message"]
@@ -49,7 +49,7 @@ def reading_message(reading: Reading) -> tuple[str, bytes]:
     return readings_topic(reading.tenant, reading.device), payload
 
 
-class MqttSink:
+class MqttSink(PahoConnection):
     """A publishing client (see the module docstring). ``start()`` then ``publish_many``."""
 
     def __init__(self, options: MqttOptions, *, max_inflight: int = 100,
@@ -75,23 +75,10 @@ class MqttSink:
         self._up = threading.Event()
         self._started = self._stopped = False
 
-    def start(self) -> "MqttSink":
-        """Start the paho thread (it connects and reconnects by itself). Never blocks."""
-        if self._started:
-            raise RuntimeError("MqttSink already started")
-        self._started = True
-        connect_and_loop(self._client, self.options, self._props)
-        return self
-
-    def wait_connected(self, timeout: float) -> bool:
-        """Block until connected (True) or ``timeout`` seconds passed (False)."""
-        return self._up.wait(timeout)
-
     def stop(self) -> None:
         """Disconnect and join the paho thread (up to about a second in a backoff). Idempotent."""
         if self._started and not self._stopped:
-            disconnect(self._client, self.options)
-            self._client.loop_stop()
+            self._close()
         self._stopped = True
 
     @property

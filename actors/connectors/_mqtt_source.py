@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 from .._log import get_logger
 from ..topics import is_valid_filter
-from ._client import MqttOptions, build_client, connect_and_loop, disconnect
+from ._client import MqttOptions, PahoConnection, build_client
 from ._readings import DEFAULT_MAX_BYTES, BadReading, Reading, parse_reading, readings_filter
 
 __all__ = ["BadMessage", "Inbound", "MqttSource", "MqttSourceStatistics"]
@@ -102,7 +102,7 @@ class MqttSourceStatistics:
     rejected: dict[str, int] = field(default_factory=dict)  # kind -> count
 
 
-class MqttSource:
+class MqttSource(PahoConnection):
     """Subscribe to ``filters`` (default: every tenant's readings) at QoS 1 and hand validated
     readings over; see the module docstring. ``tenant`` restricts what is accepted (defence in
     depth; also narrows the default filter). ``on_ready()`` is called on the paho thread when
@@ -160,20 +160,7 @@ class MqttSource:
         self._up = threading.Event()
         self._started = self._stopped = False
 
-    # -- lifecycle (any thread) -------------------------------------------------------------------
-    def start(self) -> "MqttSource":
-        """Start the paho thread, which connects (and reconnects) on its own. Never blocks on
-        the network. Returns self. ``RuntimeError`` if started twice."""
-        if self._started:
-            raise RuntimeError("MqttSource already started")
-        self._started = True
-        connect_and_loop(self._client, self.options, self._props)
-        return self
-
-    def wait_connected(self, timeout: float) -> bool:
-        """Block until connected and subscribed (True) or ``timeout`` seconds passed."""
-        return self._up.wait(timeout)
-
+    # -- lifecycle (any thread; start and wait_connected are PahoConnection's) --------------------
     def stop(self) -> None:
         """Disconnect (the session stays on the broker for ``session_expiry`` seconds, with
         what was not acked) and join the paho thread: blocks up to about a second while a
@@ -183,8 +170,7 @@ class MqttSource:
             self._room.notify_all()  # a paho thread waiting for room gives up
         if not self._started or already:
             return
-        disconnect(self._client, self.options)
-        self._client.loop_stop()
+        self._close()
 
     @property
     def connected(self) -> bool:
