@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from actors import Actor, ActorDead, Overflow, Runtime
+from actors import Actor, ActorDead, MailboxFull, Overflow, Runtime
 from actors.testing import Recorder, inline_runtime, wait_until
 from tests.conftest import settle
 
@@ -75,16 +75,43 @@ def test_asks_among_tells_are_answered_in_order_and_uncounted_once_taken(rt):
     assert not ref._cell._envelopes
 
 
-def test_a_refused_ask_is_uncounted(rt):
-    class Gate(Actor):
-        def receive(self, message):
-            return message
+class Gate(Actor):
+    """Holds its worker on "hold" until ``release`` is set; answers anything else."""
 
-    ref = rt.spawn(Gate, mailbox_size=1, overflow=Overflow.FAIL)
+    def __init__(self, entered, release):
+        self.entered, self.release = entered, release
+
+    def receive(self, message):
+        if message == "hold":
+            self.entered.set()
+            assert self.release.wait(10)
+        return message
+
+
+def test_an_ask_to_a_dead_actor_is_uncounted(rt):
+    ref = rt.spawn(Gate, threading.Event(), threading.Event(), mailbox_size=1)
     rt.kill(ref)
     with pytest.raises(ActorDead):
         ref.ask("late", timeout=1)
     assert not ref._cell._envelopes
+
+
+def test_an_ask_refused_by_a_full_mailbox_is_uncounted():
+    with Runtime(workers=2) as rt:
+        entered, release = threading.Event(), threading.Event()
+        ref = rt.spawn(Gate, entered, release, mailbox_size=1, overflow=Overflow.FAIL)
+        ref.tell("hold")
+        assert entered.wait(5)
+        ref.tell("fills the one slot")
+        try:
+            with pytest.raises(MailboxFull):
+                ref.ask("refused", timeout=1)
+            assert not ref._cell._envelopes
+        finally:
+            release.set()
+        wait_until(lambda: ref.statistics().queued == 0, message="the held message handled")
+        assert ref.ask("after", timeout=5) == "after"
+        assert not ref._cell._envelopes
 
 
 def test_a_lossy_mailbox_always_takes_the_checked_path_and_still_answers_asks(rt):
