@@ -78,9 +78,10 @@ class _Source(Actor):
 
 
 def pipeline(n: int, workers: int) -> dict[str, object]:
+    """``workers=0``: the inline runtime (everything runs inside the first tell)."""
     done, progress = threading.Event(), [0]
     size = max(n, 1)
-    with Runtime(workers=workers) as rt:
+    with (Runtime(workers=workers) if workers else Runtime(inline=True)) as rt:
         last = rt.spawn(_Counter, n, done, progress, mailbox_size=size)
         first = rt.spawn(_Stage, rt.spawn(_Stage, last, mailbox_size=size), mailbox_size=size)
         source = rt.spawn(_Source, first, n)

@@ -3,13 +3,14 @@ move with the load on the machine, unlike msg/s on a shared VM.
 
 ``python -m tests.benchmarks.instructions [--n N] [--peers raw,inline,w1,w2]``
 
-For each peer it runs the 3-stage pipeline of ``_peer_raw`` / ``_peer_streamvisor`` twice under
-callgrind, with N messages and with none, and prints ``(instructions(N) - instructions(0)) / N``:
-start-up, imports and the runtime's own start cost cancel out. ``PYTHONHASHSEED`` is fixed, so a
+For each peer it runs the harness's 3-stage pipeline (``_peer_raw`` / ``_peer_streamvisor``)
+twice under callgrind, with 2N messages and with N, and prints
+``(instructions(2N) - instructions(N)) / N``: start-up, imports and the runtime's own start cost
+cancel out. ``PYTHONHASHSEED`` is fixed, so a
 rerun of the same code gives the same count to within a fraction of a percent. With threads
 (``w1``, ``w2``) valgrind runs one thread at a time: the count includes the scheduler's and the
 workers' code but not what GIL contention costs in wall time. Needs ``valgrind`` on the PATH;
-says so and exits 2 without it. (Slow: about 10 s per peer and N=100,000.)
+says so and exits 2 without it. (Slow: about 20 s per peer with N=50,000.)
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 __all__ = ["main", "count"]
@@ -30,33 +30,13 @@ PEERS = ("raw", "inline", "w1", "w2")
 
 
 def _pipeline(which: str, n: int) -> None:
-    """The measured program (run inside valgrind by ``count``)."""
+    """The measured program (run inside valgrind by ``count``): the harness's own pipeline."""
     if which == "raw":
-        from . import _peer_raw as raw
-        loop = raw._Loop()
-        last = raw._Counter(loop, n)
-        source = raw._Source(loop, raw._Stage(loop, raw._Stage(loop, last)), n)
-        loop.run_queue.append(source)
-        loop.run()
-        if n and not last.done:
-            raise SystemExit(f"raw: counted {last.count}/{n}")
-        return
-    from actors import Runtime
-
-    from . import _peer_streamvisor as sv
-    done, progress = threading.Event(), [0]
-    options = {"inline": True} if which == "inline" else {"workers": int(which[1:])}
-    with Runtime(**options) as rt:  # type: ignore[arg-type]
-        size = max(n, 1)
-        last_ref = rt.spawn(sv._Counter, n, done, progress, mailbox_size=size)
-        first = rt.spawn(sv._Stage, rt.spawn(sv._Stage, last_ref, mailbox_size=size),
-                         mailbox_size=size)
-        source_ref = rt.spawn(sv._Source, first, n)
-        rt.wait_idle(10)
-        if n:
-            source_ref.tell("go")
-            if not done.wait(600):
-                raise SystemExit(f"{which}: counted {progress[0]}/{n}")
+        from ._peer_raw import pipeline
+        pipeline(n)
+    else:
+        from ._peer_streamvisor import pipeline as sv_pipeline
+        sv_pipeline(n, 0 if which == "inline" else int(which[1:]))
 
 
 def count(which: str, n: int) -> int:
@@ -78,7 +58,8 @@ def count(which: str, n: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.instructions",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=100_000, help="messages per run (100,000)")
+    parser.add_argument("--n", type=int, default=50_000,
+                        help="the runs take N and 2N messages (N: 50,000)")
     parser.add_argument("--peers", default=",".join(PEERS),
                         help=f"comma-separated, from {', '.join(PEERS)}")
     parser.add_argument("--run", nargs=2, metavar=("PEER", "N"), help=argparse.SUPPRESS)
@@ -98,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     per_msg = {}
     for peer in peers:
-        per_msg[peer] = (count(peer, args.n) - count(peer, 0)) / args.n
+        per_msg[peer] = (count(peer, 2 * args.n) - count(peer, args.n)) / args.n
         print(f"  {peer}: {per_msg[peer]:,.0f} instructions/msg", file=sys.stderr)
     base = per_msg.get("raw")
-    print(f"| pipeline, 1 msg/hop, N={args.n:,} | instructions / msg | raw loop / peer |")
+    print(f"| pipeline, 1 msg/hop, +{args.n:,} msgs | instructions / msg | raw loop / peer |")
     print("|---|--:|--:|")
     for peer, value in per_msg.items():
         ratio = f"{base / value:.2f}x" if base else ""
