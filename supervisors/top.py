@@ -17,8 +17,9 @@ samples ``--interval`` apart; ``--interval 0``: one sample, rates null) for scri
 registered with ``metrics_for(rt).add_root`` and, when ``supervisors._bridge.actor_class``
 exists, by class; below them by ``ChildInfo.kind``.
 
-Threads: the server runs ``serve_forever`` in one daemon thread and a thread per request
-(``ThreadingHTTPServer``) - outside the scheduler's pool, like the connectors' paho threads.
+Threads: the server (``supervisors._http``: Host-header check, a cap on concurrent requests,
+read timeouts and a per-connection deadline) runs ``serve_forever`` in one daemon thread and a
+thread per request in progress - outside the scheduler's pool, like the connectors' paho threads.
 Serving a status blocks that thread for the walk and one ``which_children`` ask per supervisor
 (``timeout`` each). An inline runtime (tests) runs turns on whichever thread asks, so call
 ``node_status`` on its own thread rather than serving it.
@@ -27,19 +28,17 @@ Serving a status blocks that thread for the walk and one ``which_children`` ask 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
-import socket
 import sys
 import threading
 import time
 import urllib.request
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 from actors import ActorRef, Runtime
 from supervisors import _bridge
+from supervisors._http import HttpServer, Route
 from supervisors._api import which_children
 from supervisors._supervisor import Supervisor
 from supervisors.metrics import ActorSample, metrics_for
@@ -48,72 +47,6 @@ __all__ = ["DEFAULT_HTTP", "HttpServer", "add_top_command", "node_status", "pars
            "run_top", "start_http", "with_rates"]
 
 DEFAULT_HTTP = "127.0.0.1:9108"
-Route = Callable[[], tuple[bytes, str]]
-
-
-# -- the server --------------------------------------------------------------------------------
-class HttpServer:
-    """A small HTTP server of GET routes (``{"/path": () -> (body, content type)}``)."""
-
-    def __init__(self, host: str, port: int, routes: dict[str, Route], *,
-                 allow_remote: bool = False) -> None:
-        if not allow_remote and not _is_loopback(host):
-            raise ValueError(f"refusing to serve node status on {host!r}: not a loopback "
-                             "address (pass allow_remote=True to expose it)")
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-                route = routes.get(self.path.split("?", 1)[0])
-                if route is None:
-                    self._send(404, b"not found; try " + " ".join(routes).encode(), "text/plain")
-                    return
-                try:
-                    body, ctype = route()
-                except Exception as exc:  # one failed request must not stop the server
-                    self._send(500, f"{type(exc).__name__}: {exc}".encode(), "text/plain")
-                    return
-                self._send(200, body, ctype)
-
-            def _send(self, code: int, body: bytes, ctype: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self.host, self.port = self._server.server_address[:2]
-        self.url = f"http://{self.host}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.2,),
-                                        name=f"streamvisor-http-{self.port}", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        """Stop serving and close the socket; blocks up to ~0.2 s. Idempotent."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(5.0)
-        self._server.server_close()
-
-    def __enter__(self) -> "HttpServer":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<HttpServer {self.url}>"
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
-    except (OSError, ValueError):
-        return False
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
@@ -125,10 +58,12 @@ def parse_hostport(text: str) -> tuple[str, int]:
 
 
 def start_http(rt: Runtime, host: str = "127.0.0.1", port: int = 0, *, top_n: int = 20,
-               max_nodes: int = 2000, allow_remote: bool = False) -> HttpServer:
+               max_nodes: int = 2000, allow_remote: bool = False, **bounds: Any) -> HttpServer:
     """Serve ``/metrics`` and ``/status.json`` of ``rt`` on ``host:port`` (0: ephemeral; see
     ``.port`` / ``.url``). Returns at once; ``close()`` it before the runtime shuts down.
-    Raises ``OSError`` if the port is taken, ``ValueError`` for a non-loopback host."""
+    ``bounds`` go to ``HttpServer`` (``allowed_hosts``, ``max_concurrent``,
+    ``request_timeout``). Raises ``OSError`` if the port is taken, ``ValueError`` for a
+    non-loopback host."""
     metrics = metrics_for(rt, top_n=top_n)
 
     def status() -> tuple[bytes, str]:
@@ -138,8 +73,8 @@ def start_http(rt: Runtime, host: str = "127.0.0.1", port: int = 0, *, top_n: in
         from prometheus_client import CONTENT_TYPE_LATEST
         return metrics.exposition(), CONTENT_TYPE_LATEST
 
-    return HttpServer(host, port, {"/metrics": prometheus, "/status.json": status},
-                      allow_remote=allow_remote)
+    routes: dict[str, Route] = {"/metrics": prometheus, "/status.json": status}
+    return HttpServer(host, port, routes, allow_remote=allow_remote, **bounds)
 
 
 # -- the status --------------------------------------------------------------------------------
