@@ -296,7 +296,7 @@ class Window(Node):
         """The open windows as a base (rebuilt once the journal outgrows it, so that the cost
         per item stays constant) plus the journal of what the node handled since: batches of
         items with their arrival time, timer closings and the end."""
-        if self._base is None or self._jn > 4 * (self._open + len(self._keys)) + 1024:
+        if self._base is None or self._jn > 16 * (self._open + len(self._keys)) + 4096:
             keys = []
             frozen = self._freeze
             for k, st in self._keys.items():
@@ -423,6 +423,7 @@ class Window(Node):
         keyf, timef, init = cfg.key, cfg.time, cfg.init
         size, offset, lateness = self._size, self._offset, cfg.lateness
         keys = self._keys
+        track = cfg.idle is not None
         for item in items:
             try:
                 k = keyf(item)  # type: ignore[misc]
@@ -448,14 +449,15 @@ class Window(Node):
             except TypeError as e:
                 self._bad(item, f"key is not hashable: {e}")
                 continue
-            st.seen = now
+            if track:
+                st.seen = now
             if t > st.top:
                 st.top = t
                 if t - lateness >= st.next_end:
                     self._close_key(k, st, t - lateness)
-            end = start + size
             w = st.wins.get(start)
             if w is None:
+                end = start + size
                 if end <= st.top - lateness or end <= st.closed:
                     self._late(item)
                     continue
