@@ -6,10 +6,11 @@
 Every tenant gets the same supervised graph (REST_FOR_ONE along the pipeline):
 
     devices -> DurableQueue -> queue -> categorise -> validate -> sanity -> store (SQLite)
-                                                        |            |  \-> minute (Window) -> minutes
-                                                        |            |      (table minute_averages)
+                                                        |            |
                                      bad readings: dead letters   alerts -> pub/sub "alerts/<device>"
                                      with the reason (validate, sanity)      -> a wildcard subscriber
+
+    sanity -> minute (a Window: per-device minute means) -> minutes (table minute_averages)
 
 - a ``Fleet`` actor per tenant simulates its devices and puts their readings into the tenant's
   durable queue (acknowledged = on disk); some devices send malformed or impossible readings;
