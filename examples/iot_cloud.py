@@ -291,10 +291,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--period", type=float, default=0.1, help="seconds between readings")
     parser.add_argument("--db", default=None,
                         help="SQLite file or postgresql://... URL for the readings table")
-    parser.add_argument("--mqtt", default=None, metavar="HOST:PORT",
-                        help="also ingest tenants/<tenant>/devices/<device>/readings from a broker")
+    parser.add_argument("--mqtt", default=None, metavar="URL",
+                        help="also ingest tenants/<tenant>/devices/<device>/readings from a broker: "
+                             "HOST:PORT, mqtt://[USER@]HOST[:PORT] or mqtts://[USER@]HOST[:PORT] "
+                             "(TLS); the password comes from $STREAMVISOR_MQTT_PASSWORD")
+    parser.add_argument("--mqtt-ca", default=None, metavar="FILE",
+                        help="CA certificate that signed the broker's (default: the system's)")
+    parser.add_argument("--mqtt-cert", default=None, metavar="FILE", help="client certificate")
+    parser.add_argument("--mqtt-key", default=None, metavar="FILE", help="client certificate key")
+    parser.add_argument("--mqtt-allow-insecure-password", action="store_true",
+                        help="allow a password over plain TCP to a host that is not loopback")
     parser.add_argument("--data-dir", default=None, help="where the durable queues live")
     parser.add_argument("--chaos", type=float, default=3.0, help="seconds between injected crashes (0: none)")
+
+
+def mqtt_options(options: Any, client_id: str) -> MqttOptions:
+    """The broker settings of ``--mqtt*``; a bad URL, file or an insecure password stops the app
+    with the reason."""
+    try:
+        return MqttOptions.from_url(
+            options.mqtt, ca_file=options.mqtt_ca, cert_file=options.mqtt_cert,
+            key_file=options.mqtt_key, client_id=client_id,
+            allow_insecure_password=options.mqtt_allow_insecure_password)
+    except ValueError as exc:
+        raise SystemExit(f"iot_cloud: --mqtt: {exc}") from None
 
 
 class _Tenant:
@@ -338,12 +358,10 @@ class _App:
             t.actors["fleet"] = scope.spawn(Fleet, t.queue, options.devices, options.period,
                                             seed=seed)
         if options.mqtt:
-            host, _, port = options.mqtt.rpartition(":")
             t.mqtt_dead = DurableQueue(os.path.join(self.data_dir, f"{tenant}.mqtt-dead"),
                                        f"{tenant}-mqtt-dead")
             t.actors["mqtt"] = scope.spawn(
-                MqttIngest, MqttOptions(host=host or "127.0.0.1", port=int(port or 1883),
-                                        client_id=f"iot-cloud-{tenant}"),
+                MqttIngest, mqtt_options(options, f"iot-cloud-{tenant}"),
                 t.queue, tenant=tenant, dead_letters=t.mqtt_dead, name="mqtt")
 
     def stop_tenant(self, rt: Runtime, tenant: str) -> None:
