@@ -22,9 +22,9 @@ The chain and where each guarantee comes from:
   counted per reason and dead-lettered, never crashes anything.
 
 Threads: each MQTT client runs paho's network loop in its own thread - the connectors' I/O
-boundary; everything else runs in actors. The stream adapters (``MqttReadings``, ``SqlSink``,
-``MqttPublisher``) are imported on first use so that this package does not need
-``actors.stream``.
+boundary; everything else runs in actors. The stream adapters (``SqlSink``, ``MqttPublisher``)
+are imported on first use so that this package does not need ``actors.stream``. MQTT readings enter a stream graph only through a durable queue (``MqttIngest``
+then ``actors.queue.QueueSource``), so the broker's ack always follows a commit.
 """
 
 from typing import Any
@@ -45,10 +45,10 @@ __all__ = [
     "readings_topic", "readings_filter",
     "ReadingStore", "SqliteStore", "PostgresStore", "StoreUnavailable", "RowRejected",
     "QueueWriter", "DrainResult", "SqlWriter",
-    "MqttReadings", "SqlSink", "MqttPublisher",
+    "SqlSink", "MqttPublisher",
 ]
 
-_STREAM = ("MqttReadings", "SqlSink", "MqttPublisher")
+_STREAM = ("SqlSink", "MqttPublisher")
 
 
 def __getattr__(name: str) -> Any:
