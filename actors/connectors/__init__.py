@@ -30,7 +30,7 @@ then ``actors.queue.QueueSource``), so the broker's ack always follows a commit.
 from typing import Any
 
 from ._client import MqttOptions
-from ._ingest import MqttIngest
+from ._ingest import MqttIngest, MqttIngestStatistics, shared_filter
 from ._mqtt_sink import MqttSink, MqttSinkStatistics, PublishTimeout, SinkFull, reading_message
 from ._mqtt_source import BadMessage, Inbound, MqttSource, MqttSourceStatistics
 from ._readings import (REASONS, BadReading, Reading, parse_payload, parse_reading, parse_topic,
@@ -40,6 +40,7 @@ from ._writer import DrainResult, QueueWriter, SqlWriter
 
 __all__ = [
     "MqttOptions", "MqttSource", "MqttSourceStatistics", "Inbound", "BadMessage", "MqttIngest",
+    "MqttIngestStatistics", "shared_filter",
     "MqttSink", "MqttSinkStatistics", "PublishTimeout", "SinkFull", "reading_message",
     "Reading", "BadReading", "REASONS", "parse_reading", "parse_topic", "parse_payload",
     "readings_topic", "readings_filter",
