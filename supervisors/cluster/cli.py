@@ -1,7 +1,7 @@
 """``streamvisor cluster start|status|stop``: a cluster of node processes on this host.
 
     streamvisor cluster start --nodes 3 examples/cluster_app.py [--tenants 6] [app options]
-    streamvisor cluster start --nodes 2 --join 10.0.0.5:1900 --cookie-file c APP   # more hosts
+    streamvisor cluster start --nodes 2 --join 10.0.0.5:20100 --cookie-file c APP   # more hosts
     streamvisor cluster status [--json]
     streamvisor cluster stop
 
@@ -38,7 +38,7 @@ def add_cluster_commands(subparsers: Any) -> argparse.ArgumentParser:
     start.add_argument("app", help="a .py file or module defining start(rt, options)")
     start.add_argument("--nodes", type=int, default=3, help="node processes (default 3)")
     start.add_argument("--join", metavar="HOST:PORT", default=None,
-                       help="join the cluster whose thespian admin listens there (Conventions)")
+                       help="join the cluster one of whose nodes has its data address there")
     start.add_argument("--tenants", default=None,
                        help="comma-separated tenant names, or a count (default: the app's TENANTS)")
     start.add_argument("--bind", default="127.0.0.1",
