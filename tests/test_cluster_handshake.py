@@ -198,6 +198,8 @@ def test_a_captured_heartbeat_of_a_dead_node_cannot_bring_it_back():
     with local_cluster(2, heartbeat_interval=0.05, heartbeat_timeout=0.5) as (n1, n2):
         captured = n2._heartbeats._datagram()   # genuine, as n2 would send it
         hb1 = tuple(n1.info["hb"])
+        heard = n1._heartbeats.received       # n1 hears a later one of n2 before n2 stops
+        wait_until(lambda: n1._heartbeats.received >= heard + 2, 3.0, "two more heartbeats")
         n2.stop()
         wait_until(lambda: not {m["id"]: m for m in n1.members()}["n2"]["alive"], 5.0,
                    "n1 to declare n2 dead")

@@ -26,6 +26,7 @@ from tests.test_supervisor_otp import (WAIT, Collector, Worker, _plain_crash_log
 __all__ = ["_plain_crash_logs"]  # the module-scoped logging fixture, shared
 SIMPLE = Strategy.SIMPLE_ONE_FOR_ONE
 SUPERVISORS_DIR = Path(supervisors.__file__).parent
+STREAMVISOR_DIR = SUPERVISORS_DIR.parent / "streamvisor"  # the command and views: same rule
 ADAPTER = "_bridge.py"  # the one module per package allowed to reach into actors' internals
 
 
@@ -349,7 +350,7 @@ def test_supervisors_imports_only_names_that_actors_exports():
     documented exception that may reach into internals."""
     public = set(actors.__all__)
     offences = []
-    for path in sorted(SUPERVISORS_DIR.rglob("*.py")):
+    for path in sorted([*SUPERVISORS_DIR.rglob("*.py"), *STREAMVISOR_DIR.rglob("*.py")]):
         adapter = path.name == ADAPTER
         for module, names in _imports(path):
             if module == "actors":

@@ -6,8 +6,9 @@ by an HMAC-SHA256 tag under the cluster cookie (a datagram without a valid tag i
 counted). Replay protection: ``counter`` starts at the sender's wall clock in nanoseconds and
 grows by one per datagram, so ``(incarnation, counter)`` only ever grows for one node id; a
 receiver drops (and counts) a datagram that does not beat the last one it accepted from that id,
-or whose ``timestamp`` is more than ``clock_window`` seconds (30) away from its own clock. A
-captured heartbeat of a dead node therefore cannot keep it alive, nor bring it back. ``view``
+or whose ``timestamp`` is more than ``clock_window`` seconds (10) away from its own clock. A
+heartbeat captured and replayed later is refused; one an attacker captured and kept from ever
+arriving can be played once, within the clock window. ``view``
 lists the members the sender believes alive, so that a node learns about members through
 others (gossip). The data plane's TCP connections play no part: a peer stuck behind a full
 window, or paused with SIGSTOP, stops heart-beating and is declared dead after ``timeout``.
@@ -43,7 +44,7 @@ class Heartbeats:
                  targets: Callable[[], list[tuple[str, int]]],
                  on_datagram: Callable[[dict[str, Any], list[dict[str, Any]]], None],
                  on_tick: Callable[[float], None], bind: tuple[str, int], interval: float,
-                 name: str, clock_window: float = 30.0,
+                 name: str, clock_window: float = 10.0,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self._cluster = cluster
         self._cookie = cookie
