@@ -60,7 +60,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from actors import Actor, ActorError, ActorRef, Exit, MailboxFull
-from supervisors import _bridge
+from actors import lowlevel
 from supervisors._api import Refusal, Request
 from supervisors._backoff import next_backoff
 from supervisors._child import IGNORED, Child, Failed, TryAgain, describe
@@ -157,8 +157,8 @@ class Supervisor(Requests, Actor):
             return self._ignored(c)
         except Exception as exc:  # the one wrapper around a child's start: a crash becomes a value
             return Failed(exc)
-        if not _bridge.start_confirmed(ref):
-            reason = _bridge.exit_reason(ref)
+        if not lowlevel.wait_started(ref):
+            reason = lowlevel.exit_reason(ref)
             return self._ignored(c) if isinstance(reason, Ignore) else Failed(reason)
         if c.restarting:
             self.cancel_timer(("restart", c.key))
@@ -169,7 +169,7 @@ class Supervisor(Requests, Actor):
         if spec.restart is Restart.TEMPORARY:  # keep nothing of a temporary child's arguments
             c.args = ()
             c.spec = dataclasses.replace(spec, args=(), kwargs={})
-        _bridge.set_restarts(ref, c.restarts)
+        lowlevel.set_restarts(ref, c.restarts)
         if c.slot is not None:
             c.slot.attach(ref)
         self.log.info("child started", child=c.label, child_path=ref.path)
@@ -190,7 +190,7 @@ class Supervisor(Requests, Actor):
 
     def _restarted(self, c: Child, ref: ActorRef) -> None:
         c.restarts += 1
-        _bridge.set_restarts(ref, c.restarts)
+        lowlevel.set_restarts(ref, c.restarts)
         self.log.info("child restarted", child=c.label, restarts=c.restarts)
         self._publish(ChildRestarted(ref, ref.path, tenant=ref.tenant, supervisor=self.ref,
                                      child_id=c.id, restarts=c.restarts))
@@ -199,7 +199,7 @@ class Supervisor(Requests, Actor):
     def _on_exit(self, ref: ActorRef, reason: Any) -> None:
         c = self._by_ref.pop(ref, None)
         if c is None:
-            if ref == _bridge.parent(self.ref):  # OTP: a supervisor dies with its parent
+            if ref == lowlevel.parent(self.ref):  # OTP: a supervisor dies with its parent
                 self.log.info("parent exited; stopping", parent=ref.path, reason=describe(reason))
                 self.stop(reason)
             return  # any other linked actor's exit is none of a supervisor's business (OTP)
@@ -350,8 +350,8 @@ class Supervisor(Requests, Actor):
         if how is Shutdown.BRUTAL_KILL:
             self.runtime.kill(ref)
         else:
-            _bridge.stop(ref, "shutdown", None if how is Shutdown.INFINITY else how)
-        return _bridge.exit_reason(ref)
+            lowlevel.stop(ref, "shutdown", None if how is Shutdown.INFINITY else how)
+        return lowlevel.exit_reason(ref)
 
     def _terminate_all(self) -> None:
         """Terminate every child: reverse start order; SIMPLE_ONE_FOR_ONE instances in parallel."""
@@ -380,14 +380,14 @@ class Supervisor(Requests, Actor):
                 self.runtime.kill(ref)
         else:
             for _, ref in running:
-                _bridge.request_stop(ref, "shutdown")
+                lowlevel.request_stop(ref, "shutdown")
             deadline = None if how is Shutdown.INFINITY else time.monotonic() + float(how)
             for _, ref in running:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not _bridge.wait_exited(ref, left):
+                if not lowlevel.wait_exited(ref, left):
                     self.runtime.kill(ref)
         for c, ref in running:
-            self._note_exit(c, ref, _bridge.exit_reason(ref))
+            self._note_exit(c, ref, lowlevel.exit_reason(ref))
             self._children.pop(c.key, None)
 
     def _forget(self, c: Child) -> None:
