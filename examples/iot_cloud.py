@@ -427,5 +427,5 @@ def stop(rt: Runtime) -> None:
 if __name__ == "__main__":
     import sys
 
-    from supervisors.cli import main
+    from streamvisor.cli import main
     sys.exit(main(["run", __file__, "--duration", "10", *sys.argv[1:]]))

@@ -80,7 +80,7 @@ def test_ten_thousand_mqtt_readings_are_stored_exactly_once_or_dead_lettered(tmp
     tenants = [f"a{run}", f"b{run}", f"c{run}"]  # fresh MQTT sessions for every run
     db = tmp_path / "readings.db"
     app = subprocess.Popen(
-        [sys.executable, "-u", "-m", "supervisors.cli", "run", str(ROOT / "examples" / "iot_cloud.py"),
+        [sys.executable, "-u", "-m", "streamvisor.cli", "run", str(ROOT / "examples" / "iot_cloud.py"),
          "--duration", "25", "--devices", "0", "--mqtt", "127.0.0.1:1883", "--chaos", "0.7",
          "--tenants", ",".join(tenants), "--db", str(db), "--data-dir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,

@@ -26,6 +26,7 @@ from tests.test_supervisor_otp import (WAIT, Collector, Worker, _plain_crash_log
 __all__ = ["_plain_crash_logs"]  # the module-scoped logging fixture, shared
 SIMPLE = Strategy.SIMPLE_ONE_FOR_ONE
 SUPERVISORS_DIR = Path(supervisors.__file__).parent
+STREAMVISOR_DIR = SUPERVISORS_DIR.parent / "streamvisor"  # the command and views: same rule
 # Until the cluster moves to actors.lowlevel (its helper edits that package meanwhile).
 ADAPTER = SUPERVISORS_DIR / "cluster" / "_bridge.py"
 
@@ -353,7 +354,8 @@ def test_supervisors_imports_only_names_that_actors_exports():
                                     if not p.name.startswith("_") and p.suffix in ("", ".py")}
     offences = []
     examples = Path(__file__).parents[1] / "examples"
-    for path in sorted([*SUPERVISORS_DIR.rglob("*.py"), *examples.rglob("*.py")]):
+    for path in sorted([*SUPERVISORS_DIR.rglob("*.py"), *STREAMVISOR_DIR.rglob("*.py"),
+                        *examples.rglob("*.py")]):
         adapter = path == ADAPTER
         for module, names in _imports(path):
             if module == "actors":

@@ -18,8 +18,8 @@ import pytest
 from actors import Actor, ManualClock, Runtime
 from actors.testing import Faults, inline_runtime
 from supervisors import Backoff, ChildSpec, Restart, Strategy, Supervisor
-from supervisors.metrics import metrics_for
-from supervisors.top import (add_top_command, node_status, parse_hostport, run_top, start_http,
+from streamvisor.metrics import metrics_for
+from streamvisor.top import (add_top_command, node_status, parse_hostport, run_top, start_http,
                              with_rates)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,7 +152,7 @@ def node() -> Iterator[tuple[Runtime, Any]]:
 
 def test_top_once_json_reads_a_running_node_with_rates(node):
     rt, server = node
-    proc = subprocess.run([sys.executable, "-m", "supervisors.top", "--http",
+    proc = subprocess.run([sys.executable, "-m", "streamvisor.top", "--http",
                            f"127.0.0.1:{server.port}", "--once", "--json", "--interval", "0.3"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr

@@ -25,6 +25,7 @@ from actors import configure_logging, get_logger
 
 from ._control import Configure, Ready, StatusReply, StatusRequest, global_name
 from ._state import StateDir, is_running, process_start_time
+from supervisors.apps import load_app  # the same loader as `streamvisor run`
 
 __all__ = ["NodeActor", "BASE", "connect", "create_node", "ask_all", "shutdown", "address_of"]
 
@@ -80,7 +81,6 @@ class NodeActor(_ThespianActor):
                          else "already configured")
         try:
             configure_logging()
-            from supervisors.cli import load_app  # the same loader as `streamvisor run`
             from ._node import ClusterNode
             app = load_app(config.app) if config.app else None
             node = ClusterNode(

@@ -9,7 +9,7 @@
 ``--bind`` says otherwise. Every process started is recorded under ``--state-dir`` (default
 ``./.streamvisor-cluster``); ``stop`` stops them all, and kills what does not stop.
 
-Wiring (in ``supervisors/cli.py``): ``add_cluster_commands(sub)`` next to the other
+Wiring (in ``streamvisor/cli.py``): ``add_cluster_commands(sub)`` next to the other
 sub-commands, and ``if args.command == "cluster": return run_cluster_command(args, extra)``
 before any ``run``-specific checks. ``python -m supervisors.cluster.cli ...`` runs it alone.
 """
@@ -25,6 +25,7 @@ from typing import Any
 
 from ._launcher import ClusterError, cluster_status, start_cluster, stop_cluster
 from ._state import DEFAULT_STATE_DIR
+from supervisors.apps import load_app  # the same loader as `streamvisor run`
 
 __all__ = ["add_cluster_commands", "run_cluster_command", "main"]
 
@@ -100,7 +101,6 @@ def run_cluster_command(args: argparse.Namespace, extra: list[str] | None = None
     extra = list(extra or [])
     try:
         if args.cluster_command == "start":
-            from supervisors.cli import load_app
             module = load_app(args.app)
             join = None
             if args.join:

@@ -16,7 +16,7 @@ What it promises, each against a named attack (``tests/test_http_server.py``):
 
 Threads: ``serve_forever`` on one daemon thread, plus one thread per request in progress (so at
 most ``max_concurrent`` of them). Routes run on the request's thread; they must not block for
-long (see ``supervisors.top``). ``statistics()`` is safe from any thread.
+long (see ``streamvisor.top``). ``statistics()`` is safe from any thread.
 """
 
 from __future__ import annotations

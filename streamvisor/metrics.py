@@ -1,10 +1,10 @@
 """Prometheus metrics of one node, computed when scraped (no sampling thread, no global registry).
 
-    from supervisors.metrics import metrics_for
+    from streamvisor.metrics import metrics_for
     m = metrics_for(rt)                       # one per runtime, created on first use
     m.add_queue(queue, tenant="acme")         # DurableQueue.stats() as depths
     m.add_source("mqtt", lambda: ingest.ask("statistics", timeout=1.0))
-    server = supervisors.top.start_http(rt, "127.0.0.1", 0)   # /metrics and /status.json
+    server = streamvisor.top.start_http(rt, "127.0.0.1", 0)   # /metrics and /status.json
 
 | metric (labels ``node``, ``tenant`` on each)            | type    | from                        |
 |---------------------------------------------------------|---------|-----------------------------|

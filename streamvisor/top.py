@@ -1,6 +1,6 @@
 """``streamvisor top``: a live view of a running node, and the loopback HTTP server that feeds it.
 
-A node serves ``/metrics`` (Prometheus, ``supervisors.metrics``) and ``/status.json`` from one
+A node serves ``/metrics`` (Prometheus, ``streamvisor.metrics``) and ``/status.json`` from one
 HTTP server bound to loopback: ``start_http(rt, "127.0.0.1", 9108)`` (``streamvisor run APP
 --http 127.0.0.1:9108``). ``streamvisor top --http 127.0.0.1:9108`` polls ``/status.json`` every
 ``--interval`` seconds and shows the supervision tree (each supervisor's children from
@@ -17,7 +17,7 @@ samples ``--interval`` apart; ``--interval 0``: one sample, rates null) for scri
 registered with ``metrics_for(rt).add_root`` and by class (``actors.lowlevel.actor_class``);
 below them by ``ChildInfo.kind``.
 
-Threads: the server (``supervisors._http``: Host-header check, a cap on concurrent requests,
+Threads: the server (``streamvisor._http``: Host-header check, a cap on concurrent requests,
 read timeouts and a per-connection deadline) runs ``serve_forever`` in one daemon thread and a
 thread per request in progress - outside the scheduler's pool, like the connectors' paho threads.
 Serving a status blocks that thread for the walk and one ``which_children`` ask per supervisor
@@ -38,10 +38,9 @@ from typing import Any, Callable
 
 from actors import ActorRef, Runtime
 from actors import lowlevel
-from supervisors._http import HttpServer, Route
-from supervisors._api import which_children
-from supervisors._supervisor import Supervisor
-from supervisors.metrics import ActorSample, metrics_for
+from streamvisor._http import HttpServer, Route
+from streamvisor.metrics import ActorSample, metrics_for
+from supervisors import Supervisor, which_children
 
 __all__ = ["DEFAULT_HTTP", "HttpServer", "add_top_command", "node_status", "parse_hostport",
            "run_top", "start_http", "with_rates"]
