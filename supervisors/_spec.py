@@ -1,21 +1,7 @@
 """Child specs and supervisor flags, validated once, up front (OTP ``check_childspec``/``check_flags``).
 
-Strategies (what happens when a child dies and is to be restarted):
-
-| Strategy           | terminated (reverse start order)    | restarted (start order)          |
-|--------------------|-------------------------------------|----------------------------------|
-| ONE_FOR_ONE        | nothing                             | the dead child                   |
-| ONE_FOR_ALL        | every other child                   | every child                      |
-| REST_FOR_ONE       | the children started after it       | the dead child and those after it|
-| SIMPLE_ONE_FOR_ONE | nothing (one spec, many instances)  | the dead instance                |
-
-Restart types (which exit reasons restart a child, and what is kept when it is not restarted):
-
-| Restart   | "normal" | "shutdown", ("shutdown", term) | "killed", other, exception | not restarted -> |
-|-----------|----------|--------------------------------|----------------------------|------------------|
-| PERMANENT | restart  | restart                        | restart                    | (never happens)  |
-| TRANSIENT | no       | no                             | restart                    | spec kept, no ref|
-| TEMPORARY | no       | no                             | no                         | spec removed     |
+What the strategies and restart types mean: the tables in ``supervisors._supervisor``'s
+docstring (the one place they are written).
 
 Defaults are OTP's: restart PERMANENT; shutdown 5 s for workers and ``"infinity"`` for supervisors;
 intensity 1 restart per period of 5 s; auto-shutdown NEVER. Shutdown is a positive number of
@@ -37,6 +23,7 @@ from enum import Enum, StrEnum
 from types import MappingProxyType
 from typing import Any, Final, TypeGuard
 
+from actors import Actor
 from supervisors._backoff import Backoff
 
 __all__ = [
@@ -109,29 +96,16 @@ _SHUTDOWN_WORDS: Final = frozenset(member.value for member in Shutdown)
 
 
 def is_actor_class(obj: object) -> bool:
-    """Hook: may ``obj`` be a child's ``start``? True for subclasses of ``actors.Actor``.
-
-    Imports ``actors`` lazily; while the core does not export ``Actor``, any class is accepted.
-    Pure and thread-safe; never raises.
-    """
-    if not isinstance(obj, type):
-        return False
-    try:
-        from actors import Actor
-    except ImportError:
-        return True
-    return issubclass(obj, Actor)
+    """May ``obj`` be a child's ``start``? True for subclasses of ``actors.Actor``. Never raises."""
+    return isinstance(obj, type) and issubclass(obj, Actor)
 
 
 def is_supervisor_class(obj: object) -> bool:
-    """Hook: is ``obj`` a ``supervisors.Supervisor`` (sub)class? False while none is importable."""
-    if not isinstance(obj, type):
-        return False
-    try:
-        from supervisors import Supervisor
-    except ImportError:
-        return False
-    return issubclass(obj, Supervisor)
+    """Is ``obj`` a ``supervisors.Supervisor`` (sub)class? Never raises. (Looked up at call time:
+    the supervisor module imports this one.)"""
+    import supervisors
+
+    return isinstance(obj, type) and issubclass(obj, supervisors.Supervisor)
 
 
 def _is_seconds(value: object) -> TypeGuard[float]:
