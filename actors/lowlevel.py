@@ -19,7 +19,9 @@ Groups:
   takes it: a supervisor's child handle, the bus's latest-value slots);
 - asks answered elsewhere: ``Reply``, ``ReplyTo``, ``ask_async``, ``wait_reply``;
 - processes and links (the cluster's proxies): ``Process``, ``process_of``, ``ref_of``,
-  ``actor_of``, ``set_ref``, ``link``, ``unlink``, ``install_link_observer``.
+  ``actor_of``, ``set_ref``, ``link``, ``unlink``, ``install_link_observer``;
+- arguments: ``check_number``, the one checker of numeric arguments (the same clear
+  ``ValueError`` naming the argument everywhere).
 
 Threads: every function is safe from any thread unless it says otherwise; the waiting ones
 (``wait_started``, ``stop``, ``wait_exited``, ``wait_reply``) block the caller.
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ._actor import ActorRef
 from ._cell import Cell, current_cell
+from ._checks import check_number
 from ._envelopes import SKIP, Ask, Deferred, Reply
 from ._mailbox import DEAD
 
@@ -39,7 +42,8 @@ if TYPE_CHECKING:
     from ._runtime import Runtime
 
 __all__ = ["Deferred", "Process", "Reply", "ReplyTo", "SKIP", "actor_class", "actor_of",
-           "ask_async", "blocking_allowed", "caller_tenant", "deliver", "exit_quietly",
+           "ask_async", "blocking_allowed", "caller_tenant", "check_number", "deliver",
+           "exit_quietly",
            "exit_reason", "install_link_observer", "is_dead", "link", "parent", "process_of",
            "ref_of", "request_stop", "set_ref", "set_restarts", "stop", "unlink", "wait_exited",
            "wait_reply", "wait_started"]

@@ -15,15 +15,14 @@ child and the field.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from types import MappingProxyType
-from typing import Any, Final, TypeGuard
+from typing import Any, Final
 
 from actors import Actor
+from actors.lowlevel import check_number
 from supervisors._backoff import Backoff
 
 __all__ = [
@@ -35,6 +34,7 @@ __all__ = [
     "Shutdown",
     "Strategy",
     "SupervisorFlags",
+    "check_shutdown",
     "is_actor_class",
     "is_supervisor_class",
     "validate_child",
@@ -106,15 +106,6 @@ def is_supervisor_class(obj: object) -> bool:
     import supervisors
 
     return isinstance(obj, type) and issubclass(obj, supervisors.Supervisor)
-
-
-def _is_seconds(value: object) -> TypeGuard[float]:
-    """A real, finite number that is not a bool."""
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
 
 
 def _names(enum: type[Enum]) -> str:
@@ -210,12 +201,22 @@ def _resolve_shutdown(child: str, shutdown: object, kind: ChildKind) -> float | 
         if kind is ChildKind.SUPERVISOR:
             return Shutdown.INFINITY
         return DEFAULT_WORKER_SHUTDOWN
-    if isinstance(shutdown, str) and shutdown in _SHUTDOWN_WORDS:
-        return Shutdown(shutdown)
-    if _is_seconds(shutdown) and shutdown > 0:
-        return float(shutdown)
+    return check_shutdown(shutdown, child)
+
+
+def check_shutdown(shutdown: object, what: str) -> float | Shutdown:
+    """``shutdown`` as a ``Shutdown`` word or float seconds; ``ValueError`` starting with
+    ``what`` unless it is ``"brutal_kill"``, ``"infinity"`` or a positive number of seconds."""
+    if isinstance(shutdown, str):
+        if shutdown in _SHUTDOWN_WORDS:
+            return Shutdown(shutdown)
+    elif shutdown is not None:
+        try:
+            return float(check_number(shutdown, "shutdown", positive=True))
+        except ValueError:
+            pass
     raise ValueError(
-        f"{child}: shutdown must be a positive number of seconds, 'brutal_kill' or "
+        f"{what}: shutdown must be a positive number of seconds, 'brutal_kill' or "
         f"'infinity', got {shutdown!r}"
     )
 
@@ -236,20 +237,8 @@ class SupervisorFlags:
 
     def __post_init__(self) -> None:
         _check_strategy_and_auto_shutdown(self.strategy, self.auto_shutdown)
-        if (
-            not isinstance(self.intensity, int)
-            or isinstance(self.intensity, bool)
-            or self.intensity < 0
-        ):
-            raise ValueError(
-                "supervisor flags: intensity must be an integer >= 0, "
-                f"got {self.intensity!r}"
-            )
-        if not _is_seconds(self.period) or self.period <= 0:
-            raise ValueError(
-                "supervisor flags: period must be a positive, finite number of seconds, "
-                f"got {self.period!r}"
-            )
+        check_number(self.intensity, "supervisor flags: intensity", integer=True, low=0)
+        check_number(self.period, "supervisor flags: period", positive=True, unit="seconds")
         object.__setattr__(self, "period", float(self.period))
 
 

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import random
 import time
 from collections.abc import Iterable
@@ -61,6 +60,7 @@ from typing import Any
 
 from actors import Actor, ActorError, ActorRef, Exit, MailboxFull
 from actors import lowlevel
+from actors.lowlevel import check_number
 from supervisors._api import (CountChildren, DeleteChild, GetHandle, Refusal, ResetBackoff,
                               RestartChild, StartChild, TerminateChild, WhichChildren)
 from supervisors._backoff import next_backoff
@@ -94,10 +94,7 @@ class Supervisor(Actor):
                  seed: int | str | bytes | None = None, retry_delay: float = 0.0) -> None:
         self._flags = SupervisorFlags(strategy, intensity, period, auto_shutdown)
         specs = validate_children(children, strategy, auto_shutdown)
-        if (isinstance(retry_delay, bool) or not isinstance(retry_delay, (int, float))
-                or not math.isfinite(retry_delay) or retry_delay < 0):
-            raise ValueError(f"supervisor: retry_delay must be a number of seconds >= 0, "
-                             f"got {retry_delay!r}")
+        check_number(retry_delay, "supervisor: retry_delay", low=0, unit="seconds")
         self._strategy = strategy
         self._template = specs[0] if strategy is Strategy.SIMPLE_ONE_FOR_ONE else None
         self._children: dict[Any, Child] = {}  # in start order
