@@ -18,7 +18,7 @@ TENANTS = ("acme", "globex", "initech")
 def test_the_iot_cloud_stores_every_valid_reading_once_and_dead_letters_the_rest(tmp_path):
     db = tmp_path / "readings.db"
     proc = subprocess.run(
-        [sys.executable, "-m", "supervisors.cli", "run", str(ROOT / "examples" / "iot_cloud.py"),
+        [sys.executable, "-m", "streamvisor.cli", "run", str(ROOT / "examples" / "iot_cloud.py"),
          "--duration", "4", "--chaos", "1", "--devices", "30", "--db", str(db),
          "--data-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=120, cwd=ROOT)
