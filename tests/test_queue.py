@@ -81,7 +81,8 @@ def test_ack_removes_the_record_for_good_and_a_second_ack_returns_false(queue, c
     assert d.ack() is False
     clock.advance(3600)
     assert queue.get() == []
-    assert queue.stats() == {"ready": 0, "in_flight": 0, "delayed": 0, "dead": 0, "acked": 1}
+    assert queue.stats() == {"ready": 0, "in_flight": 0, "delayed": 0, "dead": 0, "acked": 1,
+                             "bytes": 0, "refused_full": 0}
 
 
 def test_ids_are_never_reused_after_the_newest_records_were_acked(path, clock):
@@ -357,7 +358,9 @@ def test_stats_counts_every_state(queue, clock):
     ready_later[0].ack()
     ready_later[1].nack(delay=100)
     ready_later[2].reject("bad")
-    assert queue.stats() == {"ready": 2, "in_flight": 1, "delayed": 1, "dead": 1, "acked": 1}
+    # 5 records left (dead letters count): 1 msgpack byte each + 64 bytes per-record overhead
+    assert queue.stats() == {"ready": 2, "in_flight": 1, "delayed": 1, "dead": 1, "acked": 1,
+                             "bytes": 5 * (1 + 64), "refused_full": 0}
 
 
 # ---------------------------------------------------------------- blocking get
@@ -462,7 +465,8 @@ def test_two_processes_on_one_file_never_get_the_same_delivery(path):
     assert len(first | second) == total
     assert len(first) >= 800 and len(second) >= 800  # both took part
     with DurableQueue(path) as q:
-        assert q.stats() == {"ready": 0, "in_flight": 0, "delayed": 0, "dead": 0, "acked": total}
+        assert q.stats() == {"ready": 0, "in_flight": 0, "delayed": 0, "dead": 0, "acked": total,
+                             "bytes": 0, "refused_full": 0}
 
 
 def test_a_clean_open_reports_no_damage(queue):

@@ -5,7 +5,13 @@ has committed (WAL fsynced: acknowledged means on disk) or failed. The committer
 pending operation (up to ``max_group`` rows of work), runs them between ``BEGIN IMMEDIATE`` and
 ``COMMIT``, then wakes the callers. If anything in a group fails, the group is rolled back and
 its operations are retried one per transaction, so one refused put (disk full) never fails or
-falsely acknowledges its neighbours.
+falsely acknowledges its neighbours. An operation that refuses before writing anything (a put
+over ``max_bytes``) raises ``Refused`` and the group goes on without it.
+
+Errors are classified in one place (``_faults``): corruption (SQLITE_CORRUPT/NOTADB, or damage
+an operation found) repairs the file and retries the operation once; a full disk raises
+``QueueFull``; busy, locked, I/O and permission errors raise ``QueueUnavailable`` and never touch
+the file; anything else is a ``QueueError``.
 
 ``BEGIN IMMEDIATE`` takes SQLite's write lock up front, so claims from several processes on
 the same file are serialised and never hand out the same delivery; ``busy_timeout`` bounds the
@@ -20,14 +26,12 @@ import threading
 from typing import Any, Callable
 
 from . import _log
-from ._ops import DamagedFile, Group
-from ._types import QueueClosed, QueueError, QueueFull
+from ._faults import CORRUPT, FULL, UNAVAILABLE, kind, unavailable
+from ._ops import DamagedFile, Group, Refused
+from ._types import QueueClosed, QueueError
 
 __all__ = ["Committer"]
 
-_SQLITE_FULL = 13
-_CORRUPT = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
-_RESERVE_PAGES = 256  # 1 MiB of headroom so that consumers can drain a full queue
 _WAKES = frozenset({"put", "nack", "requeue"})  # kinds that can make records deliverable
 
 
@@ -53,14 +57,15 @@ class Committer:
     ``_cond`` is notified then, which is what blocking ``get`` waits on.
     """
 
-    def __init__(self, conn: sqlite3.Connection, clock: Any, name: str, max_pages: int | None,
+    def __init__(self, conn: sqlite3.Connection, clock: Any, name: str, path: str,
                  repair: Callable[[str, bool], sqlite3.Connection],
-                 max_group: int = 20_000) -> None:
+                 reopen: Callable[[], sqlite3.Connection], max_group: int = 20_000) -> None:
         self._conn = conn
         self._repair = repair
+        self._reopen = reopen
+        self._path = path
         self._clock = clock
         self._max_group = max_group
-        self._max_pages = max_pages
         self._cond = threading.Condition(threading.Lock())
         self._pending: list[_Op] = []
         self._closing = False
@@ -69,7 +74,6 @@ class Committer:
         self.ops = 0
         self._thread = threading.Thread(target=self._run, name=f"streamvisor-queue:{name}",
                                         daemon=True)
-        self._set_max_pages(max_pages)
         self._thread.start()
 
     # ------------------------------------------------------------------ callers
@@ -77,8 +81,9 @@ class Committer:
     def submit(self, kind: str, fn: Callable[..., Any], *args: Any, weight: int = 1) -> Any:
         """Run ``fn(group, *args)`` in the next group transaction; block until committed.
 
-        Raises ``QueueClosed`` after close, ``QueueFull`` when the file or disk is full,
-        ``QueueError`` for other storage errors, or what ``fn`` raised.
+        Raises ``QueueClosed`` after close, ``QueueFull`` when the queue or disk is full,
+        ``QueueUnavailable`` for a passing fault (busy, locked, I/O, permission), ``QueueError``
+        for other storage errors, or what ``fn`` raised.
         """
         op = _Op(kind, fn, args, weight)
         with self._cond:
@@ -98,10 +103,6 @@ class Committer:
             if self.generation == generation and not self._closing:
                 self._cond.wait(timeout)
 
-    def set_max_pages(self, max_pages: int | None) -> None:
-        """Change the file's page bound (applied by the committer thread, before the next group)."""
-        self.submit("admin", lambda group: self._set_max_pages(max_pages))
-
     def close(self) -> None:
         """Finish every pending operation, stop the thread, close the connection. Idempotent."""
         with self._cond:
@@ -111,10 +112,6 @@ class Committer:
             self._thread.join()
 
     # ------------------------------------------------------------------ committer thread
-
-    def _set_max_pages(self, max_pages: int | None) -> None:
-        self._max_pages = max_pages
-        self._conn.execute(f"PRAGMA max_page_count = {max_pages or 4294967294}")
 
     def _run(self) -> None:
         try:
@@ -147,7 +144,14 @@ class Committer:
         try:
             conn.execute("BEGIN IMMEDIATE")
             group = Group(conn, self._clock.time())
-            results = [op.fn(group, *op.args) for op in batch]
+            results = []
+            for op in batch:
+                op.error = None
+                try:
+                    results.append(op.fn(group, *op.args))
+                except Refused as refused:  # wrote nothing: the group goes on without it
+                    op.error = refused.error
+                    results.append(None)
             group.finish()
             conn.execute("COMMIT")
         except Exception as exc:  # the group boundary: roll back, then isolate the culprit
@@ -161,11 +165,12 @@ class Committer:
                     self._group([op])
             return
         for op, result in zip(batch, results):
-            op.result = result
+            if op.error is None:
+                op.result = result
 
     def _fail_or_retry(self, op: _Op, exc: Exception) -> None:
-        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-        if (code in _CORRUPT or isinstance(exc, DamagedFile)) and not op.retried:
+        fault = kind(exc)
+        if (fault == CORRUPT or isinstance(exc, DamagedFile)) and not op.retried:
             # Damage that the quick check at open cannot see (an index that disagrees with its
             # table, a page that went bad since, a damaged lease row): repair the file (a
             # thorough check, or at once for damage SQLite cannot see; then move aside and
@@ -175,34 +180,27 @@ class Committer:
             try:
                 self._conn = self._repair(str(exc), isinstance(exc, DamagedFile))
             except Exception as failure:  # the repair boundary: report, never kill the thread
-                op.error = QueueError(f"storage damaged and repair failed: {failure!r}")
-                op.error.__cause__ = exc
+                if kind(failure) in (FULL, UNAVAILABLE):
+                    op.error = unavailable(self._path, "repairing damage", failure)
+                else:
+                    op.error = QueueError(f"storage damaged and repair failed: {failure!r}")
+                    op.error.__cause__ = exc
+                with contextlib.suppress(Exception):  # the original is back: keep serving it
+                    self._conn = self._reopen()
                 return
-            self._set_max_pages(self._max_pages)
             self._group([op])
             return
-        full = code == _SQLITE_FULL
-        if full and op.kind not in ("put", "requeue") and self._max_pages and not op.retried:
-            # Claims, acks and nacks may dip into a small reserve so a full queue can drain.
-            op.retried = True
-            limit = self._max_pages
-            self._conn.execute(f"PRAGMA max_page_count = {limit + _RESERVE_PAGES}")
-            try:
-                self._group([op])
-            finally:
-                self._conn.execute(f"PRAGMA max_page_count = {limit}")
-            return
-        op.error = _translate(exc)
-        if full:
-            _log.logger().warning("queue.full", kind=op.kind, error=str(exc))
+        op.error = _translate(self._path, op.kind, exc)
+        if fault in (FULL, UNAVAILABLE):
+            _log.logger().warning("queue.unavailable", path=self._path, kind=op.kind,
+                                  fault=fault, error=str(exc))
 
 
-def _translate(exc: Exception) -> BaseException:
-    if (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF == _SQLITE_FULL:
-        err: BaseException = QueueFull(f"queue file or disk is full: {exc}")
-    elif isinstance(exc, sqlite3.Error):
-        err = QueueError(f"storage error: {exc}")
-    else:
-        return exc
-    err.__cause__ = exc
-    return err
+def _translate(path: str, what: str, exc: Exception) -> BaseException:
+    if kind(exc) in (FULL, UNAVAILABLE):
+        return unavailable(path, f"running {what!r}", exc)
+    if isinstance(exc, sqlite3.Error):
+        err: BaseException = QueueError(f"storage error in {path!r}: {exc}")
+        err.__cause__ = exc
+        return err
+    return exc

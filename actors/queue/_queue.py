@@ -12,9 +12,9 @@ from typing import Any, Iterable
 from .. import codec
 from . import _ops
 from ._committer import Committer
-from ._schema import payload_crc, row_crc
-from ._store import hold, open_database, release
-from ._types import DeadLetter, Delivery, RecoveryReport
+from ._schema import RECORD_OVERHEAD, payload_crc, row_crc
+from ._store import connect, hold, open_database, release
+from ._types import DeadLetter, Delivery, QueueFull, RecoveryReport
 
 __all__ = ["DurableQueue"]
 
@@ -22,7 +22,8 @@ MAX_BATCH = 10_000                     # records per put_many transaction chunk 
 MAX_KEY_CHARS = 1024
 DEFAULT_MAX_PAYLOAD = 1024 * 1024      # encoded bytes
 DEFAULT_DEAD_LETTER_LIMIT = 10_000
-_PAGE = 4096
+DEFAULT_MAX_BYTES = 1 << 30            # per queue, dead letters included (see _schema.record_size)
+MIN_MAX_BYTES = 4096
 
 
 def _seconds(name: str, value: Any, *, allow_none: bool = False, positive: bool = False) -> Any:
@@ -55,7 +56,8 @@ class DurableQueue:
     def __init__(self, path: str | os.PathLike[str], name: str = "default", *,
                  max_deliveries: int = 5, ttl: float | None = None,
                  visibility_timeout: float = 30.0, clock: Any = None,
-                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, max_bytes: int | None = None,
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
+                 max_bytes: int | None = DEFAULT_MAX_BYTES,
                  busy_timeout: float = 30.0, poll_interval: float = 0.05) -> None:
         if not _text_ok(name) or not name:
             raise ValueError(f"name must be a non-empty str of at most {MAX_KEY_CHARS} chars "
@@ -79,11 +81,12 @@ class DurableQueue:
         self._poll = _seconds("poll_interval", poll_interval, positive=True)
         self._clock = clock
         self._crc_no_key = zlib.crc32(f"{name}\x00\x000\x00".encode("utf-8", "surrogatepass"))
-        max_pages = self._pages(max_bytes)
+        self.max_bytes = self._check_max_bytes(max_bytes)
+        self.refused_full = 0
         self._busy_timeout = _seconds("busy_timeout", busy_timeout)
         conn, self.recovery_report = open_database(self.path, self._busy_timeout)
         hold(self.path)
-        self._committer = Committer(conn, clock, name, max_pages, self._repair)
+        self._committer = Committer(conn, clock, name, self.path, self._repair, self._reopen)
         self._closed = False
 
     recovery_report: RecoveryReport
@@ -95,6 +98,10 @@ class DurableQueue:
         if report.corrupt:
             self.recovery_report = report
         return conn
+
+    def _reopen(self) -> Any:
+        # After a failed repair (the original file was put back): a plain connection to it.
+        return connect(self.path, self._busy_timeout)
 
     # ------------------------------------------------------------------ producing
 
@@ -115,10 +122,21 @@ class DurableQueue:
 
         Raises ``EncodeError`` (a TypeError) for an unencodable payload and ``ValueError`` for an
         oversize one or a bad key (nothing is written), ``QueueFull`` when the file or disk is
-        full (not stored), ``QueueClosed`` after ``close()``.
+        full (not stored, counted in ``stats()["refused_full"]``), ``QueueUnavailable`` when
+        the file is busy, locked, or failing I/O (not stored), ``QueueClosed`` after ``close()``.
         """
         item = self._encode(payload, key)
-        return self._committer.submit("put", _ops.put, self.name, [item], self.ttl)[0]
+        return self._put([item])[0]
+
+    def _put(self, items: list[tuple[bytes, str | None, int]]) -> list[int]:
+        size = sum(len(p) + (0 if k is None else len(k.encode("utf-8"))) for p, k, _c in items)
+        try:
+            return self._committer.submit("put", _ops.put, self.name, items, self.ttl,
+                                          self.max_bytes, size + RECORD_OVERHEAD * len(items),
+                                          weight=len(items))
+        except QueueFull:
+            self.refused_full += len(items)
+            raise
 
     def put_many(self, payloads: Iterable[Any], *, key: str | None = None) -> list[int]:
         """Store records (all with ``key``) and return their ids, in order. Blocks.
@@ -129,9 +147,7 @@ class DurableQueue:
         items = [self._encode(p, key) for p in payloads]
         ids: list[int] = []
         for start in range(0, len(items), MAX_BATCH):
-            chunk = items[start:start + MAX_BATCH]
-            ids += self._committer.submit("put", _ops.put, self.name, chunk, self.ttl,
-                                          weight=len(chunk))
+            ids += self._put(items[start:start + MAX_BATCH])
         return ids
 
     # ------------------------------------------------------------------ consuming
@@ -266,24 +282,31 @@ class DurableQueue:
                                       weight=max(1, len(ids)))
 
     def stats(self) -> dict[str, int]:
-        """``{"ready", "in_flight", "delayed", "dead", "acked"}`` for this queue name, after a
-        sweep (an ended lease counts as ready). Blocks. Cost: fresh records are counted by a
-        rowid range scan from the cursor, the others through partial indexes and lease rows."""
-        return self._committer.submit("read", _ops.stats, self.name, self.max_deliveries)
+        """``{"ready", "in_flight", "delayed", "dead", "acked", "bytes", "refused_full"}`` for
+        this queue name, after a sweep (an ended lease counts as ready). ``bytes`` is what the
+        queue holds against ``max_bytes`` (dead letters included); ``refused_full`` counts the
+        records this object's puts had refused with ``QueueFull``. Blocks. Cost: fresh records
+        are counted by a rowid range scan from the cursor, the others through partial indexes
+        and lease rows."""
+        out = self._committer.submit("read", _ops.stats, self.name, self.max_deliveries)
+        out["refused_full"] = self.refused_full
+        return out
 
     # ------------------------------------------------------------------ bounds and lifecycle
 
     @staticmethod
-    def _pages(max_bytes: int | None) -> int | None:
+    def _check_max_bytes(max_bytes: int | None) -> int | None:
         if max_bytes is None:
             return None
-        if type(max_bytes) is not int or max_bytes < 64 * _PAGE:
-            raise ValueError(f"max_bytes must be None or an int >= {64 * _PAGE}, got {max_bytes!r}")
-        return max_bytes // _PAGE
+        if type(max_bytes) is not int or max_bytes < MIN_MAX_BYTES:
+            raise ValueError(f"max_bytes must be None or an int >= {MIN_MAX_BYTES}, "
+                             f"got {max_bytes!r}")
+        return max_bytes
 
     def set_max_bytes(self, max_bytes: int | None) -> None:
-        """Change the file's size bound (None: unbounded). Blocks; raises ``ValueError``."""
-        self._committer.set_max_pages(self._pages(max_bytes))
+        """Change this queue's size bound (None: unbounded) for the next puts; ``ValueError``
+        for a bad value. Records already stored are never dropped by a lower bound."""
+        self.max_bytes = self._check_max_bytes(max_bytes)
 
     def close(self) -> None:
         """Finish pending work, stop the committer, close the file. Idempotent; blocks.

@@ -9,25 +9,40 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._queue import DurableQueue
 
-__all__ = ["DeadLetter", "Delivery", "QueueClosed", "QueueError", "QueueFull", "RecoveryReport"]
+__all__ = ["DeadLetter", "Delivery", "QueueClosed", "QueueError", "QueueFull", "QueueUnavailable",
+           "RecoveryReport"]
 
 
 class QueueError(Exception):
     """A storage error that is neither 'full' nor 'closed' (the sqlite3 error is the cause)."""
 
 
-class QueueFull(QueueError, OSError):
-    """The queue file reached ``max_bytes`` or the disk is full (``errno`` is ``ENOSPC``).
+class QueueUnavailable(QueueError, OSError):
+    """The queue file cannot be used right now: busy or locked by another connection for longer
+    than ``busy_timeout``, the disk full, an I/O error, permission denied. Nothing was changed
+    and the file was not touched (only real corruption is ever moved aside); retry later.
 
-    The refused records were not written and nothing was acknowledged; stored data stays
-    readable, consumers can still drain, and puts succeed again once space returns.
+    An ``OSError`` too: ``errno`` says what kind (EBUSY, ENOSPC, EIO, EACCES, ...), the message
+    names the file and the cause, and ``__cause__`` is the original error.
     """
 
-    def __init__(self, message: str) -> None:
-        OSError.__init__(self, errno.ENOSPC, message)
+    def __init__(self, message: str, code: int = errno.EIO) -> None:
+        OSError.__init__(self, code, message)
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+class QueueFull(QueueUnavailable):
+    """The queue reached its ``max_bytes`` or the disk is full (``errno`` is ``ENOSPC``).
+
+    The refused records were not written and nothing was acknowledged; stored data stays
+    readable, consumers can still drain, and puts succeed again once space returns. Counted in
+    ``stats()["refused_full"]`` of the queue that refused them.
+    """
+
+    def __init__(self, message: str) -> None:
+        QueueUnavailable.__init__(self, message, errno.ENOSPC)
 
 
 class QueueClosed(QueueError, RuntimeError):

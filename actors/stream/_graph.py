@@ -149,6 +149,10 @@ class Graph:
         if taken:
             raise ValueError(f"{what}: keyword argument {taken[0]!r} is a spawn option the "
                              "graph sets itself; give your node's parameter another name")
+        try:
+            cls.check_arguments(*args, **kwargs)
+        except ValueError as e:
+            raise ValueError(f"{what}: {e}") from None
         pick = lambda given, attr: getattr(cls, attr) if given is _UNSET else given  # noqa: E731
         ins = _ports(f"{what}: inputs", pick(inputs, "inputs"))
         outs = _ports(f"{what}: outputs", pick(outputs, "outputs"))

@@ -38,6 +38,7 @@ from ._heartbeat import Heartbeats
 from ._membership import Membership
 from ._peer import MemberInfo, Peer
 from ._placement import Detector, owner, place
+from ._ratelog import RateLimitedLog
 from ._pubsub import ClusterPubSub
 from ._remote import Exports, Proxies, RemoteRef
 from ._tenants import TenantHost
@@ -108,6 +109,7 @@ class ClusterNode(Membership):
         self._started = False
         self._events: deque[dict[str, Any]] = deque(maxlen=500)
         self.stats = LinkStats()  # handshake failures, and the counters of retired peers
+        self._warn = RateLimitedLog(_log)   # what strangers cause is logged at a bounded rate
         self._retired_refused = 0
         self.exports = Exports()
         self.proxies = Proxies(self)
@@ -322,6 +324,7 @@ class ClusterNode(Membership):
         totals["proxies"] = len(self.proxies)
         hb = self._heartbeats
         totals["heartbeats_rejected"] = hb.rejected if hb is not None else 0
+        totals["heartbeats_rejected_by"] = dict(hb.reasons) if hb is not None else {}
         totals["publishes_forwarded"] = self.pubsub.forwarded if self.pubsub is not None else 0
         return totals
 
