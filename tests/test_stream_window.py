@@ -514,3 +514,15 @@ def test_the_snapshot_stays_bounded_however_long_the_stream(irt: Runtime) -> Non
     assert journal.count(0) >= 5       # the base was rebuilt again and again
     h.end()
     assert sum(r.value for r in h.out.items) == 40_000
+
+
+def test_sliding_windows_with_a_fractional_step_are_the_same_window_for_every_item(
+        irt: Runtime) -> None:
+    h = Harness(irt, key=key, time=ts, windows=Sliding(0.3, 0.1), lateness=10)
+    h.push(*[("k", i * 0.05, i) for i in range(20)])
+    h.end()
+    starts = [r.start for r in h.out.items]
+    assert len({round(s, 9) for s in starts}) == len(starts) == 12   # [-0.2, 0.1) .. [0.9, 1.2)
+    for r in h.out.items:
+        assert all(r.start <= t < r.end for _, t, _ in r.value)
+    assert sum(r.count for r in h.out.items) >= 3 * 20 - 3           # ~3 windows per item

@@ -537,13 +537,14 @@ class Window(Node):
             k, t = kt
             st, wm = self._observe(k, t, now)
             limit = max(wm, st.closed)
-            last = offset + ((t - offset) // step) * step   # the latest start containing t
+            j = (t - offset) // step        # the latest window starting at or before t
             starts = []
-            s = last
-            while s + size > t:
+            s = offset + j * step           # (each start computed the same way, never by
+            while s + size > t:             # repeated subtraction: equal floats for equal j)
                 if s + size > limit:
                     starts.append(s)
-                s -= step
+                j -= 1
+                s = offset + j * step
             if not starts:
                 self._late(item)
                 continue
