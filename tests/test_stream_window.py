@@ -500,7 +500,7 @@ class Recording(Window):
         state = super().snapshot()
         journal = state["journal"][:state["n"]]
         Recording.sizes.append((sum(len(e[3]) for e in journal if e[0] == "i"),
-                                sum(len(k[3]) for k in state["base"]["keys"])))
+                                sum(len(k[4]) for k in state["base"]["keys"])))
         return state
 
 
@@ -526,3 +526,31 @@ def test_sliding_windows_with_a_fractional_step_are_the_same_window_for_every_it
     for r in h.out.items:
         assert all(r.start <= t < r.end for _, t, _ in r.value)
     assert sum(r.count for r in h.out.items) >= 3 * 20 - 3           # ~3 windows per item
+
+
+def test_a_restart_keeps_the_idle_clock_of_a_key_and_never_reopens_a_closed_window(
+        clock: ManualClock) -> None:
+    rt = inline_runtime(clock)
+    try:
+        h = Harness(rt, Crashable, key=key, time=ts, windows=Tumbling(60), idle=30, **SUM)
+        h.push(("a", 1, 1))
+        clock.advance(20)
+        settle(rt)
+        ref = h.inst.ref("win")
+        assert ref is not None
+        ref.tell("crash")                   # restored at t=20: "a" has been silent for 20 s
+        settle(rt)
+        clock.advance(10)
+        settle(rt)                          # ... and for 30 s now: its window closes
+        assert h.out.items == [WindowResult("a", 0.0, 60.0, 1, 1)]
+        ref = h.inst.ref("win")
+        assert ref is not None
+        ref.tell("crash")                   # the closed window stays closed after a restart
+        settle(rt)
+        assert h.stats().restarts == 2 and h.stats().open_windows == 0
+        h.push(("a", 2, 1))
+        h.end()
+        assert h.out.items == [WindowResult("a", 0.0, 60.0, 1, 1)]
+        assert h.late.items == [("a", 2, 1)]
+    finally:
+        rt.shutdown()
