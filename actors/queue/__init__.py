@@ -22,6 +22,7 @@ process, whatever the number of queues)::
     stats_many("node.db")                      # {(tenant, name): counts}, one transaction
     export_tenant("node.db", "acme", "acme.db")
     delete_tenant("node.db", "acme")           # no byte of acme's left in node.db
+    put_batches({acme: rows_a, globex: rows_g})  # many queues, one commit: {queue: ids}
 
 Semantics
 - ``put``/``put_many`` return ids (unique per file, never reused) once the records are on disk;
@@ -108,7 +109,7 @@ Bounds (RELIABILITY promise 2)
 """
 
 from ..codec import DecodeError, EncodeError
-from ._queue import DurableQueue
+from ._queue import DurableQueue, put_batches
 from ._tenants import delete_tenant, export_tenant, stats_many
 from ._types import (DeadLetter, Delivery, QueueClosed, QueueError, QueueFull, QueueUnavailable,
                      RecoveryReport)
@@ -116,7 +117,7 @@ from ._types import (DeadLetter, Delivery, QueueClosed, QueueError, QueueFull, Q
 __all__ = [
     "DeadLetter", "DecodeError", "Delivery", "DurableQueue", "EncodeError", "QueueClosed",
     "QueueError", "QueueFull", "QueueUnavailable", "RecoveryReport", "QueueItem", "QueueSource",
-    "QueueSink", "delete_tenant", "export_tenant", "stats_many",
+    "QueueSink", "delete_tenant", "export_tenant", "put_batches", "stats_many",
 ]
 
 _STREAM_NAMES = ("QueueItem", "QueueSource", "QueueSink")

@@ -116,20 +116,25 @@ class Committer:
 
     # ------------------------------------------------------------------ callers
 
-    def submit(self, kind: str, fn: Callable[..., Any], *args: Any, weight: int = 1,
-               clock: Any = time, raw: bool = False) -> Any:
-        """Run ``fn(group, *args)`` in the next group transaction; block until committed.
-        ``clock.time()`` is the group's ``now`` for this op.
+    def submit_all(self, calls: list[tuple[str, Callable[..., Any], tuple[Any, ...], int, Any]]
+                   ) -> list[tuple[Any, BaseException | None]]:
+        """Several ``(kind, fn, args, weight, clock)`` calls queued at once, so that they share
+        a group (one transaction and one fsync, unless together they pass ``max_group``);
+        blocks until all committed. Returns ``(result, error)`` per call: one refused call
+        (a full queue) does not fail the others."""
+        ops = [_Op(kind, fn, args, weight, clock) for kind, fn, args, weight, clock in calls]
+        if not ops:
+            return []
+        self._enqueue_and_run(ops)
+        for op in ops:
+            op.done.acquire()
+        return [(op.result, op.error) for op in ops]
 
-        Raises ``QueueClosed`` after close, ``QueueFull`` when the queue or disk is full,
-        ``QueueUnavailable`` for a passing fault (busy, locked, I/O, permission), ``QueueError``
-        for other storage errors, or what ``fn`` raised.
-        """
-        op = _Op("raw:" + kind if raw else kind, fn, args, weight, clock)
+    def _enqueue_and_run(self, ops: list[_Op]) -> None:
         with self._lock:
             if self._closing:
                 raise QueueClosed("the queue is closed")
-            self._pending.append(op)
+            self._pending += ops
             if self._busy:
                 batch = None
                 self._work.notify()
@@ -144,6 +149,18 @@ class Committer:
                     self._busy = False
                     if self._pending or self._acks or self._closing:
                         self._work.notify()
+
+    def submit(self, kind: str, fn: Callable[..., Any], *args: Any, weight: int = 1,
+               clock: Any = time, raw: bool = False) -> Any:
+        """Run ``fn(group, *args)`` in the next group transaction; block until committed.
+        ``clock.time()`` is the group's ``now`` for this op.
+
+        Raises ``QueueClosed`` after close, ``QueueFull`` when the queue or disk is full,
+        ``QueueUnavailable`` for a passing fault (busy, locked, I/O, permission), ``QueueError``
+        for other storage errors, or what ``fn`` raised.
+        """
+        op = _Op("raw:" + kind if raw else kind, fn, args, weight, clock)
+        self._enqueue_and_run([op])
         op.done.acquire()
         if op.error is not None:
             raise op.error
