@@ -48,6 +48,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
+from .._checks import check_number
 from .._log import get_logger
 from ..topics import is_valid_filter
 from ._client import MqttOptions, PahoConnection, build_client
@@ -115,8 +116,7 @@ class MqttSource(PahoConnection):
                  tenant: str | None = None, capacity: int = 1000,
                  max_payload_bytes: int = DEFAULT_MAX_BYTES, max_packet_bytes: int = 256 * 1024,
                  dead_letters: Any = None, on_ready: Callable[[], None] | None = None) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity <= 65535:
-            raise ValueError(f"MqttSource capacity must be an int in 1..65535, got {capacity!r}")
+        check_number(capacity, "MqttSource capacity", integer=True, low=1, high=65535)
         if not isinstance(max_payload_bytes, int) or not 16 <= max_payload_bytes <= 16 * 2**20:
             raise ValueError(f"MqttSource max_payload_bytes must be in 16..16 MiB, "
                              f"got {max_payload_bytes!r}")
