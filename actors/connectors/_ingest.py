@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 
 from .._actor import Actor
 from .._errors import MailboxFull
+from ..queue._types import QueueError
 from ._client import MqttOptions
 from ._mqtt_source import BadMessage, Inbound, MqttSource, MqttSourceStatistics
 from ._readings import readings_filter, readings_topic
@@ -177,8 +178,8 @@ class MqttIngest(Actor):
                 # lists, not tuples: msgpack packs them natively (a tuple is an extension type)
                 queue.put_many([[r.tenant, r.device, r.ts, r.temp, r.hum]
                                 for r in (i.reading for i in items)])  # committed on return
-            except OSError as exc:  # QueueFull (ENOSPC) or the disk: keep them, ack nothing
-                self._hold(tenant, items, exc)
+            except (OSError, QueueError) as exc:  # full, unavailable, closed (the tenant
+                self._hold(tenant, items, exc)        # stopped): keep them, ack nothing, retry
                 continue
             src.ack(items)
             self._c["queued"] += len(items)
