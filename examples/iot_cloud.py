@@ -6,7 +6,7 @@
 Every tenant gets the same supervised graph (REST_FOR_ONE along the pipeline):
 
     devices -> DurableQueue -> queue -> categorise -> validate -> sanity -> store (SQLite)
-                                                        |            |  \-> minute (Window) -> minutes
+                                                        |            |  \\-> minute (Window) -> minutes
                                                         |            |      (table minute_averages)
                                      bad readings: dead letters   alerts -> pub/sub "alerts/<device>"
                                      with the reason (validate, sanity)      -> a wildcard subscriber
