@@ -6,12 +6,17 @@
 Every tenant gets the same supervised graph (REST_FOR_ONE along the pipeline):
 
     devices -> DurableQueue -> queue -> categorise -> validate -> sanity -> store (SQLite)
-                                                        |            |
+                                                        |            |  \-> minute (Window) -> minutes
+                                                        |            |      (table minute_averages)
                                      bad readings: dead letters   alerts -> pub/sub "alerts/<device>"
                                      with the reason (validate, sanity)      -> a wildcard subscriber
 
 - a ``Fleet`` actor per tenant simulates its devices and puts their readings into the tenant's
   durable queue (acknowledged = on disk); some devices send malformed or impossible readings;
+- ``minute`` (a ``Window``) keeps per-device minute averages in event time (the readings'
+  ``ts``, 15 s of lateness, silent devices closed after 90 s) and ``minutes`` upserts them into
+  ``minute_averages(tenant, device, start, end, mean_temp, n)``, keyed (tenant, device, start);
+  a reading redelivered after a crash is counted once (the window keeps temperatures by ts);
 - the ``queue`` source leases readings only when the graph has credit; ``store`` inserts them
   into the ``readings`` table (tenant, device, ts, temp, hum), idempotently, then acknowledges
   them: a reading lost in a crash comes back from the queue and is stored exactly once;
@@ -41,7 +46,7 @@ from actors import Actor, Runtime
 from actors.pubsub import Publish
 from actors.queue import DurableQueue, QueueSink, QueueSource
 from actors.connectors import MqttIngest, MqttOptions, PostgresStore, SqliteStore
-from actors.stream import Graph, Node
+from actors.stream import Graph, Node, Sink, Tumbling, Window
 from actors.testing import Faults
 from supervisors import GraphSupervision
 
@@ -117,14 +122,17 @@ class Sanity(Node):
 
 class Store(QueueSink):
     """Inserts readings (one transaction per batch, idempotent on tenant, device and ts) into
-    SQLite or PostgreSQL, then acknowledges them."""
+    SQLite or PostgreSQL, then acknowledges them. ``shared``: the node's one store (one
+    connection for every tenant, thread-safe); otherwise the node opens its own ``db``. The
+    tenant column always comes from this node's identity, never from the reading."""
 
-    def __init__(self, queue: Any, db: str) -> None:
+    def __init__(self, queue: Any, db: str, shared: Any = None) -> None:
         super().__init__(queue)
         self.db = db
+        self.shared = shared
 
     def on_start(self) -> None:
-        self.rows = open_store(self.db)
+        self.rows = self.shared if self.shared is not None else open_store(self.db)
 
     def store(self, items: list[Any]) -> None:
         tenant = self.ref.tenant
@@ -132,7 +140,85 @@ class Store(QueueSink):
                            float(i.payload["temp"]), float(i.payload["hum"])) for i in items])
 
     def on_stop(self, reason: Any) -> None:
-        self.rows.close()
+        if self.rows is not self.shared:
+            self.rows.close()
+
+
+# -- per-device minute averages: a Window node, an idempotent upsert -------------------------------
+def _device(item: Any) -> str:
+    return item.payload["device"]
+
+
+def _ts(item: Any) -> float:
+    return item.payload["ts"]
+
+
+def _keep(acc: dict[float, float], item: Any) -> dict[float, float]:
+    acc[item.payload["ts"]] = item.payload["temp"]  # by ts: a redelivered reading counts once
+    return acc
+
+
+def _mean(acc: dict[float, float]) -> tuple[float, int]:
+    return sum(acc.values()) / len(acc), len(acc)
+
+
+class MinuteStore(Sink):
+    """Upserts ``WindowResult``s into ``minute_averages(tenant, device, start, end, mean_temp,
+    n)``, keyed (tenant, device, start): a minute emitted again after a restart overwrites its
+    row, never doubles it."""
+
+    def __init__(self, db: str) -> None:
+        self.db = db
+
+    def on_start(self) -> None:
+        self.table = MinuteTable(self.db)
+
+    def process_batch(self, results: Any, port: str) -> None:
+        tenant = self.ref.tenant
+        self.table.upsert([(tenant, r.key, r.start, r.end, r.value[0], r.value[1])
+                           for r in results])
+
+    def on_stop(self, reason: Any) -> None:
+        self.table.close()
+
+
+class MinuteTable:
+    """The ``minute_averages`` table in SQLite (a path) or PostgreSQL (a ``postgresql://`` URL)."""
+
+    COLUMNS = "(tenant, device, start, \"end\", mean_temp, n)"
+    UPSERT = (" ON CONFLICT (tenant, device, start) DO UPDATE SET \"end\" = excluded.\"end\", "
+              "mean_temp = excluded.mean_temp, n = excluded.n")
+
+    def __init__(self, db: str) -> None:
+        self.pg = db.startswith(("postgresql://", "postgres://"))
+        if self.pg:
+            import psycopg
+            self.conn: Any = psycopg.connect(db, autocommit=True)
+            mark = "%s"
+        else:
+            # an actor runs on any worker thread, one handler at a time
+            self.conn = sqlite3.connect(db, timeout=30, isolation_level=None,
+                                        check_same_thread=False)
+            mark = "?"
+        self.conn.execute("CREATE TABLE IF NOT EXISTS minute_averages (tenant TEXT NOT NULL, "
+                          "device TEXT NOT NULL, start DOUBLE PRECISION NOT NULL, \"end\" "
+                          "DOUBLE PRECISION NOT NULL, mean_temp DOUBLE PRECISION NOT NULL, "
+                          "n INTEGER NOT NULL, PRIMARY KEY (tenant, device, start))")
+        self.sql = (f"INSERT INTO minute_averages {self.COLUMNS} VALUES "
+                    f"({', '.join([mark] * 6)})" + self.UPSERT)
+
+    def upsert(self, rows: list[tuple[Any, ...]]) -> None:
+        if self.pg:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                cur.executemany(self.sql, rows)
+        else:
+            with closing(self.conn.cursor()) as cur:
+                cur.execute("BEGIN")
+                cur.executemany(self.sql, rows)
+                cur.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def open_store(db: str) -> Any:
@@ -153,15 +239,23 @@ def count_rows(db: str) -> list[tuple[str, int]]:
                                  "ORDER BY tenant").fetchall())
 
 
-def build_graph(queue_of: Any, db: str) -> Graph:
-    """The one graph every tenant gets; ``queue_of(tenant)`` is that tenant's durable queue."""
+def build_graph(queue_of: Any, db: str, store: Any = None) -> Graph:
+    """The one graph every tenant gets; ``queue_of(tenant)`` is that tenant's durable queue,
+    ``store`` the node's shared readings store (``None``: each instance opens ``db``)."""
     g = Graph("ingest", supervision=GraphSupervision(intensity=10, period=10.0))
     g.add("queue", QueueSource, queue_of)
     g.add("categorise", Categorise)
     g.add("validate", Validate)
     g.add("sanity", Sanity)
-    g.add("store", Store, queue_of, db)
+    g.add("store", Store, queue_of, db, store)
     g.pipe("queue", "categorise", "validate", "sanity", "store")
+    # per-device minute averages in event time; lateness above the queue's visibility timeout,
+    # so that a reading redelivered after a crash still finds its minute open
+    g.add("minute", Window, key=_device, time=_ts, windows=Tumbling(60.0), lateness=15.0,
+          idle=90.0, init=dict, fold=_keep, result=_mean)
+    g.add("minutes", MinuteStore, db)
+    g.connect("sanity", "minute")
+    g.connect("minute.out", "minutes")
     return g
 
 
@@ -291,10 +385,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--period", type=float, default=0.1, help="seconds between readings")
     parser.add_argument("--db", default=None,
                         help="SQLite file or postgresql://... URL for the readings table")
-    parser.add_argument("--mqtt", default=None, metavar="HOST:PORT",
-                        help="also ingest tenants/<tenant>/devices/<device>/readings from a broker")
+    parser.add_argument("--mqtt", default=None, metavar="URL",
+                        help="also ingest tenants/<tenant>/devices/<device>/readings from a broker: "
+                             "HOST:PORT, mqtt://[USER@]HOST[:PORT] or mqtts://[USER@]HOST[:PORT] "
+                             "(TLS); the password comes from $STREAMVISOR_MQTT_PASSWORD")
+    parser.add_argument("--mqtt-ca", default=None, metavar="FILE",
+                        help="CA certificate that signed the broker's (default: the system's)")
+    parser.add_argument("--mqtt-cert", default=None, metavar="FILE", help="client certificate")
+    parser.add_argument("--mqtt-key", default=None, metavar="FILE", help="client certificate key")
+    parser.add_argument("--mqtt-allow-insecure-password", action="store_true",
+                        help="allow a password over plain TCP to a host that is not loopback")
+    parser.add_argument("--mqtt-client-id", default=None, metavar="ID",
+                        help="the node's MQTT session (default iot-cloud, in a cluster "
+                             "iot-cloud-<node>): a restart resumes it, unacked readings included")
+    parser.add_argument("--mqtt-group", default=None, metavar="NAME",
+                        help="shared subscription $share/NAME/...: nodes with the same group "
+                             "split the readings (each goes to one of them)")
     parser.add_argument("--data-dir", default=None, help="where the durable queues live")
     parser.add_argument("--chaos", type=float, default=3.0, help="seconds between injected crashes (0: none)")
+
+
+def mqtt_options(options: Any, client_id: str) -> MqttOptions:
+    """The broker settings of ``--mqtt*``; a bad URL, file or an insecure password stops the app
+    with the reason."""
+    try:
+        return MqttOptions.from_url(
+            options.mqtt, ca_file=options.mqtt_ca, cert_file=options.mqtt_cert,
+            key_file=options.mqtt_key, client_id=client_id,
+            allow_insecure_password=options.mqtt_allow_insecure_password)
+    except ValueError as exc:
+        raise SystemExit(f"iot_cloud: --mqtt: {exc}") from None
 
 
 class _Tenant:
@@ -302,9 +422,8 @@ class _Tenant:
 
     def __init__(self) -> None:
         self.queue: DurableQueue | None = None
-        self.mqtt_dead: DurableQueue | None = None
         self.instance: Any = None
-        self.actors: dict[str, Any] = {}  # fleet, mqtt, alerts, local-time
+        self.actors: dict[str, Any] = {}  # fleet, alerts, local-time
 
 
 class _App:
@@ -318,10 +437,33 @@ class _App:
         self.data_dir = options.data_dir or tempfile.mkdtemp(prefix="iot-cloud-")
         os.makedirs(self.data_dir, exist_ok=True)
         self.db = options.db or os.path.join(self.data_dir, "readings.db")
-        open_store(self.db).close()  # creates the table; a bad URL or path fails here, clearly
+        # One connection for every tenant's rows (creates the table; a bad URL or path fails
+        # here, clearly). Each tenant's store node writes its own tenant column.
+        self.store = open_store(self.db)
         self.tenants: dict[str, _Tenant] = {}
-        self.graph = build_graph(lambda tenant: self.tenants[tenant].queue, self.db)
+        self.graph = build_graph(lambda tenant: self.tenants[tenant].queue, self.db, self.store)
         self.instances: dict[str, Any] = {}  # shared with the chaos actor
+        self.mqtt: Any = None  # the node's one MQTT client (MqttIngest) for every tenant
+        self.mqtt_dead: DurableQueue | None = None
+        self.in_cluster = getattr(options, "cluster", None) is not None
+
+    def start_mqtt(self, rt: Runtime) -> None:
+        """One MQTT client for the whole node: readings are routed to their tenant's queue (the
+        broker is acked after the commit); readings of a tenant this node does not host, and
+        bad payloads, go to the node's dead letters (``mqtt.dead``), with their reason. A single
+        node reads every tenant's topic; a cluster node subscribes to its own tenants only."""
+        options = self.options
+        node = getattr(options.cluster, "id", None) if self.in_cluster else None
+        client_id = options.mqtt_client_id or ("iot-cloud" if node is None else f"iot-cloud-{node}")
+        mqtt = mqtt_options(options, client_id)
+        self.mqtt_dead = DurableQueue(os.path.join(self.data_dir, "mqtt.dead"), "mqtt-dead")
+
+        def route(tenant: str) -> DurableQueue | None:
+            t = self.tenants.get(tenant)
+            return t.queue if t is not None else None
+        self.mqtt = rt.spawn(MqttIngest, mqtt, route, dead_letters=self.mqtt_dead,
+                             filters=[] if self.in_cluster else None, group=options.mqtt_group,
+                             capacity=2000, batch_size=1000, name="mqtt")
 
     def start_tenant(self, rt: Runtime, tenant: str) -> None:
         options, scope, t = self.options, rt.tenant(tenant), _Tenant()
@@ -337,40 +479,43 @@ class _App:
         if options.devices:
             t.actors["fleet"] = scope.spawn(Fleet, t.queue, options.devices, options.period,
                                             seed=seed)
-        if options.mqtt:
-            host, _, port = options.mqtt.rpartition(":")
-            t.mqtt_dead = DurableQueue(os.path.join(self.data_dir, f"{tenant}.mqtt-dead"),
-                                       f"{tenant}-mqtt-dead")
-            t.actors["mqtt"] = scope.spawn(
-                MqttIngest, MqttOptions(host=host or "127.0.0.1", port=int(port or 1883),
-                                        client_id=f"iot-cloud-{tenant}"),
-                t.queue, tenant=tenant, dead_letters=t.mqtt_dead, name="mqtt")
+        if self.mqtt is not None and self.in_cluster:
+            self.mqtt.tell(("subscribe", tenant))
 
     def stop_tenant(self, rt: Runtime, tenant: str) -> None:
         t = self.tenants.pop(tenant, None)
         if t is None:
             return
         self.instances.pop(tenant, None)
-        for name in ("fleet", "mqtt"):  # no new readings first, then the graph and the rest
-            if name in t.actors:
-                rt.stop(t.actors.pop(name), "shutdown")
+        if self.mqtt is not None and self.in_cluster:
+            self.mqtt.tell(("unsubscribe", tenant))  # (unacked readings: redelivered elsewhere)
+        if "fleet" in t.actors:  # no new readings first, then the graph and the rest
+            rt.stop(t.actors.pop("fleet"), "shutdown")
         t.instance.stop()
         for ref in t.actors.values():
             rt.stop(ref, "shutdown")
-        for queue in (t.queue, t.mqtt_dead):
-            if queue is not None:
-                queue.close()
+        if t.queue is not None:
+            t.queue.close()
+
+    def stop(self, rt: Runtime) -> None:
+        if self.mqtt is not None:  # no new readings first
+            rt.stop(self.mqtt, "shutdown")
+            self.mqtt = None
+        for tenant in list(self.tenants):
+            self.stop_tenant(rt, tenant)
+        if self.mqtt_dead is not None:
+            self.mqtt_dead.close()
+        self.store.close()
 
     def progress(self) -> dict[str, Any]:
         tenants = list(self.tenants.values())
         readings_in = sum(t.actors["fleet"].ask("sent") for t in tenants if "fleet" in t.actors)
         extra: dict[str, Any] = {}
-        if self.options.mqtt:  # a reading is acked to the broker once it is in the queue
-            mqtt_stats = [s for t in tenants if "mqtt" in t.actors
-                          if (s := t.actors["mqtt"].ask("statistics")) is not None]
-            mqtt_in = sum(s.acked for s in mqtt_stats)
-            readings_in += mqtt_in
-            extra = {"mqtt_in": mqtt_in, "mqtt_rejected": sum(s.dead_lettered for s in mqtt_stats)}
+        if self.mqtt is not None:  # a reading is acked to the broker once it is in its queue
+            s = self.mqtt.ask("statistics")  # one client per node: one ask, whatever the tenants
+            readings_in += s.queued
+            extra = {"mqtt_in": s.queued, "mqtt_rejected": s.dead_lettered,
+                     "mqtt_subscribed": int(s.subscribed)}
         stats = [t.queue.stats() for t in tenants if t.queue is not None]
         restarts = sum(n.restarts for t in tenants for n in t.instance.statistics().nodes)
         line = {"tenants": len(tenants), "in": readings_in,
@@ -402,6 +547,8 @@ def start(rt: Runtime, options: Any) -> Any:
             raise SystemExit("iot_cloud: --tenants names no tenant")
         for tenant in tenants:
             _app.start_tenant(rt, tenant)
+    if options.mqtt:  # after the tenants: a reading never finds its tenant missing
+        _app.start_mqtt(rt)
     print(f"iot_cloud: {options.devices} devices per tenant, readings -> {_app.db}")
     return _app.progress
 
@@ -418,8 +565,7 @@ def stop_tenant(rt: Runtime, tenant: str) -> None:
 
 def stop(rt: Runtime) -> None:
     assert _app is not None
-    for tenant in list(_app.tenants):
-        _app.stop_tenant(rt, tenant)
+    _app.stop(rt)
     rows = count_rows(_app.db)
     print("rows stored per tenant: " + ", ".join(f"{t}={n}" for t, n in rows))
 

@@ -43,6 +43,7 @@ from collections import defaultdict
 from typing import Any, Callable, Iterable, NamedTuple
 
 from actors import ActorRef, ActorStatistics, Runtime
+from actors.lowlevel import check_number
 
 __all__ = ["ActorSample", "NodeMetrics", "metrics_for"]
 
@@ -66,9 +67,7 @@ def metrics_for(rt: Runtime, *, top_n: int | None = None) -> "NodeMetrics":
 
 
 def _top_n(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000:
-        raise ValueError(f"top_n must be an int in 0..10000, got {value!r}")
-    return value
+    return check_number(value, "top_n", integer=True, low=0, high=10_000)
 
 
 class ActorSample(NamedTuple):

@@ -14,8 +14,8 @@ samples ``--interval`` apart; ``--interval 0``: one sample, rates null) for scri
 "id", "tenant", "kind": "supervisor"|"worker"|"actor", "state": "running"|"restarting"|
 "stopped"|"unresponsive", "restart", "queued", "capacity", "processed", "dropped", "restarts",
 "children"}``. Roots are actors without a live parent. Supervisors are found from the roots
-registered with ``metrics_for(rt).add_root`` and, when ``supervisors._bridge.actor_class``
-exists, by class; below them by ``ChildInfo.kind``.
+registered with ``metrics_for(rt).add_root`` and by class (``actors.lowlevel.actor_class``);
+below them by ``ChildInfo.kind``.
 
 Threads: the server (``streamvisor._http``: Host-header check, a cap on concurrent requests,
 read timeouts and a per-connection deadline) runs ``serve_forever`` in one daemon thread and a
@@ -37,7 +37,7 @@ from collections import defaultdict
 from typing import Any, Callable
 
 from actors import ActorRef, Runtime
-from supervisors import _bridge
+from actors import lowlevel
 from streamvisor._http import HttpServer, Route
 from streamvisor.metrics import ActorSample, metrics_for
 from supervisors import Supervisor, which_children
@@ -78,8 +78,7 @@ def start_http(rt: Runtime, host: str = "127.0.0.1", port: int = 0, *, top_n: in
 
 # -- the status --------------------------------------------------------------------------------
 def _is_supervisor(ref: ActorRef) -> bool:
-    actor_class = getattr(_bridge, "actor_class", None)
-    return actor_class is not None and issubclass(actor_class(ref), Supervisor)
+    return issubclass(lowlevel.actor_class(ref), Supervisor)
 
 
 def _entry(s: ActorSample | None, path: str, **extra: Any) -> dict[str, Any]:
@@ -99,7 +98,7 @@ def node_status(rt: Runtime, *, max_nodes: int = 2000, timeout: float = 1.0) -> 
     by_ref = {s.ref: s for s in samples}
     kids: dict[ActorRef | None, list[ActorRef]] = defaultdict(list)
     for s in samples:
-        parent = _bridge.parent(s.ref)
+        parent = lowlevel.parent(s.ref)
         kids[parent if parent in by_ref else None].append(s.ref)
     known = set(m.roots())
     budget = [max_nodes]

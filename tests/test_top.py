@@ -17,7 +17,7 @@ import pytest
 
 from actors import Actor, ManualClock, Runtime
 from actors.testing import Faults, inline_runtime
-from supervisors import Backoff, ChildSpec, Restart, Strategy, Supervisor, _bridge
+from supervisors import Backoff, ChildSpec, Restart, Strategy, Supervisor
 from streamvisor.metrics import metrics_for
 from streamvisor.top import (add_top_command, node_status, parse_hostport, run_top, start_http,
                              with_rates)
@@ -109,9 +109,6 @@ def _child_ref(sup: Any, child_id: str) -> Any:
     return next(c.ref for c in which_children(sup) if c.id == child_id)
 
 
-@pytest.mark.skipif(not hasattr(_bridge, "actor_class"),
-                    reason="supervisors._bridge.actor_class is not wired yet (see the connectors "
-                           "report): supervisors are found only from registered roots")
 def test_root_supervisors_are_found_without_registration(inline):
     inline.spawn(Supervisor, children=tree_sup(), name="root")
     [root] = node_status(inline)["tree"]
