@@ -1,10 +1,12 @@
 """Instructions per message, counted by valgrind (``--tool=callgrind``): a figure that does not
 move with the load on the machine, unlike msg/s on a shared VM.
 
-``python -m tests.benchmarks.instructions [--n N] [--peers raw,inline,w1,w2]``
+``python -m tests.benchmarks.instructions [--n N] [--peers raw,inline,w1,w2,stream,stream-each]``
 
-For each peer it runs the harness's 3-stage pipeline (``_peer_raw`` / ``_peer_streamvisor``)
-twice under callgrind, with 2N messages and with N, and prints
+For each peer it runs the harness's 3-stage pipeline (``_peer_raw`` / ``_peer_streamvisor``;
+``stream`` and ``stream-each``: ``bench_stream``'s batched pipeline of stream nodes, batches of
+64, forwarded with ``process_batch``/``emit_many`` or item by item with ``process``/``emit``,
+on the inline runtime) twice under callgrind, with 2N messages and with N, and prints
 ``(instructions(2N) - instructions(N)) / N``: start-up, imports and the runtime's own start cost
 cancel out. ``PYTHONHASHSEED`` is fixed, so a
 rerun of the same code gives the same count to within a fraction of a percent. With threads
@@ -26,12 +28,15 @@ from pathlib import Path
 
 __all__ = ["main", "count"]
 
-PEERS = ("raw", "inline", "w1", "w2")
+PEERS = ("raw", "inline", "w1", "w2", "stream", "stream-each")
 
 
 def _pipeline(which: str, n: int) -> None:
     """The measured program (run inside valgrind by ``count``): the harness's own pipeline."""
-    if which == "raw":
+    if which.startswith("stream"):
+        from .bench_stream import _streamvisor
+        _streamvisor(n, 64, which == "stream-each", inline=True)
+    elif which == "raw":
         from ._peer_raw import pipeline
         pipeline(n)
     else:
