@@ -1,4 +1,4 @@
-"""The main job: an IoT cloud for several tenants, on embedded defaults.
+r"""The main job: an IoT cloud for several tenants, on embedded defaults.
 
     streamvisor run examples/iot_cloud.py --duration 20
     streamvisor run examples/iot_cloud.py --duration 20 --tenants acme,globex --devices 200 --db readings.db
