@@ -116,20 +116,6 @@ class Committer:
 
     # ------------------------------------------------------------------ callers
 
-    def submit_all(self, calls: list[tuple[str, Callable[..., Any], tuple[Any, ...], int, Any]]
-                   ) -> list[tuple[Any, BaseException | None]]:
-        """Several ``(kind, fn, args, weight, clock)`` calls queued at once, so that they share
-        a group (one transaction and one fsync, unless together they pass ``max_group``);
-        blocks until all committed. Returns ``(result, error)`` per call: one refused call
-        (a full queue) does not fail the others."""
-        ops = [_Op(kind, fn, args, weight, clock) for kind, fn, args, weight, clock in calls]
-        if not ops:
-            return []
-        self._enqueue_and_run(ops)
-        for op in ops:
-            op.done.acquire()
-        return [(op.result, op.error) for op in ops]
-
     def _enqueue_and_run(self, ops: list[_Op]) -> None:
         with self._lock:
             if self._closing:
