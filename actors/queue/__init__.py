@@ -39,7 +39,7 @@ Semantics
   change nothing; a late ack whose record was not delivered again meanwhile still succeeds.
 - ``ack()``, ``nack()`` and ``reject()`` are buffered: they return at once (True, or False if
   the delivery was already settled through this object) and ride with the file's next group
-  commit - the next ``get``, put or any other call, or the committer thread at most 10 ms
+  commit - the next ``get``, put or any other call, or the committer thread about 10-20 ms
   later. A buffered settlement lost to a crash or a failed commit only means the record is
   delivered again (at-least-once); failures are logged and make the next ``flush()`` raise.
   ``wait=True`` blocks until on disk and returns False for a stale delivery; ``flush()`` waits
