@@ -369,7 +369,7 @@ class Cell:
         """The first turn runs ``on_start``; False if the actor died before it."""
         if self._state == DEAD:
             return False
-        self.actor.on_start()
+        self.actor._startup()
         with self._lock:
             if self._state == STARTING:
                 self._state = RUNNING

@@ -31,6 +31,7 @@ from .._checks import check_number
 from ._enums import Expired, Policy, Trigger
 from ._kinds import Sink, Source
 from ._node import Node
+from ._timers import watched_ports
 
 if TYPE_CHECKING:
     from .._runtime import Runtime
@@ -176,7 +177,7 @@ class Graph:
                           lambda w, v: _seconds(w, v))
         rules = _per_input(f"{what}: on_expired", pick(on_expired, "on_expired"), ins,
                            lambda w, v: Expired.parse(v))
-        for port in cls._sv_watched_ports():  # type: ignore[attr-defined]
+        for port in watched_ports(cls):
             if isinstance(port, str) and port not in ins:
                 raise ValueError(f"{what}: a timeout() watches input {port!r}, which is not one "
                                  f"of its inputs {ins}")
