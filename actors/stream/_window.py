@@ -300,8 +300,8 @@ class Window(Node):
             keys = []
             frozen = self._freeze
             for k, st in self._keys.items():
-                keys.append([k, st.top, st.closed, [[start, w[0], frozen(w[1]), *w[2:]]
-                                                    for start, w in st.wins.items()]])
+                keys.append([k, st.top, st.closed, st.seen,
+                             [[start, w[0], frozen(w[1]), *w[2:]] for start, w in st.wins.items()]])
             self._base = {"gtop": self._gtop, "ended": self._ended, "keys": keys}
             self._journal = []
             self._jn = 0
@@ -316,8 +316,8 @@ class Window(Node):
         now = self.now
         self._gtop = base["gtop"]
         self._ended = base["ended"]
-        for k, top, closed, wins in base["keys"]:
-            st = _Key(now)
+        for k, top, closed, seen, wins in base["keys"]:
+            st = _Key(min(seen, now))  # (another process's clock may be ahead of this one)
             st.top, st.closed = top, closed
             for start, *w in wins:
                 st.wins[start] = list(w)
@@ -537,13 +537,14 @@ class Window(Node):
             k, t = kt
             st, wm = self._observe(k, t, now)
             limit = max(wm, st.closed)
-            last = offset + ((t - offset) // step) * step   # the latest start containing t
+            j = (t - offset) // step        # the latest window starting at or before t
             starts = []
-            s = last
-            while s + size > t:
+            s = offset + j * step           # (each start computed the same way, never by
+            while s + size > t:             # repeated subtraction: equal floats for equal j)
                 if s + size > limit:
                     starts.append(s)
-                s -= step
+                j -= 1
+                s = offset + j * step
             if not starts:
                 self._late(item)
                 continue
