@@ -22,7 +22,11 @@ and ``on_message`` (anything else told to the node). What they emit is sent when
 returns - never an item of a handler that raised: the items it was handling are then counted as
 lost, exactly, and the node is restarted by its supervisor.
 
-Nodes must not override ``receive`` (``TypeError`` at class definition).
+Nodes must not override ``receive`` (``TypeError`` at class definition), nor use the attribute
+``_wiring``: the framework keeps all it needs for the node there (one ``Wiring`` object, see
+``_wiring``); every other attribute is yours. A node object is made only by its graph's
+instance (the ``Binding`` check in ``__init__``); the runtime starts each incarnation by calling
+``on_start`` and then ``Wiring.start`` (``Node._startup``, the core's start hook).
 """
 
 from __future__ import annotations
