@@ -154,7 +154,10 @@ class Graph:
             cls.check_arguments(*args, **kwargs)
         except ValueError as e:
             raise ValueError(f"{what}: {e}") from None
-        pick = lambda given, attr: getattr(cls, attr) if given is _UNSET else given  # noqa: E731
+
+        def pick(given: Any, attr: str) -> Any:  # add's override, or the class attribute
+            return getattr(cls, attr) if given is _UNSET else given
+
         ins = _ports(f"{what}: inputs", pick(inputs, "inputs"))
         outs = _ports(f"{what}: outputs", pick(outputs, "outputs"))
         if issubclass(cls, Source) and ins:

@@ -38,6 +38,7 @@ from ._events import ItemsDropped, ItemsLost
 from ._messages import Attach, Credit, Hello, POLL, PUMP
 
 if TYPE_CHECKING:
+    from .._clock import Clock
     from ._graph import NodeDef
     from ._instance import _Shared
     from ._node import Binding, Node
@@ -85,7 +86,7 @@ class Wiring:
         self.index = i
         self.definition: NodeDef = nd
         self.counters: NodeCounters = shared.nodes[i]
-        self.clock = shared.clock
+        self.clock: Clock = shared.clock
         self.epoch = 0
         self.source = nd.kind == "source"
         table: list[In | None] = [None] * len(plan.edges)
