@@ -165,3 +165,10 @@ def test_arguments_for_a_node_without_init_are_a_type_error_naming_them(rt: Runt
     with pytest.raises(TypeError, match=r"Double\(\) takes no arguments; define __init__ to "
                                         r"accept \(7,\)"):
         g.instantiate(rt, "acme")
+
+
+def test_the_framework_claims_two_private_names_of_a_node_class() -> None:
+    # the start hook and the wiring slot; every other private name on a node is the user's
+    private = {name for klass in Node.__mro__ if klass is not object for name in vars(klass)
+               if name.startswith("_") and not name.startswith("__")}
+    assert private == {"_startup", "_wiring"}

@@ -165,18 +165,14 @@ class Node(Actor):
         try:
             self._wiring.emitted[port].append(item)
         except KeyError:
-            raise self._no_port(port) from None
+            raise self._wiring.no_port(port) from None
 
     def emit_many(self, items: Iterable[Any], port: str = "out") -> None:
         """Send every item of ``items`` on ``port`` (one call for a whole batch)."""
         try:
             self._wiring.emitted[port].extend(items)
         except KeyError:
-            raise self._no_port(port) from None
-
-    def _no_port(self, port: str) -> ValueError:
-        d = self._wiring.definition
-        return ValueError(f"{d.name}: no output port {port!r} (outputs: {d.outputs})")
+            raise self._wiring.no_port(port) from None
 
     def pause(self) -> None:
         """Stop taking items: what arrives waits, uncredited, until ``resume()`` (a sink waiting

@@ -263,6 +263,11 @@ class Wiring:
     def save(self) -> None:
         self.shared.snapshots[self.index] = self.node.snapshot()
 
+    def no_port(self, port: str) -> ValueError:
+        """The error for an item emitted on a port the node does not have."""
+        d = self.definition
+        return ValueError(f"{d.name}: no output port {port!r} (outputs: {d.outputs})")
+
     # -- items in --------------------------------------------------------------------------------
     def take(self, msg: Any) -> None:
         """A batch for a node that is not on the fast path (batching, triggers, watchdogs,
