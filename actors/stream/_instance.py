@@ -86,6 +86,7 @@ class _Shared:
         self.logs = {key: StreamLog(f"{key[0]}.{key[1]}", size)
                      for key, size in plan.retained.items()}
         self.snapshots: dict[int, Any] = {}
+        self.checkpoint: Any = None  # a _checkpoint.Coordinator when checkpoints are on
         self.instance: StreamInstance = None  # type: ignore[assignment]
         self._lock = threading.Lock()
         self._refs: list[ActorRef | None] = [None] * len(plan.nodes)
@@ -240,6 +241,14 @@ class StreamInstance:
             expired=sum(n.expired for n in nodes), discarded=sum(n.discarded for n in nodes),
             completed=self.completed)
 
+    def checkpoints(self) -> dict[str, Any] | None:
+        """Where the instance's checkpoints stand (None without checkpoints): ``committed``
+        (the id of the last one on disk), ``commits`` (by this instance), ``restored`` (the id
+        it started from, 0: none), ``abandoned``, ``pending``, ``bytes`` (the last one's size),
+        ``failed`` (why they stopped, or None), ``every``."""
+        coord = self._shared.checkpoint
+        return None if coord is None else coord.status()
+
     def _index(self, node: str) -> int:
         try:
             return self._shared.plan.index[node]
@@ -252,7 +261,7 @@ class StreamInstance:
 
 
 def start_instance(plan: "Plan", rt: "Runtime", tenant: Any, supervision: Any,
-                   name: str) -> StreamInstance:
+                   name: str, checkpoint: Any = None) -> StreamInstance:
     if tenant is None:
         scope: Any = rt
         tenant_name = None
@@ -263,6 +272,14 @@ def start_instance(plan: "Plan", rt: "Runtime", tenant: Any, supervision: Any,
     supervision = supervision if supervision is not None else Unsupervised()
     inst = StreamInstance(rt, shared, tenant_name, name, supervision)
     shared.instance = inst
+    if checkpoint is not None:
+        from .._log import get_logger
+        from ._checkpoint import Coordinator
+        coord = Coordinator(checkpoint, plan, tenant_name, name,
+                            get_logger(graph=plan.name, tenant=tenant_name))
+        shared.snapshots.update(coord.load())  # the last committed checkpoint, if any
+        coord.shared = shared
+        shared.checkpoint = coord
     starts = [NodeStart(d.name, d.cls, (Binding(shared, i), *d.args), d.kwargs,
                         f"{name}.{d.name}", _mailbox_size(plan, i), d.kind)
               for i, d in enumerate(plan.nodes)]
