@@ -323,7 +323,8 @@ def run(repeats: int = 3, quick: bool = False, records: int = RECORDS) -> list[d
         _row("streamvisor DurableQueue natural loop: get(100), d.ack() each (buffered acks)",
              f"{records} records, 1 producer put_many(500), 1 consumer 'for d in "
              "q.get(max_items=100, timeout=1.0): handle(d.payload); d.ack()', flush() at the "
-             "end; SQLite WAL synchronous=FULL",
+             "end; SQLite WAL, puts and the flush fsynced, claims and buffered acks written "
+             "without an fsync (safe from kill -9)",
              lambda: _natural(records), repeats, NATURAL),
         _row("RabbitMQ natural loop (pika basic_consume, basic_ack per message)",
              f"{rabbit_natural} records, durable queue, delivery_mode=2, 1 SelectConnection publisher "
