@@ -311,6 +311,6 @@ def stats(g: Group, queue: str, max_deliveries: int) -> dict[str, int]:
         "delayed": one("SELECT count(*) FROM messages WHERE queue = ? AND state = 3", queue) - due,
         "dead": one("SELECT count(*) FROM messages WHERE queue = ? AND state = 2", queue),
         "acked": (conn.execute("SELECT acked FROM counters WHERE queue = ?", (queue,)).fetchone()
-                  or (0,))[0],
+                  or (0,))[0] + g.acked.get(queue, 0),  # acks earlier in this group count
         "bytes": g.used(queue),
     }
