@@ -97,7 +97,7 @@ from ._types import (DeadLetter, Delivery, QueueClosed, QueueError, QueueFull, Q
 __all__ = [
     "DeadLetter", "DecodeError", "Delivery", "DurableQueue", "EncodeError", "QueueClosed",
     "QueueError", "QueueFull", "QueueUnavailable", "RecoveryReport", "QueueItem", "QueueSource",
-    "QueueSink",
+    "QueueSink", "PostgresQueue", "open_queue",
 ]
 
 _STREAM_NAMES = ("QueueItem", "QueueSource", "QueueSink")
@@ -109,4 +109,10 @@ def __getattr__(name: str) -> object:
     if name in _STREAM_NAMES:
         from . import _stream
         return getattr(_stream, name)
+    if name == "PostgresQueue":
+        from ._pg import PostgresQueue
+        return PostgresQueue
+    if name == "open_queue":
+        from ._open import open_queue
+        return open_queue
     raise AttributeError(f"module 'actors.queue' has no attribute {name!r}")

@@ -1,0 +1,426 @@
+"""The PostgreSQL queue's engine: one connection and one committer thread per (server, schema,
+prefix) in the process, shared by every queue (of any name or tenant) opened on it.
+
+Group commit, as in the SQLite backend: callers ``submit`` an operation and block until the
+transaction holding it committed; the thread takes every pending operation (up to ``max_group``
+rows of work) into one transaction and one commit (one WAL flush on the server). Acks can be
+*buffered* (``buffer_ack``) and settlements *posted* (``post``): they return at once and ride
+with the next group; ``flush()`` blocks until everything buffered before it is committed, and
+raises if some of it could not be (those records are simply delivered again).
+
+Faults: a connection that fails (server down, restarted, network gone, connection terminated)
+raises ``QueueUnavailable`` (an ``OSError``, the message names the server and the cause) from
+the calls in that group, and the next group reconnects. A group whose connection broke before
+it sent ``COMMIT`` is retried once on a fresh connection (nothing of it was committed); one that
+broke during ``COMMIT`` is reported as unavailable with an unknown outcome (a put may have been
+stored: at least once). A full disk raises ``QueueFull``; a lock wait beyond ``lock_timeout``,
+a cancelled statement, a read-only server or missing privileges raise ``QueueUnavailable``;
+deadlocks and serialisation failures retry the group (bounded). Nothing is ever treated as
+corruption: the server owns the bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import threading
+from typing import Any, Callable
+
+from . import _log, _pgops
+from ._types import QueueClosed, QueueError, QueueFull, QueueUnavailable
+
+__all__ = ["PgEngine", "acquire", "describe", "open_engines", "release"]
+
+_WAKES = frozenset({"put", "nack", "buffered-nack", "requeue"})
+_COUNTED = frozenset({"put", "ack", "buffered-ack", "purge"})  # kinds that change counters
+_RETRIES = 3  # deadlock / serialisation failure retries per group
+
+
+class _Op:
+    __slots__ = ("kind", "fn", "qk", "args", "weight", "now", "result", "error", "done")
+
+    def __init__(self, kind: str, fn: Callable[..., Any], qk: Any, args: tuple[Any, ...],
+                 weight: int, now: float) -> None:
+        self.kind, self.fn, self.qk, self.args, self.weight, self.now = \
+            kind, fn, qk, args, weight, now
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = threading.Lock()
+        self.done.acquire()
+
+
+def _nothing(tx: Any, qk: Any) -> None:
+    return None
+
+
+def describe(conninfo: str) -> str:
+    """``host:port/dbname`` of a connection string, without secrets (for messages)."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+        d = conninfo_to_dict(conninfo)
+    except Exception:  # noqa: BLE001 - a bad string is reported by connect itself
+        return "PostgreSQL (unparsable connection string)"
+    host = d.get("host") or d.get("hostaddr") or "localhost"
+    return f"PostgreSQL {host}:{d.get('port') or 5432}/{d.get('dbname') or d.get('user') or ''}"
+
+
+def classify(exc: BaseException) -> str | None:
+    """``"broken"`` (the connection failed), ``"retry"`` (deadlock, serialisation),
+    ``"full"``, ``"unavailable"`` (a passing fault), or None (anything else)."""
+    import psycopg
+    from psycopg import errors as e
+
+    if isinstance(exc, QueueFull):
+        return "full"
+    if isinstance(exc, QueueUnavailable):
+        return "unavailable"
+    if isinstance(exc, (e.DeadlockDetected, e.SerializationFailure)):
+        return "retry"
+    if isinstance(exc, e.DiskFull):
+        return "full"
+    if isinstance(exc, (e.LockNotAvailable, e.QueryCanceled, e.ReadOnlySqlTransaction,
+                        e.InsufficientPrivilege, e.InsufficientResources,
+                        e.CannotConnectNow, e.TooManyConnections)):
+        return "unavailable"
+    if isinstance(exc, (e.AdminShutdown, e.CrashShutdown, e.ConnectionException)):
+        return "broken"
+    if isinstance(exc, psycopg.OperationalError):
+        return "broken"
+    if isinstance(exc, psycopg.InterfaceError):
+        return "broken"  # e.g. "the connection is closed"
+    if isinstance(exc, OSError):
+        return "unavailable"
+    return None
+
+
+def unavailable(where: str, doing: str, exc: BaseException, *,
+                unknown: bool = False) -> QueueUnavailable:
+    """The error for a passing fault ``exc`` (``QueueFull`` for a full disk); names the
+    server and the cause. ``unknown``: the fault hit the commit, its outcome is unknown."""
+    if isinstance(exc, QueueUnavailable):
+        return exc
+    from psycopg import errors as e
+
+    name = type(exc).__name__
+    text = f"{where} unavailable while {doing}: {name}: {str(exc).strip() or 'no detail'}"
+    if unknown:
+        text += " (the connection failed during COMMIT: the outcome is unknown)"
+    err: QueueUnavailable
+    if classify(exc) == "full":
+        err = QueueFull(f"disk full: {text}")
+    else:
+        code = errno.EIO
+        if isinstance(exc, (e.LockNotAvailable, e.TooManyConnections, e.CannotConnectNow)):
+            code = errno.EBUSY
+        elif isinstance(exc, (e.InsufficientPrivilege, e.ReadOnlySqlTransaction)):
+            code = errno.EACCES
+        elif classify(exc) == "broken":
+            code = errno.ECONNREFUSED if "refused" in str(exc).lower() else errno.ECONNRESET
+        err = QueueUnavailable(text, code)
+    err.__cause__ = exc
+    return err
+
+
+class PgEngine:
+    """One connection + committer thread; see the module docstring. Use ``acquire``."""
+
+    def __init__(self, conninfo: str, schema: str | None, prefix: str, *,
+                 connect_timeout: float, lock_timeout: float, max_group: int = 20_000) -> None:
+        self.conninfo, self.schema, self.prefix = conninfo, schema, prefix
+        self.where = describe(conninfo)
+        self.connect_timeout, self.lock_timeout = connect_timeout, lock_timeout
+        self.key = (conninfo, schema, prefix)
+        self.users = 0
+        self._max_group = max_group
+        self._conn: Any = None
+        self.sql: _pgops.Sql | None = None
+        self._connect()  # raises QueueUnavailable: the caller sees it at open
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: list[_Op] = []
+        self._acks: dict[Any, dict[int, list[int]]] = {}
+        self._waiting = False
+        self._closing = False
+        self.generation = 0
+        self.groups = self.ops = self.reconnects = 0
+        self.acks_buffered = self.ack_failures = 0
+        self.last_ack_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"streamvisor-pgqueue:{prefix}")
+        self._thread.start()
+
+    # ------------------------------------------------------------------ connection
+
+    def _connect(self) -> None:
+        """(Re)connect and make sure the schema exists. Raises ``QueueUnavailable`` for a
+        passing fault, ``QueueError`` for a schema this version cannot use."""
+        import psycopg
+
+        try:
+            conn = psycopg.connect(self.conninfo, autocommit=False,
+                                   connect_timeout=max(1, round(self.connect_timeout)),
+                                   application_name="streamvisor-queue")
+        except Exception as exc:  # the connect boundary: classify, never leak psycopg errors
+            raise unavailable(self.where, "connecting", exc) from exc
+        try:
+            conn.execute("SELECT set_config('lock_timeout', %s, false)",
+                         (f"{int(self.lock_timeout * 1000)}ms",))
+            conn.commit()
+            if self.sql is None:
+                self.sql = _pgops.Sql(conn, self.schema, self.prefix)
+            self._create_schema(conn)
+        except Exception as exc:  # the setup boundary
+            with contextlib.suppress(Exception):
+                conn.close()
+            if isinstance(exc, QueueError):
+                raise
+            if classify(exc) is not None:
+                raise unavailable(self.where, "creating the queue schema", exc) from exc
+            raise QueueError(f"{self.where}: cannot create the queue schema: {exc}") from exc
+        self._conn = conn
+
+    def _create_schema(self, conn: Any) -> None:
+        s = self.sql
+        assert s is not None
+        with conn.cursor() as cur:
+            # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalogue: serialise.
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (s.lock_key,))
+            if s.schema:
+                cur.execute(s.schema)
+            for statement in s.ddl[:-1]:
+                cur.execute(statement)
+            cur.execute(s.ddl[-1], (_pgops.SCHEMA_VERSION,))
+            version = cur.execute(s.version).fetchone()[0]
+        conn.commit()
+        if version > _pgops.SCHEMA_VERSION:
+            raise QueueError(f"{self.where}: queue tables {self.prefix!r} have schema version "
+                             f"{version}, newer than this streamvisor's "
+                             f"{_pgops.SCHEMA_VERSION}: upgrade streamvisor")
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    # ------------------------------------------------------------------ callers
+
+    def submit(self, kind: str, fn: Callable[..., Any], qk: Any, *args: Any, weight: int = 1,
+               now: float = 0.0) -> Any:
+        """Run ``fn(tx, qk, *args)`` in the next group (``tx.now = now``); block until it
+        committed. Raises ``QueueClosed``, ``QueueFull``, ``QueueUnavailable``, ``QueueError``
+        or what ``fn`` raised."""
+        op = _Op(kind, fn, qk, args, weight, now)
+        with self._cond:
+            if self._closing:
+                raise QueueClosed("the queue is closed")
+            self._pending.append(op)
+            self._cond.notify_all()
+        op.done.acquire()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    def post(self, kind: str, fn: Callable[..., Any], qk: Any, *args: Any,
+             now: float = 0.0) -> None:
+        """Like ``submit`` but returns at once; a failure is counted and logged."""
+        op = _Op("buffered-" + kind, fn, qk, args, 1, now)
+        with self._cond:
+            if self._closing:
+                raise QueueClosed("the queue is closed")
+            self._pending.append(op)
+            self._cond.notify_all()
+
+    def buffer_ack(self, qk: Any, lease: int, id: int) -> None:
+        """Ack ``id`` (leased under ``lease``) in the next group; returns at once."""
+        with self._cond:
+            if self._closing:
+                raise QueueClosed("the queue is closed")
+            self._acks.setdefault(qk, {}).setdefault(lease, []).append(id)
+            self.acks_buffered += 1
+            if self._waiting:
+                self._waiting = False
+                self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Block until everything buffered before this call is committed; raise the error of
+        buffered work that could not be (its records will be delivered again)."""
+        with self._cond:
+            before = self.ack_failures
+        after = self.submit("flush", _nothing, None)
+        if after > before and self.last_ack_error is not None:
+            raise self.last_ack_error
+
+    def wait_for_records(self, generation: int, timeout: float) -> None:
+        with self._cond:
+            if self.generation == generation and not self._closing:
+                self._cond.wait(timeout)
+
+    def close(self) -> None:
+        """Finish pending and buffered work, stop the thread, close the connection."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    # ------------------------------------------------------------------ committer thread
+
+    def _take(self) -> list[_Op] | None:
+        while not self._pending and not self._acks and not self._closing:
+            self._waiting = True
+            self._cond.wait()
+        self._waiting = False
+        if not self._pending and not self._acks:
+            return None
+        batch: list[_Op] = []
+        weight = 0
+        for qk, by_lease in self._acks.items():
+            n = sum(map(len, by_lease.values()))
+            batch.append(_Op("buffered-ack", _pgops.ack, qk, (by_lease,), n, 0.0))
+            weight += n
+        self._acks = {}
+        pending, taken = self._pending, 0
+        while taken < len(pending) and (not batch or weight < self._max_group):
+            weight += pending[taken].weight
+            taken += 1
+        batch += pending[:taken]
+        del pending[:taken]
+        return batch
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    batch = self._take()
+                if batch is None:
+                    return
+                self._group(batch)
+                self.groups += 1
+                self.ops += len(batch)
+                wake = False
+                for op in batch:
+                    if op.error is None:
+                        wake = wake or op.kind in _WAKES
+                    elif op.kind.startswith("buffered-"):
+                        self.ack_failures += 1
+                        self.last_ack_error = op.error
+                        _log.logger().warning("queue.buffered_settlements_lost",
+                                              server=self.where, kind=op.kind, n=op.weight,
+                                              error=str(op.error))
+                    if op.kind == "flush":
+                        op.result = self.ack_failures
+                if wake:
+                    with self._cond:
+                        self.generation += 1
+                        self._cond.notify_all()
+                for op in batch:
+                    op.done.release()
+        finally:
+            self._drop_connection()
+
+    def _group(self, batch: list[_Op]) -> None:
+        fresh = False  # retried once on a fresh connection already
+        retries = 0
+        while True:
+            committing = False
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._drop_connection()
+                    fresh = True  # one connection attempt per group
+                    self._connect()
+                    self.reconnects += 1
+                results = self._transaction(batch)
+                committing = True
+                self._conn.commit()
+            except Exception as exc:  # the group boundary: roll back, then decide
+                fault = classify(exc)
+                broken = fault == "broken" or self._conn is None or self._conn.broken
+                if broken:
+                    self._drop_connection()
+                    if not committing and not fresh:
+                        fresh = True  # e.g. the server restarted since the last group
+                        continue
+                    _log.logger().warning("queue.unavailable", server=self.where,
+                                          error=str(exc), committing=committing)
+                    for op in batch:
+                        op.error = unavailable(self.where, f"running {op.kind!r}", exc,
+                                               unknown=committing)
+                    return
+                with contextlib.suppress(Exception):
+                    self._conn.rollback()
+                if fault == "retry" and retries < _RETRIES:
+                    retries += 1
+                    continue
+                if len(batch) > 1 and fault not in ("full", "unavailable"):
+                    for op in batch:  # isolate the culprit: one transaction each
+                        self._group([op])
+                    return
+                for op in batch:
+                    op.error = self._translate(op.kind, exc)
+                return
+            for op, result in zip(batch, results):
+                if op.error is None:
+                    op.result = result
+            return
+
+    def _transaction(self, batch: list[_Op]) -> list[Any]:
+        assert self.sql is not None
+        with self._conn.cursor() as cur:
+            tx = _pgops.Tx(cur, self.sql)
+            tx.lock_counters(sorted({op.qk for op in batch if op.kind in _COUNTED}))
+            results = []
+            for op in batch:
+                op.error = None
+                tx.now = op.now
+                try:
+                    results.append(op.fn(tx, op.qk, *op.args))
+                except _pgops.Refused as refused:  # wrote nothing: the group goes on
+                    op.error = refused.error
+                    results.append(None)
+            tx.finish()
+        return results
+
+    def _translate(self, kind: str, exc: BaseException) -> BaseException:
+        if classify(exc) is not None:
+            return unavailable(self.where, f"running {kind!r}", exc)
+        import psycopg
+        if isinstance(exc, psycopg.Error):
+            err = QueueError(f"{self.where}: storage error in {kind!r}: {exc}")
+            err.__cause__ = exc
+            return err
+        return exc
+
+
+_engines: dict[Any, PgEngine] = {}
+_lock = threading.Lock()
+
+
+def acquire(conninfo: str, schema: str | None, prefix: str, *, connect_timeout: float,
+            lock_timeout: float) -> PgEngine:
+    """The engine of (conninfo, schema, prefix), connected on first use; pair with
+    ``release``. Raises ``QueueUnavailable`` when the server cannot be reached."""
+    key = (conninfo, schema, prefix)
+    with _lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = _engines[key] = PgEngine(conninfo, schema, prefix,
+                                              connect_timeout=connect_timeout,
+                                              lock_timeout=lock_timeout)
+        engine.users += 1
+        return engine
+
+
+def release(engine: PgEngine) -> None:
+    """One user fewer; the last one finishes the engine's work and closes it (blocks)."""
+    with _lock:
+        engine.users -= 1
+        if engine.users > 0:
+            return
+        if _engines.get(engine.key) is engine:
+            del _engines[engine.key]
+    engine.close()
+
+
+def open_engines() -> dict[Any, int]:
+    with _lock:
+        return {key[1:]: engine.users for key, engine in _engines.items()}
