@@ -505,6 +505,7 @@ class _Proxy:
 
     def __init__(self) -> None:
         self.port = 0
+        self.frozen = threading.Event()  # set: bytes are swallowed (a silent partition)
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -532,11 +533,11 @@ class _Proxy:
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if not self.frozen.is_set():
+                    dst.sendall(data)
         except OSError:
             pass
         for s in (src, dst):
@@ -603,6 +604,26 @@ def test_postgres_connection_loss_raises_queue_unavailable_then_recovers(pg_sche
             assert first in [d.id for d in got]
             assert all(q.ack_many(got))
             assert q.put("after") > first
+    finally:
+        proxy.cut()
+
+
+def test_postgres_server_that_stops_answering_raises_queue_unavailable_within_io_timeout(
+        pg_schema):
+    proxy = _Proxy()
+    dsn = f"postgresql://postgres@127.0.0.1:{proxy.port}/test"
+    try:
+        with DurableQueue.postgres(dsn, "q", schema=pg_schema, connect_timeout=1,
+                                   io_timeout=1.5) as q:
+            first = q.put("before")
+            proxy.frozen.set()  # no RST, no FIN: only silence
+            started = time.monotonic()
+            with pytest.raises(QueueUnavailable) as info:
+                q.put("during")
+            assert time.monotonic() - started < 30, "the watchdog did not bound the call"
+            assert "corrupt" not in str(info.value).lower()
+            proxy.frozen.clear()
+            assert [d.id for d in q.get(max_items=10)][:1] == [first]
     finally:
         proxy.cut()
 

@@ -73,7 +73,7 @@ class PostgresQueue(DurableQueue):
                  max_bytes: int | None = DEFAULT_MAX_BYTES,
                  schema: str | None = None, prefix: str = DEFAULT_PREFIX,
                  connect_timeout: float = 5.0, lock_timeout: float = 30.0,
-                 poll_interval: float = 0.1) -> None:
+                 io_timeout: float = 60.0, poll_interval: float = 0.1) -> None:
         if type(dsn) is not str or not dsn:
             raise ValueError(f"dsn must be a non-empty PostgreSQL connection string, got {dsn!r}")
         if not _text_ok(name, sep=False) or not name:
@@ -113,7 +113,8 @@ class PostgresQueue(DurableQueue):
         self._engine = _pgengine.acquire(
             dsn, schema, prefix,
             connect_timeout=_seconds("connect_timeout", connect_timeout, positive=True),
-            lock_timeout=_seconds("lock_timeout", lock_timeout, positive=True))
+            lock_timeout=_seconds("lock_timeout", lock_timeout, positive=True),
+            io_timeout=_seconds("io_timeout", io_timeout, positive=True))
         self._closed = False
         try:
             self._submit("open", _ensure_counter)

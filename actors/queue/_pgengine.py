@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
+import socket
 import threading
+import time
 from typing import Any, Callable
 
 from . import _log, _pgops
@@ -125,10 +128,14 @@ class PgEngine:
     """One connection + committer thread; see the module docstring. Use ``acquire``."""
 
     def __init__(self, conninfo: str, schema: str | None, prefix: str, *,
-                 connect_timeout: float, lock_timeout: float, max_group: int = 20_000) -> None:
+                 connect_timeout: float, lock_timeout: float, io_timeout: float,
+                 max_group: int = 20_000) -> None:
         self.conninfo, self.schema, self.prefix = conninfo, schema, prefix
         self.where = describe(conninfo)
         self.connect_timeout, self.lock_timeout = connect_timeout, lock_timeout
+        self.io_timeout = io_timeout
+        self._busy_since = 0.0  # monotonic start of the running group (0: idle)
+        self.watchdog_cuts = 0
         self.key = (conninfo, schema, prefix)
         self.users = 0
         self._max_group = max_group
@@ -147,6 +154,41 @@ class PgEngine:
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"streamvisor-pgqueue:{prefix}")
         self._thread.start()
+        self._watchdog = threading.Thread(target=self._watch, daemon=True,
+                                          name=f"streamvisor-pgqueue-watchdog:{prefix}")
+        self._watchdog.start()
+
+    def _watch(self) -> None:
+        """Bound every group in time: a server that stopped answering without closing the
+        connection (a partition, a frozen host) would otherwise block the committer, and every
+        caller, for as long as TCP keeps trying. After ``io_timeout`` the connection's socket
+        is shut down; the blocked call fails and its callers get ``QueueUnavailable``."""
+        tick = min(1.0, self.io_timeout / 4)
+        while True:
+            with self._cond:
+                if self._closing and not self._thread.is_alive():
+                    return
+                self._cond.wait(tick)
+            if not self._thread.is_alive():
+                return
+            since, conn = self._busy_since, self._conn
+            if since and conn is not None and time.monotonic() - since > self.io_timeout:
+                self._cut(conn)
+
+    def _cut(self, conn: Any) -> None:
+        try:
+            fd = conn.pgconn.socket
+        except Exception:  # noqa: BLE001 - already closed: nothing to cut
+            return
+        with contextlib.suppress(OSError):
+            sock = socket.socket(fileno=os.dup(fd))
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.close()
+            self.watchdog_cuts += 1
+            _log.logger().warning("queue.server_unresponsive", server=self.where,
+                                  io_timeout=self.io_timeout)
 
     # ------------------------------------------------------------------ connection
 
@@ -156,9 +198,7 @@ class PgEngine:
         import psycopg
 
         try:
-            conn = psycopg.connect(self.conninfo, autocommit=False,
-                                   connect_timeout=max(1, round(self.connect_timeout)),
-                                   application_name="streamvisor-queue")
+            conn = psycopg.connect(self._conninfo_with_defaults(), autocommit=False)
         except Exception as exc:  # the connect boundary: classify, never leak psycopg errors
             raise unavailable(self.where, "connecting", exc) from exc
         try:
@@ -177,6 +217,19 @@ class PgEngine:
                 raise unavailable(self.where, "creating the queue schema", exc) from exc
             raise QueueError(f"{self.where}: cannot create the queue schema: {exc}") from exc
         self._conn = conn
+
+    def _conninfo_with_defaults(self) -> str:
+        """The connection string plus what it does not set itself: ``connect_timeout``, TCP
+        keepalives (a peer that vanished is noticed in ~25 s) and ``tcp_user_timeout``."""
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        given = conninfo_to_dict(self.conninfo)
+        defaults = {"connect_timeout": max(1, round(self.connect_timeout)),
+                    "application_name": "streamvisor-queue", "keepalives": 1,
+                    "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+                    "tcp_user_timeout": int(self.io_timeout * 1000)}
+        return make_conninfo(self.conninfo,
+                             **{k: v for k, v in defaults.items() if k not in given})
 
     def _create_schema(self, conn: Any) -> None:
         s = self.sql
@@ -319,6 +372,13 @@ class PgEngine:
             self._drop_connection()
 
     def _group(self, batch: list[_Op]) -> None:
+        self._busy_since = time.monotonic()
+        try:
+            self._group_inner(batch)
+        finally:
+            self._busy_since = 0.0
+
+    def _group_inner(self, batch: list[_Op]) -> None:
         fresh = False  # retried once on a fresh connection already
         retries = 0
         while True:
@@ -353,7 +413,7 @@ class PgEngine:
                     continue
                 if len(batch) > 1 and fault not in ("full", "unavailable"):
                     for op in batch:  # isolate the culprit: one transaction each
-                        self._group([op])
+                        self._group_inner([op])
                     return
                 for op in batch:
                     op.error = self._translate(op.kind, exc)
@@ -396,7 +456,7 @@ _lock = threading.Lock()
 
 
 def acquire(conninfo: str, schema: str | None, prefix: str, *, connect_timeout: float,
-            lock_timeout: float) -> PgEngine:
+            lock_timeout: float, io_timeout: float) -> PgEngine:
     """The engine of (conninfo, schema, prefix), connected on first use; pair with
     ``release``. Raises ``QueueUnavailable`` when the server cannot be reached."""
     key = (conninfo, schema, prefix)
@@ -405,7 +465,8 @@ def acquire(conninfo: str, schema: str | None, prefix: str, *, connect_timeout: 
         if engine is None:
             engine = _engines[key] = PgEngine(conninfo, schema, prefix,
                                               connect_timeout=connect_timeout,
-                                              lock_timeout=lock_timeout)
+                                              lock_timeout=lock_timeout,
+                                              io_timeout=io_timeout)
         engine.users += 1
         return engine
 
