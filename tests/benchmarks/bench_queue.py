@@ -51,9 +51,14 @@ def _timed(body: Callable[[], int]) -> float:
     return done / (time.perf_counter() - started)
 
 
-def _streamvisor(records: int, *, batched: bool) -> float:
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _streamvisor(records: int, *, batched: bool, postgres: bool = False) -> float:
     tmp = tempfile.mkdtemp(prefix="bench-queue-")
-    q = DurableQueue(os.path.join(tmp, "bench.db"), "bench")
+    schema = f"svbench_{uuid.uuid4().hex[:8]}"
+    q = (DurableQueue.postgres(PG_DSN, "bench", schema=schema) if postgres
+         else DurableQueue(os.path.join(tmp, "bench.db"), "bench"))
     producers, consumers = (2, 1) if batched else (16, 4)
     share = records // producers
     got = [0]
@@ -90,11 +95,15 @@ def _streamvisor(records: int, *, batched: bool) -> float:
 
     try:
         rate = _timed(body)
+        q.flush()  # one-at-a-time acks are buffered: count them once they are durable
         assert q.stats()["acked"] == share * producers
         return rate
     finally:
         q.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        if postgres:
+            from actors.queue._pg import drop_tables
+            drop_tables(PG_DSN, schema=schema)
 
 
 # ------------------------------------------------------------------ RabbitMQ
@@ -253,6 +262,14 @@ def run(repeats: int = 3, records: int = RECORDS) -> list[dict[str, Any]]:
         _row("streamvisor DurableQueue put+get+ack one at a time (durable, group commit)",
              f"{slow} records, 16 producer threads x put(), 4 consumer threads get(100)+ack() each",
              lambda: _streamvisor(slow, batched=False), repeats),
+        _row("streamvisor DurableQueue.postgres put_many+get+ack_many (durable, group commit)",
+             f"{records} records, same load as the SQLite row, PostgreSQL 127.0.0.1:5432 "
+             "(synchronous_commit=on), SKIP LOCKED claims",
+             lambda: _streamvisor(records, batched=True, postgres=True), repeats),
+        _row("streamvisor DurableQueue.postgres put+get+ack one at a time (durable)",
+             f"{slow} records, 16 producer threads x put(), 4 consumer threads get(100)+ack() "
+             "each, PostgreSQL",
+             lambda: _streamvisor(slow, batched=False, postgres=True), repeats),
         _row("RabbitMQ (pika async publisher confirms, window 1000, manual acks)",
              f"{records} records, durable queue, delivery_mode=2, 2 SelectConnection publishers, "
              "1 consumer prefetch 1000, ack multiple every 500",
