@@ -321,3 +321,45 @@ def test_stop_kills_an_actor_that_does_not_exit_in_time() -> None:
         assert outcome == [False] and lowlevel.exit_reason(stuck) == "killed"
         with pytest.raises(ActorDead):
             stuck.ask("?", timeout=WAIT)
+
+
+# -- arguments ------------------------------------------------------------------------------------
+CHECKS: list[tuple[str, Any, dict[str, Any], str | None]] = [
+    ("positive-ok", 0.5, {"positive": True}, None),
+    ("zero-not-positive", 0, {"positive": True, "unit": "seconds"},
+     "t must be a positive number of seconds, got 0"),
+    ("bool-is-not-a-number", True, {}, "t must be a number, got True"),
+    ("nan", float("nan"), {"low": 0}, "t must be a number >= 0, got nan"),
+    ("infinity", float("inf"), {"positive": True}, "t must be a positive number, got inf"),
+    ("string", "5", {"positive": True}, "t must be a positive number, got '5'"),
+    ("float-for-integer", 1.5, {"integer": True, "low": 1},
+     "t must be an integer >= 1, got 1.5"),
+    ("integer-range", 0, {"integer": True, "low": 1, "high": 10},
+     "t must be an integer in 1..10, got 0"),
+    ("number-range", 1.5, {"low": 0, "high": 1}, "t must be a number between 0 and 1, got 1.5"),
+    ("none-allowed", None, {"positive": True, "or_none": True}, None),
+    ("none-refused", None, {"positive": True}, "t must be a positive number, got None"),
+    ("none-allowed-names-it", -1, {"integer": True, "positive": True, "or_none": True},
+     "t must be a positive integer or None, got -1"),
+]
+
+
+@pytest.mark.parametrize(("value", "options", "error"), [row[1:] for row in CHECKS],
+                         ids=[row[0] for row in CHECKS])
+def test_check_number_returns_good_values_and_names_the_argument_otherwise(
+        value: Any, options: dict[str, Any], error: str | None) -> None:
+    if error is None:
+        assert lowlevel.check_number(value, "t", **options) is value
+    else:
+        with pytest.raises(ValueError) as caught:
+            lowlevel.check_number(value, "t", **options)
+        assert str(caught.value) == error
+
+
+def test_the_core_checks_its_numeric_arguments_with_the_one_checker(rt: Runtime) -> None:
+    ref = rt.spawn(Sink)
+    with pytest.raises(ValueError, match=r"^ask timeout must be a positive number of seconds, "
+                                         r"got True$"):
+        ref.ask("x", timeout=True)
+    with pytest.raises(ValueError, match=r"^stop timeout must be a positive number of seconds"):
+        rt.stop(ref, timeout=float("inf"))

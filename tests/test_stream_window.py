@@ -489,3 +489,68 @@ def test_items_exactly_gap_apart_are_in_different_sessions_in_either_order(irt: 
     h.push(("s", 20, "a"), ("s", 10, "b"), ("s", 30, "c"), ("s", 25, "d"))
     h.end()
     assert [(r.start, r.end, r.count) for r in h.out.items] == [(10.0, 20.0, 1), (20.0, 40.0, 3)]
+
+
+class Recording(Window):
+    """Keeps every snapshot's size: (items in the journal, open windows in the base)."""
+
+    sizes: list[tuple[int, int]] = []
+
+    def snapshot(self) -> Any:
+        state = super().snapshot()
+        journal = state["journal"][:state["n"]]
+        Recording.sizes.append((sum(len(e[3]) for e in journal if e[0] == "i"),
+                                sum(len(k[4]) for k in state["base"]["keys"])))
+        return state
+
+
+def test_the_snapshot_stays_bounded_however_long_the_stream(irt: Runtime) -> None:
+    Recording.sizes = []
+    h = Harness(irt, Recording, key=key, time=ts, windows=Tumbling(10), **SUM)
+    for i in range(0, 40_000, 500):
+        h.push(*[(j % 5, j * 0.01, 1) for j in range(i, i + 500)])
+    journal = [n for n, _ in Recording.sizes]
+    assert len(journal) > 50 and max(journal) <= 16 * (5 + 5) + 4096 + 500
+    assert journal.count(0) >= 5       # the base was rebuilt again and again
+    h.end()
+    assert sum(r.value for r in h.out.items) == 40_000
+
+
+def test_sliding_windows_with_a_fractional_step_are_the_same_window_for_every_item(
+        irt: Runtime) -> None:
+    h = Harness(irt, key=key, time=ts, windows=Sliding(0.3, 0.1), lateness=10)
+    h.push(*[("k", i * 0.05, i) for i in range(20)])
+    h.end()
+    starts = [r.start for r in h.out.items]
+    assert len({round(s, 9) for s in starts}) == len(starts) == 12   # [-0.2, 0.1) .. [0.9, 1.2)
+    for r in h.out.items:
+        assert all(r.start <= t < r.end for _, t, _ in r.value)
+    assert sum(r.count for r in h.out.items) >= 3 * 20 - 3           # ~3 windows per item
+
+
+def test_a_restart_keeps_the_idle_clock_of_a_key_and_never_reopens_a_closed_window(
+        clock: ManualClock) -> None:
+    rt = inline_runtime(clock)
+    try:
+        h = Harness(rt, Crashable, key=key, time=ts, windows=Tumbling(60), idle=30, **SUM)
+        h.push(("a", 1, 1))
+        clock.advance(20)
+        settle(rt)
+        ref = h.inst.ref("win")
+        assert ref is not None
+        ref.tell("crash")                   # restored at t=20: "a" has been silent for 20 s
+        settle(rt)
+        clock.advance(10)
+        settle(rt)                          # ... and for 30 s now: its window closes
+        assert h.out.items == [WindowResult("a", 0.0, 60.0, 1, 1)]
+        ref = h.inst.ref("win")
+        assert ref is not None
+        ref.tell("crash")                   # the closed window stays closed after a restart
+        settle(rt)
+        assert h.stats().restarts == 2 and h.stats().open_windows == 0
+        h.push(("a", 2, 1))
+        h.end()
+        assert h.out.items == [WindowResult("a", 0.0, 60.0, 1, 1)]
+        assert h.late.items == [("a", 2, 1)]
+    finally:
+        rt.shutdown()

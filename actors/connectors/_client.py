@@ -19,13 +19,14 @@ travel in clear) unless ``allow_insecure_password=True``.
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
+
+from .._checks import check_number
 
 __all__ = ["MqttOptions", "PASSWORD_ENV", "build_client", "disconnect", "connect_and_loop",
            "is_loopback", "PahoConnection"]
@@ -52,10 +53,8 @@ def _file(name: str, value: Any) -> None:
         raise ValueError(f"MqttOptions.{name} {os.fspath(value)!r} is not readable")
 
 
-def _number(name: str, value: Any, low: float, high: float = math.inf) -> None:
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or not low <= value <= high):
-        raise ValueError(f"MqttOptions.{name} must be a number in [{low}, {high}], got {value!r}")
+def _number(name: str, value: Any, low: float, high: float | None = None) -> None:
+    check_number(value, f"MqttOptions.{name}", low=low, high=high)
 
 
 @dataclass(frozen=True)
@@ -121,8 +120,7 @@ class MqttOptions:
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
             raise ValueError(f"MqttOptions.host must be a non-empty str, got {self.host!r}")
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
-            raise ValueError(f"MqttOptions.port must be an int in 1..65535, got {self.port!r}")
+        check_number(self.port, "MqttOptions.port", integer=True, low=1, high=65535)
         if self.client_id is not None and (not isinstance(self.client_id, str)
                                            or not 0 < len(self.client_id) <= 128):
             raise ValueError(f"MqttOptions.client_id must be None or 1-128 chars, "

@@ -48,6 +48,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
+from .._checks import check_number
 from .._log import get_logger
 from ..topics import is_valid_filter
 from ._client import MqttOptions, PahoConnection, build_client
@@ -101,6 +102,7 @@ class MqttSourceStatistics:
     capacity: int
     rejected: dict[str, int] = field(default_factory=dict)  # kind -> count
     subscribed: bool = False   # connected and the broker granted the subscriptions
+    changes_pending: int = 0   # SUBSCRIBE/UNSUBSCRIBE sent, not yet answered by the broker
 
 
 class MqttSource(PahoConnection):
@@ -115,8 +117,7 @@ class MqttSource(PahoConnection):
                  tenant: str | None = None, capacity: int = 1000,
                  max_payload_bytes: int = DEFAULT_MAX_BYTES, max_packet_bytes: int = 256 * 1024,
                  dead_letters: Any = None, on_ready: Callable[[], None] | None = None) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity <= 65535:
-            raise ValueError(f"MqttSource capacity must be an int in 1..65535, got {capacity!r}")
+        check_number(capacity, "MqttSource capacity", integer=True, low=1, high=65535)
         if not isinstance(max_payload_bytes, int) or not 16 <= max_payload_bytes <= 16 * 2**20:
             raise ValueError(f"MqttSource max_payload_bytes must be in 16..16 MiB, "
                              f"got {max_payload_bytes!r}")
@@ -133,6 +134,7 @@ class MqttSource(PahoConnection):
         self.tenant = tenant
         self._filters = list(filters) if filters is not None else [readings_filter(tenant)]
         self._sub_mids: dict[int, list[str]] = {}
+        self._unsub_mids: set[int] = set()
         self.capacity = capacity
         self.max_payload_bytes = max_payload_bytes
         self._dead = dead_letters
@@ -145,6 +147,7 @@ class MqttSource(PahoConnection):
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_unsubscribe = self._on_unsubscribe
         self._log = get_logger(connector="mqtt-source", client_id=self.client_id)
         self._warned_at = 0.0
         self._warned_count = 0
@@ -203,7 +206,15 @@ class MqttSource(PahoConnection):
                 self._filters.remove(f)
             connected = self._connected
         if gone and connected:
-            self._client.unsubscribe(gone)
+            with self._lock:  # registered before the UNSUBACK can be handled
+                rc, mid = self._client.unsubscribe(gone)
+                if mid is not None:
+                    self._unsub_mids.add(mid)
+
+    def _on_unsubscribe(self, client: Any, userdata: Any, mid: int, reasons: Any,
+                        props: Any) -> None:
+        with self._lock:
+            self._unsub_mids.discard(mid)
 
     # -- the actor side (any thread, never blocks) ------------------------------------------------
     def take(self, max_items: int) -> list[Inbound]:
@@ -251,7 +262,8 @@ class MqttSource(PahoConnection):
                 dead_letter_failures=c["dead_letter_failures"], qos0_dropped=c["qos0_dropped"],
                 paused=c["paused"], superseded=c["superseded"], errors=c["errors"],
                 pending=len(self._buf), peak=self._peak, capacity=self.capacity,
-                rejected=dict(self._rejected), subscribed=self._up.is_set())
+                rejected=dict(self._rejected), subscribed=self._up.is_set(),
+                changes_pending=len(self._sub_mids) + len(self._unsub_mids))
 
     # -- paho callbacks (the paho thread) ---------------------------------------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -300,6 +312,8 @@ class MqttSource(PahoConnection):
                        props: Any) -> None:
         self._up.clear()
         with self._lock:
+            self._sub_mids.clear()  # unanswered (un)subscriptions: the reconnect sends the
+            self._unsub_mids.clear()  # current filters again
             self._gen += 1  # acks of what the old connection delivered are void from now on
             self._connected = False
             self._c["disconnects"] += 1

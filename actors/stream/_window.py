@@ -300,12 +300,14 @@ class Window(Node):
             keys = []
             frozen = self._freeze
             for k, st in self._keys.items():
-                keys.append([k, st.top, st.closed, [[start, w[0], frozen(w[1]), *w[2:]]
-                                                    for start, w in st.wins.items()]])
+                keys.append([k, st.top, st.closed, st.seen,
+                             [[start, w[0], frozen(w[1]), *w[2:]] for start, w in st.wins.items()]])
             self._base = {"gtop": self._gtop, "ended": self._ended, "keys": keys}
             self._journal = []
             self._jn = 0
-        return {"v": 1, "base": self._base, "journal": self._journal[:]}
+        # the journal only grows until the next base (a new list): its first n entries, as
+        # the snapshot names them, never change - no copy needed
+        return {"v": 1, "base": self._base, "journal": self._journal, "n": len(self._journal)}
 
     def restore(self, state: Any) -> None:
         if not isinstance(state, dict) or state.get("v") != 1:
@@ -314,8 +316,8 @@ class Window(Node):
         now = self.now
         self._gtop = base["gtop"]
         self._ended = base["ended"]
-        for k, top, closed, wins in base["keys"]:
-            st = _Key(now)
+        for k, top, closed, seen, wins in base["keys"]:
+            st = _Key(min(seen, now))  # (another process's clock may be ahead of this one)
             st.top, st.closed = top, closed
             for start, *w in wins:
                 st.wins[start] = list(w)
@@ -326,7 +328,7 @@ class Window(Node):
             self._keys[k] = st
         self._replaying = True
         try:
-            for entry in state["journal"]:
+            for entry in state["journal"][:state["n"]]:
                 what = entry[0]
                 if what == "i":
                     self._fold_batch(entry[3], entry[1], entry[2])
@@ -535,13 +537,14 @@ class Window(Node):
             k, t = kt
             st, wm = self._observe(k, t, now)
             limit = max(wm, st.closed)
-            last = offset + ((t - offset) // step) * step   # the latest start containing t
+            j = (t - offset) // step        # the latest window starting at or before t
             starts = []
-            s = last
-            while s + size > t:
+            s = offset + j * step           # (each start computed the same way, never by
+            while s + size > t:             # repeated subtraction: equal floats for equal j)
                 if s + size > limit:
                     starts.append(s)
-                s -= step
+                j -= 1
+                s = offset + j * step
             if not starts:
                 self._late(item)
                 continue
