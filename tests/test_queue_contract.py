@@ -27,7 +27,8 @@ from typing import Any, Iterator
 import pytest
 
 from actors.queue import (DeadLetter, DurableQueue, PostgresQueue, QueueClosed, QueueFull,
-                          QueueUnavailable, open_queue)
+                          QueueUnavailable, open_queue, put_batches)
+from actors.queue._routed import put_each
 from actors.queue._pg import drop_tables
 from tests.conftest import require_service
 
@@ -381,6 +382,40 @@ def test_tenants_share_the_store_but_never_see_each_others_records(backend, cloc
     assert [d.payload for d in none.get(max_items=100)] == ["nobody's"]
     assert a.stats()["in_flight"] == 5 and b.stats()["in_flight"] == 3
     assert backend.open("other", tenant="acme", clock=clock).get(max_items=100) == []
+
+
+def test_put_batches_puts_into_many_tenants_queues_at_once_and_refuses_per_queue(
+        backend, clock, tmp_path):
+    queues = [backend.open("readings", tenant=f"t{i}", clock=clock) for i in range(30)]
+    small = backend.open("readings", tenant="small", max_bytes=4096, clock=clock)
+    batches = {q: [{"tenant": q.tenant, "i": i} for i in range(3)] for q in queues}
+    batches[small] = [{"pad": "x" * 2000}] * 3  # over its 4 KiB: refused, alone
+    out = put_batches(batches)
+    assert isinstance(out[small], QueueFull) and small.stats()["refused_full"] == 3
+    assert small.stats()["ready"] == 0
+    for q in queues:
+        assert len(out[q]) == 3
+        assert [d.payload for d in q.get(max_items=10)] == batches[q]
+    with pytest.raises(TypeError, match="t1"):
+        put_batches({queues[0]: [1], queues[1]: [{1, 2}]})  # nothing written
+    assert queues[0].stats()["ready"] == 0 and queues[0].stats()["in_flight"] == 3
+    with DurableQueue(tmp_path / "other.db", "x") as elsewhere:
+        with pytest.raises(ValueError, match="one file"):
+            put_batches({queues[0]: [1], elsewhere: [2]})
+
+
+def test_put_each_stores_per_queue_and_reports_each_refusal(backend, clock):
+    a = backend.open("a", tenant="a", clock=clock)
+    b = backend.open("b", tenant="b", max_bytes=4096, clock=clock)
+    closed = backend.open("gone", clock=clock)
+    closed.close()
+    out = put_each([(a, [[i] for i in range(100)]), (b, [["x" * 200] for _ in range(50)]),
+                    (closed, [[3]])])
+    assert out[0] == sorted(out[0]) and len(out[0]) == 100
+    assert isinstance(out[1], QueueFull) and b.stats()["refused_full"] == 50
+    assert isinstance(out[2], QueueClosed)
+    assert [d.payload for d in a.get(200)] == [[i] for i in range(100)]
+    assert b.get(10) == []
 
 
 def test_bad_tenant_and_name_are_refused_with_a_clear_error(backend):

@@ -181,6 +181,36 @@ class PostgresQueue(DurableQueue):
             ids += self._put(items[start:start + MAX_BATCH])
         return ids
 
+    @staticmethod
+    def _put_batches(pairs: list[tuple[Any, Any]]) -> dict[DurableQueue, Any]:
+        """``put_batches`` for queues on one PostgreSQL engine: one transaction for all."""
+        first = pairs[0][0]
+        parts = []
+        for q, payloads in pairs:
+            if not isinstance(q, PostgresQueue) or q._engine is not first._engine:
+                raise ValueError("put_batches needs open DurableQueues of one file (PostgreSQL:"
+                                 f" of one server, schema and prefix), got {q!r}")
+            if q._closed:
+                raise QueueClosed(f"the queue {q.name!r} is closed")
+            try:
+                items = [q._encode(p, None) for p in payloads]
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"queue {q.name!r} (tenant {q.tenant!r}): {exc}") from exc
+            if len(items) > MAX_BATCH:
+                raise ValueError(f"queue {q.name!r}: {len(items)} records in one batch, at most "
+                                 f"{MAX_BATCH}")
+            parts.append((q._qk, q._clock.time(), items, q.ttl, q.max_bytes,
+                          [_pgops.record_size(p, k) for p, k in items]))
+        results = first._engine.submit(
+            "put", _put_all, None, parts, weight=max(1, sum(len(p[2]) for p in parts)),
+            locks=tuple(sorted({p[0] for p in parts})))
+        out: dict[DurableQueue, Any] = {}
+        for (q, _payloads), part, (ids, error) in zip(pairs, parts, results):
+            if isinstance(error, QueueFull):
+                q.refused_full += len(part[2])
+            out[q] = ids if error is None else error
+        return out
+
     # ------------------------------------------------------------------ consuming
 
     def get(self, max_items: int = 1, timeout: float = 0.0) -> list[Delivery]:
@@ -332,6 +362,17 @@ class PostgresQueue(DurableQueue):
         who = "" if self.tenant is None else f" tenant={self.tenant!r}"
         return (f"<PostgresQueue {self.name!r}{who} at {self.path} {state} "
                 f"groups={self._engine.groups} ops={self._engine.ops}>")
+
+
+def _put_all(tx: _pgops.Tx, _qk: None, parts: list[tuple[Any, ...]]) -> list[Any]:
+    out: list[Any] = []
+    for qk, now, items, ttl, max_bytes, sizes in parts:
+        tx.now = now
+        try:
+            out.append((_pgops.put(tx, qk, items, ttl, max_bytes, sizes), None))
+        except _pgops.Refused as refused:  # wrote nothing for this queue; the others go on
+            out.append((None, refused.error))
+    return out
 
 
 def _ensure_counter(tx: _pgops.Tx, qk: tuple[str, str]) -> None:

@@ -40,12 +40,14 @@ _RETRIES = 3  # deadlock / serialisation failure retries per group
 
 
 class _Op:
-    __slots__ = ("kind", "fn", "qk", "args", "weight", "now", "result", "error", "done")
+    __slots__ = ("kind", "fn", "qk", "args", "weight", "now", "locks", "result", "error", "done")
 
     def __init__(self, kind: str, fn: Callable[..., Any], qk: Any, args: tuple[Any, ...],
-                 weight: int, now: float) -> None:
+                 weight: int, now: float, locks: tuple[Any, ...] = ()) -> None:
         self.kind, self.fn, self.qk, self.args, self.weight, self.now = \
             kind, fn, qk, args, weight, now
+        # The queues whose counter rows the op changes (locked first, in order, by its group).
+        self.locks = locks or ((qk,) if kind in _COUNTED else ())
         self.result: Any = None
         self.error: BaseException | None = None
         self.done = threading.Lock()
@@ -258,11 +260,12 @@ class PgEngine:
     # ------------------------------------------------------------------ callers
 
     def submit(self, kind: str, fn: Callable[..., Any], qk: Any, *args: Any, weight: int = 1,
-               now: float = 0.0) -> Any:
+               now: float = 0.0, locks: tuple[Any, ...] = ()) -> Any:
         """Run ``fn(tx, qk, *args)`` in the next group (``tx.now = now``); block until it
-        committed. Raises ``QueueClosed``, ``QueueFull``, ``QueueUnavailable``, ``QueueError``
-        or what ``fn`` raised."""
-        op = _Op(kind, fn, qk, args, weight, now)
+        committed. ``locks``: the queues whose counters it changes (default: ``qk`` for puts,
+        acks and purges). Raises ``QueueClosed``, ``QueueFull``, ``QueueUnavailable``,
+        ``QueueError`` or what ``fn`` raised."""
+        op = _Op(kind, fn, qk, args, weight, now, locks)
         with self._cond:
             if self._closing:
                 raise QueueClosed("the queue is closed")
@@ -427,7 +430,7 @@ class PgEngine:
         assert self.sql is not None
         with self._conn.cursor() as cur:
             tx = _pgops.Tx(cur, self.sql)
-            tx.lock_counters(sorted({op.qk for op in batch if op.kind in _COUNTED}))
+            tx.lock_counters(sorted({qk for op in batch for qk in op.locks}))
             results = []
             for op in batch:
                 op.error = None

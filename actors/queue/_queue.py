@@ -407,6 +407,8 @@ def put_batches(batches: Any) -> dict[DurableQueue, list[int] | BaseException]:
     pairs = list(batches.items() if hasattr(batches, "items") else batches)
     if not pairs:
         return {}
+    if hasattr(pairs[0][0], "_put_batches"):  # another backend (PostgreSQL): its own way
+        return pairs[0][0]._put_batches(pairs)
     engine = pairs[0][0]._engine if isinstance(pairs[0][0], DurableQueue) else None
     calls, sizes = [], []
     for q, payloads in pairs:

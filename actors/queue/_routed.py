@@ -44,7 +44,7 @@ def put_each(batches: Sequence[tuple[Any, Sequence[Any]]]) -> list[Any]:
     by_file: dict[tuple[int, int], list[tuple[int, DurableQueue, list[Any], int]]] = {}
     for index, (queue, payloads) in enumerate(batches):
         if (not isinstance(queue, DurableQueue) or len(payloads) > MAX_BATCH
-                or not payloads):
+                or not payloads or hasattr(queue, "_put_batches")):  # PostgreSQL: put_many
             try:
                 out[index] = queue.put_many(payloads)
             except (OSError, ValueError, TypeError, RuntimeError) as exc:
