@@ -206,6 +206,10 @@ class PgEngine:
         try:
             conn.execute("SELECT set_config('lock_timeout', %s, false)",
                          (f"{int(self.lock_timeout * 1000)}ms",))
+            # Plans for the values at hand: a generic plan of the prepared statements (chosen
+            # after a few runs, on a young table without statistics) can turn an ack of 1,000
+            # ids by primary key into a scan of the whole table.
+            conn.execute("SELECT set_config('plan_cache_mode', 'force_custom_plan', false)")
             conn.commit()
             if self.sql is None:
                 self.sql = _pgops.Sql(conn, self.schema, self.prefix)

@@ -94,9 +94,11 @@ _STATEMENTS = {
              " ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED) AS c"
              " WHERE m.id = c.id RETURNING m.id, m.attempts, m.key, m.payload",
     "next_due": "SELECT min(visible_at) FROM {m} WHERE " + _Q + " AND state IN (0, 1)",
+    # id = ANY(...) first: the primary key finds the rows; the join only checks the leases.
     "ack": "DELETE FROM {m} AS m USING unnest(%s::bigint[], %s::bigint[]) AS a(id, lease)"
-           " WHERE m.id = a.id AND m.lease = a.lease AND m.tenant = %s AND m.queue = %s"
-           " AND m.state IN (0, 1) RETURNING m.id, m.lease, m.size",
+           " WHERE m.id = ANY(%s::bigint[]) AND m.id = a.id AND m.lease = a.lease"
+           " AND m.tenant = %s AND m.queue = %s AND m.state IN (0, 1)"
+           " RETURNING m.id, m.lease, m.size",
     "settle": "UPDATE {m} SET"
               " state = CASE WHEN %(dead)s OR attempts >= %(max)s THEN 2 ELSE 0 END,"
               " reason = CASE WHEN %(dead)s OR attempts >= %(max)s THEN %(reason)s END,"
@@ -272,7 +274,7 @@ def ack(tx: Tx, qk: QKey, by_lease: dict[int, list[int]]) -> dict[int, set[int] 
     ids were acked, else the set of those that were."""
     ids = [i for ids in by_lease.values() for i in ids]
     leases = [lease for lease, ids in by_lease.items() for _ in ids]
-    rows = tx.cur.execute(tx.sql.ack, (ids, leases, qk[0], qk[1])).fetchall()
+    rows = tx.cur.execute(tx.sql.ack, (ids, leases, ids, qk[0], qk[1])).fetchall()
     got: dict[int, set[int]] = {}
     size = 0
     for id_, lease, n in rows:

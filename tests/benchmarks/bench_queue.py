@@ -18,6 +18,10 @@ disk), delivered, and its ack durably stored. Same record count, payload and cod
   thread ``get(max_items=1000)`` + ``ack_many``. Group commit gathers them into shared fsyncs.
 - streamvisor, one at a time: 16 producer threads ``put`` single records; 4 consumer threads
   ``get(100)`` and ``Delivery.ack()`` each: what group commit alone does for naive callers.
+- streamvisor on PostgreSQL (``DurableQueue.postgres``, 127.0.0.1:5432, database ``test``, the
+  server's default ``synchronous_commit=on``): the natural, batched and one-at-a-time loops
+  again, in a fresh schema dropped afterwards. If the server is unreachable its rows carry the
+  reason in ``note``.
 - RabbitMQ (127.0.0.1:5672, guest/guest) via pika: a durable queue, persistent messages
   (delivery_mode=2), publisher confirms; 2 publishers on ``SelectConnection`` keeping up to 1,000
   unconfirmed messages each (the fastest pika offers), 1 consumer with manual acks (prefetch
@@ -63,10 +67,12 @@ def _timed(body: Callable[[], int]) -> float:
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def _natural(records: int, max_items: int = 100) -> float:
+def _natural(records: int, max_items: int = 100, postgres: bool = False) -> float:
     """The README loop: one producer ``put_many(500)``, one consumer ``get`` + ``d.ack()``."""
     tmp = tempfile.mkdtemp(prefix="bench-queue-")
-    q = DurableQueue(os.path.join(tmp, "bench.db"), "bench")
+    schema = f"svbench_{uuid.uuid4().hex[:8]}"
+    q = (DurableQueue.postgres(PG_DSN, "bench", schema=schema) if postgres
+         else DurableQueue(os.path.join(tmp, "bench.db"), "bench"))
     got = [0]
 
     def produce() -> None:
@@ -100,6 +106,9 @@ def _natural(records: int, max_items: int = 100) -> float:
     finally:
         q.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        if postgres:
+            from actors.queue._pg import drop_tables
+            drop_tables(PG_DSN, schema=schema)
 
 
 def _streamvisor(records: int, *, batched: bool, postgres: bool = False) -> float:
@@ -334,6 +343,10 @@ def run(repeats: int = 3, quick: bool = False, records: int = RECORDS) -> list[d
              "q.get(max_items=100, timeout=1.0): handle(d.payload); d.ack()', flush() at the "
              "end; SQLite WAL synchronous=FULL",
              lambda: _natural(records), repeats, NATURAL),
+        _row("streamvisor DurableQueue.postgres natural loop: get(100), d.ack() each",
+             f"{records} records, the same loop on PostgreSQL 127.0.0.1:5432 "
+             "(synchronous_commit=on)",
+             lambda: _natural(records, postgres=True), repeats, NATURAL),
         _row("RabbitMQ natural loop (pika basic_consume, basic_ack per message)",
              f"{rabbit_natural} records, durable queue, delivery_mode=2, 1 SelectConnection publisher "
              "with confirms (window 1000), 1 consumer prefetch 100, basic_ack each message",
