@@ -37,6 +37,12 @@ __all__ = ["PgEngine", "acquire", "describe", "open_engines", "release"]
 _WAKES = frozenset({"put", "nack", "buffered-nack", "requeue"})
 _COUNTED = frozenset({"put", "ack", "buffered-ack", "purge"})  # kinds that change counters
 _RETRIES = 3  # deadlock / serialisation failure retries per group
+ACK_DELAY = 0.010  # seconds a lone buffered ack waits for company (see ``_take``)
+# A group made only of these commits without waiting for the server's WAL flush: nobody waits
+# for their durability (claims, reads, buffered settlements). A server crash can undo such a
+# claim (the record comes back without that attempt counted) or settlement (delivered again),
+# never a put or a waited call; the next synchronous commit makes them durable too.
+_LAZY = frozenset({"claim", "read", "buffered-ack", "buffered-nack", "buffered-reject"})
 
 
 class _Op:
@@ -326,10 +332,18 @@ class PgEngine:
     # ------------------------------------------------------------------ committer thread
 
     def _take(self) -> list[_Op] | None:
-        while not self._pending and not self._acks and not self._closing:
-            self._waiting = True
-            self._cond.wait()
-        self._waiting = False
+        delayed = False
+        while True:
+            while not self._pending and not self._acks and not self._closing:
+                self._waiting = True
+                self._cond.wait()
+            self._waiting = False
+            if self._pending or self._closing or delayed:
+                break
+            # Only buffered acks: give them up to ACK_DELAY to ride with the next call's group
+            # (a consumer's next get) instead of a commit of their own; any submit ends the wait.
+            delayed = True
+            self._cond.wait(ACK_DELAY)
         if not self._pending and not self._acks:
             return None
         batch: list[_Op] = []
@@ -434,6 +448,8 @@ class PgEngine:
         assert self.sql is not None
         with self._conn.cursor() as cur:
             tx = _pgops.Tx(cur, self.sql)
+            if all(op.kind in _LAZY for op in batch):
+                cur.execute("SET LOCAL synchronous_commit = off")
             tx.lock_counters(sorted({qk for op in batch for qk in op.locks}))
             results = []
             for op in batch:
