@@ -6,6 +6,9 @@ fragment names the PostgreSQL schema of the test's tables).
 (bounded), printing each id on its own line, flushed, only after ``put``/``put_many`` returned.
 The test SIGKILLs it at a random moment.
 
+``poison STORE NAME NOW``: lease one record on a clock stopped at NOW, print ``id attempt``
+and wait to be killed.
+
 ``consume STORE NAME``: print ``ready``, wait for a line on stdin, then lease records ten at a
 time, print each delivered id, ack them (waiting), until the queue stays empty.
 """
@@ -64,5 +67,23 @@ def consume(store: str, name: str) -> None:
             assert all(q.ack_many(batch))
 
 
+class _FixedClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+def poison(store: str, name: str, now: str) -> None:
+    """Lease one record on a wall clock stopped at ``now``, print its id and attempt, then
+    wait to be killed (a consumer that a poison message crashes)."""
+    q = open_store(store, name, clock=_FixedClock(float(now)), visibility_timeout=10.0,
+                   max_deliveries=3)
+    batch = q.get(max_items=1)
+    print(" ".join(f"{d.id} {d.attempt}" for d in batch) or "none", flush=True)
+    sys.stdin.readline()  # killed here
+
+
 if __name__ == "__main__":
-    {"write": write, "consume": consume}[sys.argv[1]](*sys.argv[2:])
+    {"write": write, "consume": consume, "poison": poison}[sys.argv[1]](*sys.argv[2:])

@@ -531,6 +531,23 @@ def test_every_acknowledged_id_survives_sigkill_of_the_writer_at_random_moments(
     assert printed_total > 0, "no kill landed after a put: the test proved nothing"
 
 
+def test_a_poison_record_that_kills_its_consumer_still_reaches_max_deliveries(backend, clock):
+    with backend.open("poison", clock=clock) as q:
+        rid = q.put("kills its consumer")
+    for attempt in (1, 2, 3):
+        now = clock.now + attempt * 100.0  # each lease (10 s) ran out before the next consumer
+        proc = _child("poison", backend.store, "poison", str(now), stdin=True)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        proc.send_signal(signal.SIGKILL)  # crashed while holding the lease, nothing settled
+        proc.communicate(timeout=30)
+        assert line.split() == [str(rid).encode(), str(attempt).encode()]
+    clock.advance(400.0)
+    with backend.open("poison", clock=clock, max_deliveries=3) as q:
+        assert q.get() == []
+        assert q.dead_letters() == [DeadLetter(rid, "kills its consumer", "max_deliveries", 3)]
+
+
 # ---------------------------------------------------------------- PostgreSQL: the server
 
 
