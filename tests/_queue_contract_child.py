@@ -9,6 +9,9 @@ The test SIGKILLs it at a random moment.
 ``poison STORE NAME NOW``: lease one record on a clock stopped at NOW, print ``id attempt``
 and wait to be killed.
 
+``wait STORE NAME``: print ``ready``, then wait for one record (PostgreSQL: woken by NOTIFY;
+it polls only every 300 s) and print its id.
+
 ``consume STORE NAME``: print ``ready``, wait for a line on stdin, then lease records ten at a
 time, print each delivered id, ack them (waiting), until the queue stays empty.
 """
@@ -85,5 +88,15 @@ def poison(store: str, name: str, now: str) -> None:
     sys.stdin.readline()  # killed here
 
 
+def wait(store: str, name: str) -> None:
+    """Print ``ready`` once open, then wait up to 120 s for one record, polling only every
+    300 s: only a wake-up from the server (LISTEN/NOTIFY) brings it early. Print its id."""
+    with open_store(store, name, poll_interval=300.0) as q:
+        print("ready", flush=True)
+        batch = q.get(max_items=1, timeout=120.0)
+        print(" ".join(str(d.id) for d in batch) or "none", flush=True)
+        q.ack_many(batch)
+
+
 if __name__ == "__main__":
-    {"write": write, "consume": consume, "poison": poison}[sys.argv[1]](*sys.argv[2:])
+    {"write": write, "consume": consume, "poison": poison, "wait": wait}[sys.argv[1]](*sys.argv[2:])

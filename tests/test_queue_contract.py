@@ -680,6 +680,26 @@ def test_postgres_server_that_stops_answering_raises_queue_unavailable_within_io
         proxy.cut()
 
 
+def test_postgres_a_put_from_another_process_wakes_a_waiting_get_at_once(pg_schema):
+    store = f"{PG_DSN}#{pg_schema}"
+    proc = _child("wait", store, "q")
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        with DurableQueue.postgres(PG_DSN, "q", schema=pg_schema) as q:
+            rid = q.put("wake up")
+        # The child waits up to 120 s and does not poll before it ends: only the server's
+        # notification brings the record while we still listen (a generous bound, not a speed
+        # measurement).
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the waiting get was not woken by the put") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert out.split() == [str(rid).encode()], err.decode()
+
+
 def test_postgres_terminated_connection_is_replaced_transparently(pg_schema):
     import psycopg
 

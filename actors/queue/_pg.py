@@ -33,9 +33,19 @@ What differs:
   password), never anything about corruption; the next call reconnects. A connection that
   fails during COMMIT leaves the outcome unknown (said in the message): a put may have been
   stored although it raised (at least once, as for any broker).
-- ``get(timeout=)`` polls the server every ``poll_interval`` (default 0.1 s) for records put by
-  other processes; puts through this process wake it at once. ``recovery_report`` is always a
-  clean ``RecoveryReport()``: nothing is ever salvaged.
+- A waiting ``get(timeout=)`` is woken at once by a put, nack or requeue committed by any
+  process or host: each such group sends ``pg_notify`` on the tables' channel, and every engine
+  LISTENs on it (one more connection and thread per engine). It also polls every
+  ``poll_interval`` (default 0.5 s), which covers a listening connection that is down.
+  ``recovery_report`` is always a clean ``RecoveryReport()``: nothing is ever salvaged.
+- Durability of claims and buffered settlements: a group made only of claims, reads and
+  buffered acks/nacks/rejects commits with ``synchronous_commit = off`` (nobody waits for it),
+  like the SQLite backend skipping their fsync: a *server* crash can undo such a claim (the
+  record comes back without that attempt counted) or settlement (delivered again); a crash of
+  the client process cannot. Puts and every waited call commit synchronously.
+- Threads: per engine (one per server, schema and prefix in a process, whatever the number of
+  queues and tenants): the committer, a listener for notifications, and a watchdog that cuts a
+  group blocked longer than ``io_timeout`` (default 60 s).
 - Payloads are decoded with the full checks of ``codec.decode`` (they come from outside the
   process); an undecodable one is dead-lettered as ``"error: undecodable payload (...)"``.
 """
@@ -73,7 +83,7 @@ class PostgresQueue(DurableQueue):
                  max_bytes: int | None = DEFAULT_MAX_BYTES,
                  schema: str | None = None, prefix: str = DEFAULT_PREFIX,
                  connect_timeout: float = 5.0, lock_timeout: float = 30.0,
-                 io_timeout: float = 60.0, poll_interval: float = 0.1) -> None:
+                 io_timeout: float = 60.0, poll_interval: float = 0.5) -> None:
         if type(dsn) is not str or not dsn:
             raise ValueError(f"dsn must be a non-empty PostgreSQL connection string, got {dsn!r}")
         if not _text_ok(name, sep=False) or not name:

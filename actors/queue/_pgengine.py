@@ -162,6 +162,14 @@ class PgEngine:
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"streamvisor-pgqueue:{prefix}")
         self._thread.start()
+        self._stopped = threading.Event()
+        self.wakeups = 0  # notifications received from the server
+        self.listening = threading.Event()  # set while the LISTEN connection is up
+        self._listener = threading.Thread(target=self._listen, daemon=True,
+                                          name=f"streamvisor-pgqueue-listen:{prefix}")
+        self._listener.start()
+        # Bounded: without LISTEN the queue still works, waiting gets poll instead.
+        self.listening.wait(self.connect_timeout)
         self._watchdog = threading.Thread(target=self._watch, daemon=True,
                                           name=f"streamvisor-pgqueue-watchdog:{prefix}")
         self._watchdog.start()
@@ -172,16 +180,37 @@ class PgEngine:
         caller, for as long as TCP keeps trying. After ``io_timeout`` the connection's socket
         is shut down; the blocked call fails and its callers get ``QueueUnavailable``."""
         tick = min(1.0, self.io_timeout / 4)
-        while True:
-            with self._cond:
-                if self._closing and not self._thread.is_alive():
-                    return
-                self._cond.wait(tick)
+        while not self._stopped.wait(tick):  # its own event: not woken by every submit
             if not self._thread.is_alive():
                 return
             since, conn = self._busy_since, self._conn
             if since and conn is not None and time.monotonic() - since > self.io_timeout:
                 self._cut(conn)
+
+    def _listen(self) -> None:
+        """LISTEN on the tables' channel and wake waiting ``get`` calls on each notification
+        (puts, nacks and requeues committed by any process). A failed listening connection is
+        retried every few seconds; meanwhile ``get`` falls back to polling."""
+        import psycopg
+
+        assert self.sql is not None
+        while not self._stopped.is_set():
+            try:
+                with psycopg.connect(self._conninfo_with_defaults(), autocommit=True) as conn:
+                    conn.execute(self.sql.listen)
+                    self.listening.set()
+                    while not self._stopped.is_set():
+                        for _ in conn.notifies(timeout=0.5):
+                            self.wakeups += 1
+                            with self._cond:
+                                self.generation += 1
+                                self._cond.notify_all()
+            except Exception as exc:  # the listener boundary: log, back off, retry
+                self.listening.clear()
+                if self._stopped.is_set():
+                    return
+                _log.logger().info("queue.listen_failed", server=self.where, error=str(exc))
+                self._stopped.wait(2.0)
 
     def _cut(self, conn: Any) -> None:
         try:
@@ -328,6 +357,7 @@ class PgEngine:
             self._cond.notify_all()
         if self._thread is not threading.current_thread():
             self._thread.join()
+        self._stopped.set()  # the listener sees it within 0.5 s and closes its connection
 
     # ------------------------------------------------------------------ committer thread
 
@@ -461,6 +491,10 @@ class PgEngine:
                     op.error = refused.error
                     results.append(None)
             tx.finish()
+            if any(op.kind in _WAKES and op.error is None for op in batch):
+                # Delivered at COMMIT to every engine LISTENing on these tables (other
+                # processes and hosts): their waiting get() claims at once instead of polling.
+                cur.execute(self.sql.notify, (self.sql.channel,))
         return results
 
     def _translate(self, kind: str, exc: BaseException) -> BaseException:

@@ -121,6 +121,7 @@ _STATEMENTS = {
              " count(*) FILTER (WHERE state = 0 AND visible_at > %(now)s),"
              " count(*) FILTER (WHERE state = 2) FROM {m} WHERE " + _Q,
     "counters": "SELECT acked, bytes FROM {c} WHERE tenant = %s AND queue = %s",
+    "notify": "SELECT pg_notify(%s, '')",
     "drop": "DROP TABLE IF EXISTS {m}, {c}, {meta}; DROP SEQUENCE IF EXISTS {ids}",
 }
 
@@ -149,6 +150,9 @@ class Sql:
             sql.Identifier(schema)).as_string(conn) if schema else None)
         self.sequence = names["ids"].as_string(conn)  # for nextval(%s::regclass)
         self.lock_key = f"streamvisor-queue:{schema or ''}.{prefix}"
+        # LISTEN takes an identifier, not a parameter: one channel per (schema, prefix).
+        self.channel = f"{prefix}_wake" if not schema else f"{schema}__{prefix}_wake"
+        self.listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)).as_string(conn)
         for key, text in _STATEMENTS.items():
             setattr(self, key, render(text))
 
@@ -170,6 +174,7 @@ class Sql:
     stats: str
     counters: str
     version: str
+    notify: str
     drop: str
 
 
