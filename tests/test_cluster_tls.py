@@ -218,3 +218,13 @@ def test_a_cluster_started_with_tls_joins_another_host_with_an_issued_certificat
             second.stop()
         finally:
             first.stop()
+
+
+def test_insecure_allows_a_network_bind_without_tls_and_loopback_needs_nothing():
+    from supervisors.cluster._launcher import ClusterError, check_bind
+
+    check_bind("192.0.2.10", tls=False, insecure=True)
+    check_bind("192.0.2.10", tls=True, insecure=False)
+    check_bind("127.0.0.2", tls=False, insecure=False)
+    with pytest.raises(ClusterError, match="refused"):
+        check_bind("0.0.0.0", tls=True, insecure=True)

@@ -27,8 +27,7 @@ from typing import Any, Iterator
 import pytest
 
 from actors.queue import (DeadLetter, DurableQueue, PostgresQueue, QueueClosed, QueueFull,
-                          QueueUnavailable, open_queue, put_batches)
-from actors.queue._routed import put_each
+                          QueueUnavailable, open_queue, put_each)
 from actors.queue._pg import drop_tables
 from tests.conftest import require_service
 
@@ -384,24 +383,19 @@ def test_tenants_share_the_store_but_never_see_each_others_records(backend, cloc
     assert backend.open("other", tenant="acme", clock=clock).get(max_items=100) == []
 
 
-def test_put_batches_puts_into_many_tenants_queues_at_once_and_refuses_per_queue(
-        backend, clock, tmp_path):
+def test_put_each_puts_into_many_tenants_queues_at_once_and_refuses_per_queue(backend, clock):
     queues = [backend.open("readings", tenant=f"t{i}", clock=clock) for i in range(30)]
     small = backend.open("readings", tenant="small", max_bytes=4096, clock=clock)
-    batches = {q: [{"tenant": q.tenant, "i": i} for i in range(3)] for q in queues}
-    batches[small] = [{"pad": "x" * 2000}] * 3  # over its 4 KiB: refused, alone
-    out = put_batches(batches)
-    assert isinstance(out[small], QueueFull) and small.stats()["refused_full"] == 3
+    batches = [(q, [{"tenant": q.tenant, "i": i} for i in range(3)]) for q in queues]
+    batches.append((small, [{"pad": "x" * 2000}] * 3))  # over its 4 KiB: refused, alone
+    batches.append((queues[1], [{1, 2}]))  # unencodable: refused, alone
+    out = put_each(batches)
+    assert isinstance(out[-2], QueueFull) and small.stats()["refused_full"] == 3
+    assert isinstance(out[-1], TypeError)
     assert small.stats()["ready"] == 0
-    for q in queues:
-        assert len(out[q]) == 3
-        assert [d.payload for d in q.get(max_items=10)] == batches[q]
-    with pytest.raises(TypeError, match="t1"):
-        put_batches({queues[0]: [1], queues[1]: [{1, 2}]})  # nothing written
-    assert queues[0].stats()["ready"] == 0 and queues[0].stats()["in_flight"] == 3
-    with DurableQueue(tmp_path / "other.db", "x") as elsewhere:
-        with pytest.raises(ValueError, match="one file"):
-            put_batches({queues[0]: [1], elsewhere: [2]})
+    for (q, rows), ids in zip(batches[:-2], out):
+        assert len(ids) == 3
+        assert [d.payload for d in q.get(max_items=10)] == rows
 
 
 def test_put_each_stores_per_queue_and_reports_each_refusal(backend, clock):

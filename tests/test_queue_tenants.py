@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from actors.queue import (DurableQueue, QueueClosed, QueueFull, delete_tenant, export_tenant,
-                          put_batches, stats_many)
+                          put_each, stats_many)
 from actors.queue._engine import open_engines
 
 DATA = Path(__file__).with_name("data")
@@ -207,27 +207,23 @@ def test_an_old_format_file_is_upgraded_at_open_with_every_record_kept(tmp_path)
         conn.close()
 
 
-def test_put_batches_puts_into_many_tenants_queues_in_one_commit_and_refuses_per_queue(tmp_path):
+def test_put_each_puts_into_many_tenants_queues_in_one_commit_and_refuses_per_queue(tmp_path):
     path = tmp_path / "q.db"
     queues = [DurableQueue(path, "readings", tenant=f"t{i}") for i in range(300)]
     small = DurableQueue(path, "readings", tenant="small", max_bytes=4096)
     try:
         groups = queues[0]._committer.groups
-        batches = {q: [{"tenant": q.tenant, "i": i} for i in range(3)] for q in queues}
-        batches[small] = [{"pad": "x" * 2000}] * 3  # over its 4 KiB: refused, alone
-        out = put_batches(batches)
+        batches = [(q, [{"tenant": q.tenant, "i": i} for i in range(3)]) for q in queues]
+        out = put_each([*batches, (small, [{"pad": "x" * 2000}] * 3)])  # small: over 4 KiB
         assert queues[0]._committer.groups == groups + 1  # one transaction, one fsync
-        assert isinstance(out[small], QueueFull) and small.stats()["refused_full"] == 3
+        assert isinstance(out[-1], QueueFull) and small.stats()["refused_full"] == 3
         assert small.stats()["ready"] == 0
-        for q in queues:
-            assert len(out[q]) == 3
-            assert [d.payload for d in q.get(max_items=10)] == batches[q]
-        with pytest.raises(TypeError, match="t1"):
-            put_batches({queues[0]: [1], queues[1]: [{1, 2}]})  # nothing written
-        assert queues[0].stats()["ready"] == 0 and queues[0].stats()["in_flight"] == 3
-        with DurableQueue(tmp_path / "other.db", "x") as elsewhere:
-            with pytest.raises(ValueError, match="one file"):
-                put_batches({queues[0]: [1], elsewhere: [2]})
+        for (q, payloads), ids in zip(batches, out):
+            assert len(ids) == 3
+            assert [d.payload for d in q.get(max_items=10)] == payloads
+        bad = put_each([(queues[0], [1]), (queues[1], [{1, 2}])])  # a set cannot be encoded
+        assert isinstance(bad[1], TypeError) and len(bad[0]) == 1
+        assert queues[1].stats()["ready"] == 0
     finally:
         for q in [*queues, small]:
             q.close()

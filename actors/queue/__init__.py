@@ -22,7 +22,7 @@ process, whatever the number of queues)::
     stats_many("node.db")                      # {(tenant, name): counts}, one transaction
     export_tenant("node.db", "acme", "acme.db")
     delete_tenant("node.db", "acme")           # no byte of acme's left in node.db
-    put_batches({acme: rows_a, globex: rows_g})  # many queues, one commit: {queue: ids}
+    put_each([(acme, rows_a), (globex, rows_g)])  # many queues, one commit per file
 
 Semantics
 - ``put``/``put_many`` return ids (unique per file, never reused) once the records are on disk;
@@ -39,7 +39,7 @@ Semantics
   change nothing; a late ack whose record was not delivered again meanwhile still succeeds.
 - ``ack()``, ``nack()`` and ``reject()`` are buffered: they return at once (True, or False if
   the delivery was already settled through this object) and ride with the file's next group
-  commit - the next ``get``, put or any other call, or the committer thread at most 10 ms
+  commit - the next ``get``, put or any other call, or the committer thread about 10-20 ms
   later. A buffered settlement lost to a crash or a failed commit only means the record is
   delivered again (at-least-once); failures are logged and make the next ``flush()`` raise.
   ``wait=True`` blocks until on disk and returns False for a stale delivery; ``flush()`` waits
@@ -109,7 +109,8 @@ Bounds (RELIABILITY promise 2)
 """
 
 from ..codec import DecodeError, EncodeError
-from ._queue import DurableQueue, put_batches
+from ._queue import DurableQueue
+from ._routed import put_each
 from ._tenants import delete_tenant, export_tenant, stats_many
 from ._types import (DeadLetter, Delivery, QueueClosed, QueueError, QueueFull, QueueUnavailable,
                      RecoveryReport)
@@ -117,7 +118,7 @@ from ._types import (DeadLetter, Delivery, QueueClosed, QueueError, QueueFull, Q
 __all__ = [
     "DeadLetter", "DecodeError", "Delivery", "DurableQueue", "EncodeError", "QueueClosed",
     "QueueError", "QueueFull", "QueueUnavailable", "RecoveryReport", "QueueItem", "QueueSource",
-    "QueueSink", "delete_tenant", "export_tenant", "put_batches", "stats_many",
+    "QueueSink", "delete_tenant", "export_tenant", "put_each", "stats_many",
     "PostgresQueue", "open_queue",
 ]
 

@@ -73,8 +73,10 @@ class Committer:
     pending operation and buffered ack with its own), which saves two thread switches per call;
     while a group runs, calls queue up and the committer thread runs them as the next group
     (group commit). Only one group runs at a time (``_busy``), so the connection is used by
-    one thread at a time. Buffered acks alone are committed by the thread at most
-    ``ACK_DELAY`` seconds after the first of them, unless a group takes them earlier.
+    one thread at a time. Buffered acks alone are committed by the thread within about twice
+    ``ACK_DELAY`` after the first of them, unless a group takes them earlier. While acks keep
+    coming, the idle thread looks for them every ``ACK_DELAY`` instead of being woken for each
+    first ack (which cost a thread switch per ``get`` in a consumer loop).
 
     Lock rule: ``_lock`` guards ``_pending``, ``_acks``, ``_busy``, ``_closing`` and
     ``generation``; nobody holds it while touching SQLite or waiting for an op. ``_work`` wakes
@@ -85,7 +87,8 @@ class Committer:
     (``fn(conn)``): for VACUUM and checkpoints.
     """
 
-    ACK_DELAY = 0.01
+    ACK_DELAY = 0.01     # buffered acks alone are committed within about twice this
+    ACK_POLL_FOR = 1.0   # after an ack, the idle thread looks every ACK_DELAY for this long
 
     def __init__(self, conn: sqlite3.Connection, name: str, path: str,
                  repair: Callable[[str, bool], sqlite3.Connection],
@@ -100,7 +103,8 @@ class Committer:
         self._records = threading.Condition(self._lock)
         self._pending: list[_Op] = []
         self._acks: dict[str, dict[int, list[int]]] = {}  # queue -> lease -> ids (buffered)
-        self._acks_at = 0.0  # monotonic time of the oldest buffered ack
+        self._acks_at = -1e9  # monotonic time of the oldest buffered ack (or the last one)
+        self._asleep = False   # the thread waits without a timeout (a first ack must wake it)
         self._busy = False   # a group is running (in the committer thread or a caller's)
         self._sync: tuple[Any, bool] = (conn, False)  # (connection, its synchronous is NORMAL)
         self._closing = False
@@ -115,20 +119,6 @@ class Committer:
         self._thread.start()
 
     # ------------------------------------------------------------------ callers
-
-    def submit_all(self, calls: list[tuple[str, Callable[..., Any], tuple[Any, ...], int, Any]]
-                   ) -> list[tuple[Any, BaseException | None]]:
-        """Several ``(kind, fn, args, weight, clock)`` calls queued at once, so that they share
-        a group (one transaction and one fsync, unless together they pass ``max_group``);
-        blocks until all committed. Returns ``(result, error)`` per call: one refused call
-        (a full queue) does not fail the others."""
-        ops = [_Op(kind, fn, args, weight, clock) for kind, fn, args, weight, clock in calls]
-        if not ops:
-            return []
-        self._enqueue_and_run(ops)
-        for op in ops:
-            op.done.acquire()
-        return [(op.result, op.error) for op in ops]
 
     def _enqueue_and_run(self, ops: list[_Op]) -> None:
         with self._lock:
@@ -173,7 +163,8 @@ class Committer:
                 raise QueueClosed("the queue is closed")
             if not self._acks:
                 self._acks_at = time.monotonic()
-                self._work.notify()  # the thread starts its ACK_DELAY wait
+                if self._asleep:  # else it looks again within ACK_DELAY anyway
+                    self._work.notify()
             by_lease = self._acks.get(queue)
             if by_lease is None:
                 by_lease = self._acks[queue] = {}
@@ -249,18 +240,26 @@ class Committer:
             while True:
                 with self._lock:
                     while True:
+                        now = time.monotonic()
                         if not self._busy:
                             if self._pending:
                                 break
                             if self._acks:
-                                due = self._acks_at + self.ACK_DELAY - time.monotonic()
+                                due = self._acks_at + self.ACK_DELAY - now
                                 if due <= 0 or self._closing:
                                     break
                                 self._work.wait(due)
                                 continue
                             if self._closing:
                                 return
-                        self._work.wait()
+                        if now - self._acks_at < self.ACK_POLL_FOR:
+                            # Acks came lately: look again in ACK_DELAY rather than be woken
+                            # by the next first ack (a thread switch per get when streaming).
+                            self._work.wait(self.ACK_DELAY)
+                        else:
+                            self._asleep = True
+                            self._work.wait()
+                            self._asleep = False
                     self._busy = True
                     batch = self._take()
                 try:

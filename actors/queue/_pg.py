@@ -192,33 +192,35 @@ class PostgresQueue(DurableQueue):
         return ids
 
     @staticmethod
-    def _put_batches(pairs: list[tuple[Any, Any]]) -> dict[DurableQueue, Any]:
-        """``put_batches`` for queues on one PostgreSQL engine: one transaction for all."""
-        first = pairs[0][0]
-        parts = []
-        for q, payloads in pairs:
-            if not isinstance(q, PostgresQueue) or q._engine is not first._engine:
-                raise ValueError("put_batches needs open DurableQueues of one file (PostgreSQL:"
-                                 f" of one server, schema and prefix), got {q!r}")
+    def _put_each(entries: list[tuple[int, Any, Any]]) -> list[tuple[int, Any]]:
+        """``put_each`` for ``(index, queue, payloads)`` entries whose queues share one engine:
+        one transaction for all; per entry the ids or the exception that refused it
+        (``QueueFull``, ``QueueClosed``, an encoding error). Raises what the transaction
+        raised (``QueueUnavailable``): then nothing of them was written."""
+        out: list[tuple[int, Any]] = []
+        parts, owners = [], []
+        for index, q, payloads in entries:
             if q._closed:
-                raise QueueClosed(f"the queue {q.name!r} is closed")
+                out.append((index, QueueClosed(f"the queue {q.name!r} is closed")))
+                continue
             try:
                 items = [q._encode(p, None) for p in payloads]
             except (TypeError, ValueError) as exc:
-                raise type(exc)(f"queue {q.name!r} (tenant {q.tenant!r}): {exc}") from exc
-            if len(items) > MAX_BATCH:
-                raise ValueError(f"queue {q.name!r}: {len(items)} records in one batch, at most "
-                                 f"{MAX_BATCH}")
+                out.append((index, exc))
+                continue
             parts.append((q._qk, q._clock.time(), items, q.ttl, q.max_bytes,
                           [_pgops.record_size(p, k) for p, k in items]))
-        results = first._engine.submit(
-            "put", _put_all, None, parts, weight=max(1, sum(len(p[2]) for p in parts)),
-            locks=tuple(sorted({p[0] for p in parts})))
-        out: dict[DurableQueue, Any] = {}
-        for (q, _payloads), part, (ids, error) in zip(pairs, parts, results):
+            owners.append((index, q))
+        if not parts:
+            return out
+        engine = owners[0][1]._engine
+        results = engine.submit("put", _put_all, None, parts,
+                                weight=max(1, sum(len(p[2]) for p in parts)),
+                                locks=tuple(sorted({p[0] for p in parts})))
+        for (index, q), part, (ids, error) in zip(owners, parts, results):
             if isinstance(error, QueueFull):
                 q.refused_full += len(part[2])
-            out[q] = ids if error is None else error
+            out.append((index, ids if error is None else error))
         return out
 
     # ------------------------------------------------------------------ consuming

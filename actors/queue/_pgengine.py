@@ -200,7 +200,7 @@ class PgEngine:
                     conn.execute(self.sql.listen)
                     self.listening.set()
                     while not self._stopped.is_set():
-                        for _ in conn.notifies(timeout=0.5):
+                        for _ in conn.notifies(timeout=0.1):
                             self.wakeups += 1
                             with self._cond:
                                 self.generation += 1
@@ -357,7 +357,9 @@ class PgEngine:
             self._cond.notify_all()
         if self._thread is not threading.current_thread():
             self._thread.join()
-        self._stopped.set()  # the listener sees it within 0.5 s and closes its connection
+        self._stopped.set()
+        if self._listener is not threading.current_thread():
+            self._listener.join(timeout=2.0)  # it sees the event within 0.1 s
 
     # ------------------------------------------------------------------ committer thread
 

@@ -14,7 +14,7 @@ from . import _engine, _ops
 from ._schema import RECORD_OVERHEAD, SEP, payload_crc, queue_key, row_crc
 from ._types import DeadLetter, Delivery, QueueClosed, QueueFull, RecoveryReport
 
-__all__ = ["DurableQueue", "put_batches"]
+__all__ = ["DurableQueue"]
 
 MAX_BATCH = 10_000                     # records per put_many transaction chunk / get call
 MAX_KEY_CHARS = 1024
@@ -120,8 +120,8 @@ class DurableQueue:
     def postgres(cls, dsn: str, name: str = "default", **options: Any) -> "DurableQueue":
         """The same queue on PostgreSQL (``actors.queue._pg.PostgresQueue``): ``dsn`` is a
         libpq connection string or ``postgresql://`` URL; ``options`` are this class's (minus
-        ``busy_timeout``) plus ``schema``, ``prefix``, ``connect_timeout``, ``lock_timeout``.
-        Raises ``QueueUnavailable`` when the server cannot be reached."""
+        ``busy_timeout``) plus ``schema``, ``prefix``, ``connect_timeout``, ``lock_timeout``,
+        ``io_timeout``. Raises ``QueueUnavailable`` when the server cannot be reached."""
         from ._pg import PostgresQueue
 
         return PostgresQueue(dsn, name, **options)
@@ -391,46 +391,3 @@ class DurableQueue:
         return (f"<DurableQueue {self.name!r}{who} at {self.path!r} {state} "
                 f"groups={self._committer.groups} ops={self._committer.ops}>")
 
-
-def put_batches(batches: Any) -> dict[DurableQueue, list[int] | BaseException]:
-    """Put a batch into each of several queues of one file in one group commit (one
-    transaction and one fsync for all of them, as long as they hold fewer than ~20,000 records
-    together): for an ingest that receives readings for many tenants at once.
-
-    ``batches``: a mapping (or pairs) ``DurableQueue -> iterable of payloads``; every queue
-    must be open and on the same file (``ValueError`` otherwise). Every payload is encoded and
-    checked first (``EncodeError``/``ValueError`` name the queue; nothing is written). Returns,
-    per queue, the ids of its records once they are on disk, or the exception that refused
-    that queue's batch (``QueueFull`` for its ``max_bytes``; ``QueueUnavailable``): one refused
-    queue does not refuse the others. Blocks.
-    """
-    pairs = list(batches.items() if hasattr(batches, "items") else batches)
-    if not pairs:
-        return {}
-    if hasattr(pairs[0][0], "_put_batches"):  # another backend (PostgreSQL): its own way
-        return pairs[0][0]._put_batches(pairs)
-    engine = pairs[0][0]._engine if isinstance(pairs[0][0], DurableQueue) else None
-    calls, sizes = [], []
-    for q, payloads in pairs:
-        if not isinstance(q, DurableQueue) or q._engine is not engine:
-            raise ValueError(f"put_batches needs open DurableQueues of one file, got {q!r}")
-        if q._closed:
-            raise QueueClosed(f"the queue {q.name!r} is closed")
-        try:
-            items = [q._encode(p, None) for p in payloads]
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"queue {q.name!r} (tenant {q.tenant!r}): {exc}") from exc
-        if len(items) > MAX_BATCH:
-            raise ValueError(f"queue {q.name!r}: {len(items)} records in one batch, at most "
-                             f"{MAX_BATCH}")
-        size = sum(len(p) for p, _k, _c in items) + RECORD_OVERHEAD * len(items)
-        calls.append(("put", _ops.put, (q._key, items, q.ttl, q.max_bytes, size),
-                      max(1, len(items)), q._clock))
-        sizes.append(len(items))
-    results = engine.committer.submit_all(calls)
-    out: dict[DurableQueue, list[int] | BaseException] = {}
-    for (q, _p), n, (ids, error) in zip(pairs, sizes, results):
-        if isinstance(error, QueueFull):
-            q.refused_full += n
-        out[q] = ids if error is None else error
-    return out
