@@ -482,7 +482,8 @@ class PgEngine:
             tx = _pgops.Tx(cur, self.sql)
             if all(op.kind in _LAZY for op in batch):
                 cur.execute("SET LOCAL synchronous_commit = off")
-            tx.lock_counters(sorted({qk for op in batch for qk in op.locks}))
+            tx.lock_counters(sorted({qk for op in batch for qk in op.locks}),
+                             reads=any(op.kind == "put" for op in batch))
             results = []
             for op in batch:
                 op.error = None

@@ -75,10 +75,12 @@ _STATEMENTS = {
               " SELECT u.id, %s, %s, 0, %s, 0, %s, u.key, u.payload, u.size"
               " FROM unnest(%s::bigint[], %s::text[], %s::bytea[], %s::integer[])"
               " AS u(id, key, payload, size)",
-    "expire": "UPDATE {m} SET state = 2, reason = 'expired', lease = NULL, expires_at = NULL,"
-              " visible_at = %(now)s WHERE id IN (SELECT id FROM {m} WHERE " + _Q +
-              " AND state = 0 AND expires_at <= %(now)s FOR UPDATE SKIP LOCKED)",
-    "lease_over": "UPDATE {m} SET"
+    # One statement, one round trip: the two updates touch disjoint rows (state 0 / state 1).
+    "sweep": "WITH expired AS ("
+             "UPDATE {m} SET state = 2, reason = 'expired', lease = NULL, expires_at = NULL,"
+             " visible_at = %(now)s WHERE id IN (SELECT id FROM {m} WHERE " + _Q +
+             " AND state = 0 AND expires_at <= %(now)s FOR UPDATE SKIP LOCKED) RETURNING 1),"
+             " over AS (UPDATE {m} SET"
                   f" state = CASE WHEN {_DONE} THEN 2 ELSE 0 END,"
                   " reason = CASE WHEN expires_at <= %(now)s THEN 'expired'"
                   f"  WHEN {_DONE} THEN 'max_deliveries' END,"
@@ -86,7 +88,9 @@ _STATEMENTS = {
                   f" expires_at = CASE WHEN {_DONE} THEN NULL ELSE expires_at END,"
                   " visible_at = %(now)s"
                   " WHERE id IN (SELECT id FROM {m} WHERE " + _Q +
-                  " AND state = 1 AND visible_at <= %(now)s FOR UPDATE SKIP LOCKED)",
+                  " AND state = 1 AND visible_at <= %(now)s FOR UPDATE SKIP LOCKED)"
+                  " RETURNING 1)"
+             " SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM over)",
     "claim": "UPDATE {m} AS m SET state = 1, attempts = m.attempts + 1, lease = %(lease)s,"
              " visible_at = %(until)s FROM (SELECT id FROM {m} WHERE " + _Q +
              " AND state = 0 AND visible_at <= %(now)s"
@@ -162,8 +166,7 @@ class Sql:
     count: str
     next_ids: str
     insert: str
-    expire: str
-    lease_over: str
+    sweep: str
     claim: str
     next_due: str
     ack: str
@@ -202,9 +205,10 @@ class Tx:
         self.delta: dict[QKey, int] = {}
         self.acked: dict[QKey, int] = {}
 
-    def lock_counters(self, qkeys: list[QKey]) -> None:
-        """Lock the counter rows of ``qkeys`` (sorted), creating missing ones."""
-        if not qkeys:
+    def lock_counters(self, qkeys: list[QKey], *, reads: bool = True) -> None:
+        """Lock the counter rows of ``qkeys`` (sorted), creating missing ones. Not needed for
+        one row that nothing reads (acks only: ``finish`` locks it), a round trip saved."""
+        if not qkeys or (len(qkeys) == 1 and not reads):
             return
         tenants, queues = [t for t, _q in qkeys], [q for _t, q in qkeys]
         for _ in range(2):
@@ -255,9 +259,7 @@ def sweep(tx: Tx, qk: QKey, max_deliveries: int) -> None:
     if qk in tx.swept:
         return
     tx.swept.add(qk)
-    args = _args(tx, qk, max=max_deliveries)
-    tx.cur.execute(tx.sql.expire, args)
-    tx.cur.execute(tx.sql.lease_over, args)
+    tx.cur.execute(tx.sql.sweep, _args(tx, qk, max=max_deliveries))
 
 
 def claim(tx: Tx, qk: QKey, n: int, visibility: float, max_deliveries: int,
