@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ._control import StatusRequest
-from ._tls import TlsConfig, check_key_file
-from ._tls import generate as generate_tls
+from ._tlslink import TlsConfig, check_key_file
+from ._tlslink import generate as generate_tls
 from ._state import StateDir, is_running, pids_in_group, process_state, write_private
 
 __all__ = ["start_cluster", "cluster_status", "stop_cluster", "ClusterError"]

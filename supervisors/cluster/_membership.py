@@ -29,7 +29,7 @@ from actors import ActorDead, ActorRef, MailboxFull, get_logger
 
 from . import _bridge
 from ._conn import Connection, HandshakeError, handshake
-from ._tls import TlsStream
+from ._tlslink import TlsStream
 from ._peer import MemberInfo, Peer
 from ._pubsub import wanted_by
 from ._remote import NOCONNECTION, is_proxy_cell, link_record

@@ -39,7 +39,7 @@ from ._membership import Membership
 from ._peer import MemberInfo, Peer
 from ._placement import Detector, owner, place
 from ._ratelog import RateLimitedLog
-from ._tls import TlsConfig
+from ._tlslink import TlsConfig
 from ._pubsub import ClusterPubSub
 from ._remote import Exports, Proxies, RemoteRef
 from ._tenants import TenantHost

@@ -27,7 +27,7 @@ from thespian.system.transport.TCPTransport import TCPTransport
 from actors import configure_logging, get_logger
 
 from ._control import Configure, Ready, StatusReply, StatusRequest, global_name
-from ._tls import TlsConfig
+from ._tlslink import TlsConfig
 from ._seal import MAX_FRAME, SealedPickle, bounded_receive_buffer
 from ._state import StateDir, is_running, process_start_time, rotate_log
 from supervisors.apps import load_app  # the same loader as `streamvisor run`

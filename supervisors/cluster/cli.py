@@ -123,7 +123,7 @@ def _tls_files(args: argparse.Namespace) -> Any:
         return None
     if not all(given):
         raise ClusterError("--tls-cert, --tls-key and --tls-ca go together (give all three)")
-    from ._tls import TlsConfig
+    from ._tlslink import TlsConfig
     return TlsConfig(*(str(Path(p).resolve()) for p in given))
 
 
@@ -175,7 +175,7 @@ def run_cluster_command(args: argparse.Namespace, extra: list[str] | None = None
         if extra:
             raise SystemExit(f"streamvisor cluster: unrecognized arguments: {' '.join(extra)}")
         if args.cluster_command == "cert":
-            from ._tls import issue
+            from ._tlslink import issue
             state = Path(args.state_dir)
             files = issue(state / "tls", args.out, args.host or ["127.0.0.1"])
             out(f"issued {files.cert} (key {files.key}) from the CA of {state}; "

@@ -139,7 +139,7 @@ def _tls(directory: str | None) -> Any:
     """Certificates for both nodes of a TLS run (generated once into ``directory``)."""
     if not directory:
         return None
-    from supervisors.cluster._tls import generate
+    from supervisors.cluster._tlslink import generate
     return generate(directory, ["127.0.0.1"])
 
 
