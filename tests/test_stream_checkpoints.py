@@ -351,3 +351,53 @@ def test_a_damaged_checkpoint_is_refused_at_start(tmp_path):
         summing(q, Checkpoints(s)).instantiate(rt, "ckpt-test-bad")
     rt.shutdown()
     q.close()
+
+
+class CrashOnce(Sum):
+    def __init__(self, crashed):
+        super().__init__()
+        self.crashed = crashed
+
+    def process_batch(self, items, port):
+        if not self.crashed and any(item.payload["v"] == 150 for item in items):
+            self.crashed.append(True)
+            raise RuntimeError("injected crash")
+        super().process_batch(items, port)
+
+
+def test_a_node_crash_restarts_the_instance_from_its_last_checkpoint(tmp_path, clock):
+    from actors import Runtime
+    from supervisors import GraphSupervision
+    store = SqliteCheckpoints(tmp_path / "c.db")
+    rt = Runtime(workers=2, clock=clock, node="test")
+    q = DurableQueue(tmp_path / "q.db", "in", visibility_timeout=VISIBILITY, clock=WallClock(clock))
+    q.put_many(records(100))
+    crashed = []
+    g = Graph("sums", checkpoint=Checkpoints(store, every=1.0),
+              supervision=GraphSupervision())
+    g.add("queue", QueueSource, q)
+    g.add("sum", CrashOnce, crashed)
+    g.pipe("queue", "sum")
+    inst = g.instantiate(rt, "acme")
+    for _ in range(20):
+        clock.advance(0.5)
+        settle(rt)
+    assert inst.checkpoints()["committed"] >= 1 and q.stats()["acked"] == 100
+    q.put_many(records(300)[100:])  # v=150 crashes the node once
+    for _ in range(200):  # bounded: 100 virtual seconds
+        clock.advance(0.5)
+        settle(rt)
+        status = inst.checkpoints()
+        if q.stats()["acked"] == 300 and status["recoveries"] == 1 and status["commits"] >= 1:
+            break
+    assert crashed == [True]
+    status = inst.checkpoints()
+    assert status["recoveries"] == 1 and status["failed"] is None
+    assert q.stats()["acked"] == 300 and q.stats()["dead"] == 0
+    clock.advance(1.0)
+    settle(rt)
+    assert sums_of(inst) == expected(300)  # the records lost in the crash counted once
+    inst.stop()
+    rt.shutdown()
+    q.close()
+    store.close()

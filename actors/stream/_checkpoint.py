@@ -43,10 +43,15 @@ Why this is exactly once for the state of a queue-fed graph
 Outputs are at least once: a sink writes when items reach it, a crash replays what followed
 the last checkpoint; an idempotent sink (an upsert by key) makes them exactly once.
 
-Limits (said, not hidden): items lost inside a running instance (a node crash restarted by its
-supervisor, a lossy edge dropping) break the argument above, so the instance's checkpoints stop
-at the first loss (``failed``, logged as an error): nothing more is acknowledged, and restarting
-the instance (or the process) restores the last committed checkpoint and replays the rest.
+Items lost inside a running instance (a node crash restarted by its supervisor, a receiver
+that died) would break the argument above - a later checkpoint would cover records whose effects
+are not in the state - so at the first loss the instance's checkpoints stop (``failed``, logged
+as an error: nothing more is acknowledged) and the whole instance restarts from its last
+committed checkpoint, on a thread of its own (``recoveries``); the queue redelivers the rest
+after its visibility timeout. (Counters start again with the new nodes.)
+
+Limits (said, not hidden): a lossy edge (a drop policy) loses items by design; use
+backpressure edges in a checkpointed graph.
 Values waiting in a ``BARRIER``/``LATEST`` trigger are not part of a node's snapshot.
 ``nack`` in a checkpointed graph is not a retry: the record is already in the state.
 """
@@ -200,6 +205,7 @@ class Coordinator:
         self.held = 0                # items held by aligning nodes
         self.bytes = 0               # size of the last commit
         self.failed: str | None = None
+        self.recoveries = 0          # of the instance, before this start
         self.notify = [i for i, d in enumerate(plan.nodes)
                        if hasattr(d.cls, "on_checkpoint_committed")]
         self.shared: Any = None
@@ -286,15 +292,21 @@ class Coordinator:
                 return
             self.failed = reason
             self.pending.clear()
-        self.log.error("checkpoints stopped: restart the instance to restore the last one",
+        self.log.error("checkpoints stopped: the instance restarts from its last checkpoint",
                        tenant=self.tenant, graph=self.graph, reason=reason,
                        committed=self.committed)
+        shared = self.shared
+        inst = getattr(shared, "instance", None)
+        if inst is not None and not inst._stopping:
+            threading.Thread(target=inst._recover, args=(shared,), daemon=True,
+                             name=f"recover-{self.graph}").start()
 
     def status(self) -> dict[str, Any]:
         with self._lock:
             return {"committed": self.committed, "commits": self.commits,
                     "restored": self.restored_id, "abandoned": self.abandoned,
                     "pending": len(self.pending), "held": self.held, "bytes": self.bytes, "failed": self.failed,
+                    "recoveries": self.recoveries,
                     "every": self.every}
 
 
