@@ -59,6 +59,7 @@ Values waiting in a ``BARRIER``/``LATEST`` trigger are not part of a node's snap
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import codec
@@ -203,6 +204,7 @@ class Coordinator:
         self.commits = 0             # how many this instance committed
         self.abandoned = 0           # started, overtaken by a later one before completing
         self.held = 0                # items held by aligning nodes
+        self.seconds = 0.0           # spent encoding snapshots and committing (all nodes)
         self.bytes = 0               # size of the last commit
         self.failed: str | None = None
         self.recoveries = 0          # of the instance, before this start
@@ -250,12 +252,14 @@ class Coordinator:
         """Node ``index`` passed barrier ``cid`` with snapshot ``state``."""
         if self.failed is not None:
             return
+        t0 = time.perf_counter()
         try:
             blob = codec.encode(state, root=f"snapshot of {self.names[index]}")
         except codec.EncodeError as exc:
             self.fail(f"node {self.names[index]!r}: its snapshot cannot be encoded ({exc})")
             return
         with self._lock:
+            self.seconds += time.perf_counter() - t0
             if cid <= self.committed:
                 return
             got = self.pending.setdefault(cid, {})
@@ -269,6 +273,7 @@ class Coordinator:
         self._commit(cid, got)
 
     def _commit(self, cid: int, got: dict[int, bytes]) -> None:
+        t0 = time.perf_counter()
         doc = {"id": cid, "graph": self.graph,
                "nodes": {self.names[i]: blob for i, blob in got.items()}}
         data = codec.encode(doc, root="checkpoint")
@@ -280,6 +285,7 @@ class Coordinator:
                 self.committed = cid
                 self.commits += 1
                 self.bytes = len(data)
+                self.seconds += time.perf_counter() - t0
         shared = self.shared
         for i in self.notify:
             ref = shared.ref(i) if shared is not None else None
@@ -305,7 +311,8 @@ class Coordinator:
         with self._lock:
             return {"committed": self.committed, "commits": self.commits,
                     "restored": self.restored_id, "abandoned": self.abandoned,
-                    "pending": len(self.pending), "held": self.held, "bytes": self.bytes, "failed": self.failed,
+                    "pending": len(self.pending), "held": self.held, "bytes": self.bytes, "seconds": self.seconds,
+                    "failed": self.failed,
                     "recoveries": self.recoveries,
                     "every": self.every}
 
