@@ -10,7 +10,7 @@ import pytest
 
 from actors import codec
 from actors.queue import DurableQueue, QueueSource
-from actors.stream import (Checkpoints, Graph, Node, PostgresCheckpoints, Sink, Source,
+from actors.stream import (Checkpoints, Graph, IterableSource, Node, PostgresCheckpoints, Sink, Source,
                            SqliteCheckpoints)
 from actors.stream._checkpoint import TICK
 from actors.testing import ManualClock, inline_runtime
@@ -401,3 +401,56 @@ def test_a_node_crash_restarts_the_instance_from_its_last_checkpoint(tmp_path, c
     rt.shutdown()
     q.close()
     store.close()
+
+
+class RejectOdd(Node):
+    def process_batch(self, items, port):
+        for item in items:
+            if item.payload["v"] % 2:
+                item.reject("odd")
+            else:
+                self.emit(item)
+
+
+def test_rejected_records_are_not_kept_in_the_checkpoint_and_finished_sources_still_checkpoint(
+        tmp_path, store):
+    clock = ManualClock()
+    rt = inline_runtime(clock)
+    q = DurableQueue(tmp_path / "q.db", "in", visibility_timeout=VISIBILITY, clock=WallClock(clock))
+    q.put_many(records(200))
+    g = Graph("odd", checkpoint=Checkpoints(store, every=1.0))
+    g.add("queue", QueueSource, q)
+    g.add("odd", RejectOdd)
+    g.add("sum", Sum)
+    g.pipe("queue", "odd", "sum")
+    inst = g.instantiate(rt, "ckpt-test-odd")
+    for _ in range(3):
+        clock.advance(1.0)
+        settle(rt)
+    _, nodes = committed(store, "ckpt-test-odd", "odd")
+    assert nodes["queue"] == {"open": []}  # all acked or dead-lettered: nothing left to carry
+    assert q.stats()["acked"] == 100 and q.stats()["dead"] == 100
+    inst.stop()
+    rt.shutdown()
+    q.close()
+    # a finite source beside an endless one: checkpoints go on until every node has ended
+    clock = ManualClock()
+    rt = inline_runtime(clock)
+    g = Graph("finite", checkpoint=Checkpoints(store, every=1.0))
+    g.add("a", IterableSource, range(10))
+    g.add("b", Feed, list(range(5)))
+    g.add("merge", Merge)
+    g.add("out", Drop)
+    g.connect("a", "merge.a")
+    g.connect("b", "merge.b")
+    g.connect("merge", "out")
+    inst = g.instantiate(rt, "ckpt-test-finite")
+    settle(rt)
+    assert inst.statistics().node("a").emitted == 10  # finished
+    clock.advance(1.0)
+    settle(rt)
+    assert inst.checkpoints()["committed"] == 1
+    _, nodes = committed(store, "ckpt-test-finite", "finite")
+    assert nodes["merge"]["seen"] == {"a": 10, "b": 5}
+    inst.stop()
+    rt.shutdown()

@@ -168,13 +168,20 @@ class QueueSource(_UsesQueue, Source):
         while tagged and tagged[0][0] <= cid:
             ready.extend(tagged.pop(0)[1])
         if ready:
-            results = self.queue.ack_many(ready)  # on disk when it returns
-            done = sum(1 for ok in results if ok)
-            self.acked += done
-            self.stale += len(results) - done
             is_open = self._open
+            todo = []
             for d in ready:
-                is_open.discard(d.id)
+                if d.settled:  # rejected or nacked by a node: not ours to acknowledge
+                    is_open.discard(d.id)
+                else:
+                    todo.append(d)
+            results = self.queue.ack_many(todo) if todo else []  # on disk when it returns
+            for d, ok in zip(todo, results):
+                if ok:
+                    is_open.discard(d.id)
+                    self.acked += 1
+                else:  # its lease ran out: the redelivery (a duplicate) is acknowledged later
+                    self.stale += 1
         if self._restored and self.queue._clock.time() > self._restored_until:
             self._restored = set()
 

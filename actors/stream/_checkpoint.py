@@ -354,8 +354,8 @@ def restore(w: "Wiring") -> None:
 
 def on_tick(w: "Wiring") -> None:
     coord = w.shared.checkpoint
-    if w.finished or w.ended:
-        return
+    if w.shared._complete.is_set():
+        return  # every node has ended: nothing will change any more
     w.node.send_after(coord.every, TICK, key="sv-checkpoint")
     if coord.failed is not None:
         return
