@@ -298,14 +298,15 @@ class Coordinator:
                 return
             self.failed = reason
             self.pending.clear()
+        shared = self.shared
+        inst = getattr(shared, "instance", None)
+        if inst is None or inst._stopping or inst.runtime._closed:
+            return  # stopping: items in flight to stopped nodes are no reason to recover
         self.log.error("checkpoints stopped: the instance restarts from its last checkpoint",
                        tenant=self.tenant, graph=self.graph, reason=reason,
                        committed=self.committed)
-        shared = self.shared
-        inst = getattr(shared, "instance", None)
-        if inst is not None and not inst._stopping:
-            threading.Thread(target=inst._recover, args=(shared,), daemon=True,
-                             name=f"recover-{self.graph}").start()
+        threading.Thread(target=inst._recover, args=(shared,), daemon=True,
+                         name=f"recover-{self.graph}").start()
 
     def status(self) -> dict[str, Any]:
         with self._lock:
