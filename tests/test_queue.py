@@ -633,7 +633,7 @@ class QueueMachine(RuleBasedStateMachine):
         assert live + stats["dead"] + stats["acked"] == len(self.put_at)
         dead = {x.id: x for x in self.q.dead_letters()}
         assert self.rejected <= dead.keys()
-        for rid, letter in dead.items():
+        for letter in dead.values():
             assert letter.reason in ("max_deliveries", "expired", "error: bad")
             assert letter.reason != "max_deliveries" or letter.attempts == self.MAX
 

@@ -108,7 +108,7 @@ def test_the_plan_orders_nodes_along_the_pipeline_and_resolves_defaults() -> Non
 
 def test_overriding_receive_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="must not override receive"):
-        class Bad(Node):  # noqa: F841
+        class Bad(Node):
             def receive(self, message: Any) -> None:
                 pass
 

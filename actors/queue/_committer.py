@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from . import _log
 from ._faults import CORRUPT, FULL, UNAVAILABLE, kind, unavailable
@@ -31,6 +31,8 @@ from ._ops import DamagedFile, Group, Refused
 from ._types import QueueClosed, QueueError
 
 __all__ = ["Committer"]
+
+_T = TypeVar("_T")
 
 _WAKES = frozenset({"put", "nack", "requeue"})  # kinds that can make records deliverable
 
@@ -78,7 +80,7 @@ class Committer:
 
     # ------------------------------------------------------------------ callers
 
-    def submit(self, kind: str, fn: Callable[..., Any], *args: Any, weight: int = 1) -> Any:
+    def submit(self, kind: str, fn: Callable[..., _T], *args: Any, weight: int = 1) -> _T:
         """Run ``fn(group, *args)`` in the next group transaction; block until committed.
 
         Raises ``QueueClosed`` after close, ``QueueFull`` when the queue or disk is full,
@@ -94,7 +96,8 @@ class Committer:
         op.done.acquire()
         if op.error is not None:
             raise op.error
-        return op.result
+        result: _T = op.result
+        return result
 
     def wait_for_records(self, generation: int, timeout: float) -> None:
         """Block up to ``timeout`` s until a commit made records deliverable (after

@@ -151,7 +151,7 @@ def _json(ids: list[int]) -> str:
 def _literal(value: str | float | None) -> str:
     if value is None:
         return "NULL"
-    if type(value) is float:
+    if not isinstance(value, str):  # a float
         return repr(value)
     return "'" + value.replace("'", "''") + "'"
 
@@ -298,7 +298,8 @@ def stats(g: Group, queue: str, max_deliveries: int) -> dict[str, int]:
     cursor = g.cursor(queue)
 
     def one(sql: str, *args: Any) -> int:
-        return conn.execute(sql, args).fetchone()[0]
+        value: int = conn.execute(sql, args).fetchone()[0]
+        return value
 
     due = one("SELECT count(*) FROM messages WHERE queue = ? AND state = 3 AND visible_at <= ?",
               queue, now)

@@ -351,7 +351,7 @@ class Window(Node):
             for start, w in st.wins.items():
                 live.append((w[0], start, len(live), k))
         live.sort()
-        for end, start, _, k in live:
+        for _end, start, _, k in live:
             st = self._keys[k]
             self._close(k, st, start, st.wins.pop(start))
         for st in self._keys.values():
@@ -671,7 +671,7 @@ class Window(Node):
         """Close the windows of one key whose end is <= ``wm``, in order of (end, start)."""
         wins = st.wins
         due = sorted((w[0], s) for s, w in wins.items() if w[0] <= wm)
-        for end, s in due:
+        for _end, s in due:
             self._close(k, st, s, wins.pop(s))
         st.next_end = min((w[0] for w in wins.values()), default=_INF)
 

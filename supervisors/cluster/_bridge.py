@@ -15,8 +15,9 @@ What it touches, and nothing else:
 - ``ref._cell``: ``_tell_ask`` (queue an ``Ask``, counted as an envelope),
   ``_signal(("stop", reason))``, ``_exit`` (a proxy's quiet exit, as ``Runtime.kill`` does from
   any thread), ``_state``, ``_reason`` (an exported actor that died before the agent's monitor
-  was set), ``actor``, ``ref`` (a proxy's cell answers with its ``RemoteRef``), ``_links`` (a proxy's link set is
-  replaced by an observing set *before* anyone can link it), ``link``/``unlink`` (mirror links).
+  was set), ``actor``, ``ref`` (a proxy's cell answers with its ``RemoteRef``), ``_links`` (a
+  proxy's link set is replaced by an observing set *before* anyone can link it),
+  ``link``/``unlink`` (mirror links).
 """
 
 from __future__ import annotations

@@ -131,7 +131,8 @@ class StateDir:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            raise SystemExit(f"streamvisor: unreadable cluster state {self.cluster_file}: {exc}")
+            raise SystemExit(
+                f"streamvisor: unreadable cluster state {self.cluster_file}: {exc}") from exc
 
     def write(self, data: dict[str, Any]) -> None:
         _write_json(self.cluster_file, data)

@@ -5,7 +5,8 @@ hosts a ``ClusterNode`` - a streamvisor ``Runtime`` with its data plane - and ha
 and control only: ``Configure`` (become node X), ``StatusRequest``, ``ActorExitRequest``
 (stop) and restarts of killed nodes of its own admin. thespian stays on this host: ``harden``
 binds every thespian socket to loopback and seals every frame (``_seal``); nodes on other
-hosts meet on the authenticated data plane (``--join``). thespian's names stay at this boundary: ``receiveMessage`` calls ``receive``.
+hosts meet on the authenticated data plane (``--join``). thespian's names stay at this boundary:
+``receiveMessage`` calls ``receive``.
 
 Helpers for the launcher (``connect``, ``create_node``, ``ask_all``, ``shutdown``) keep the rest
 of the package free of thespian too.
