@@ -1,4 +1,4 @@
-"""The main job: an IoT cloud for several tenants, on embedded defaults.
+r"""The main job: an IoT cloud for several tenants, on embedded defaults.
 
     streamvisor run examples/iot_cloud.py --duration 20
     streamvisor run examples/iot_cloud.py --duration 20 --tenants acme,globex --devices 200 --db readings.db
@@ -6,12 +6,17 @@
 Every tenant gets the same supervised graph (REST_FOR_ONE along the pipeline):
 
     devices -> DurableQueue -> queue -> categorise -> validate -> sanity -> store (SQLite)
-                                                        |            |
+                                                        |            |  \-> minute (Window) -> minutes
+                                                        |            |      (table minute_averages)
                                      bad readings: dead letters   alerts -> pub/sub "alerts/<device>"
                                      with the reason (validate, sanity)      -> a wildcard subscriber
 
 - a ``Fleet`` actor per tenant simulates its devices and puts their readings into the tenant's
   durable queue (acknowledged = on disk); some devices send malformed or impossible readings;
+- ``minute`` (a ``Window``) keeps per-device minute averages in event time (the readings'
+  ``ts``, 15 s of lateness, silent devices closed after 90 s) and ``minutes`` upserts them into
+  ``minute_averages(tenant, device, start, end, mean_temp, n)``, keyed (tenant, device, start);
+  a reading redelivered after a crash is counted once (the window keeps temperatures by ts);
 - the ``queue`` source leases readings only when the graph has credit; ``store`` inserts them
   into the ``readings`` table (tenant, device, ts, temp, hum), idempotently, then acknowledges
   them: a reading lost in a crash comes back from the queue and is stored exactly once;
@@ -41,7 +46,7 @@ from actors import Actor, Runtime
 from actors.pubsub import Publish
 from actors.queue import DurableQueue, QueueSink, QueueSource
 from actors.connectors import MqttIngest, MqttOptions, PostgresStore, SqliteStore
-from actors.stream import Graph, Node
+from actors.stream import Graph, Node, Sink, Tumbling, Window
 from actors.testing import Faults
 from supervisors import GraphSupervision
 
@@ -139,6 +144,83 @@ class Store(QueueSink):
             self.rows.close()
 
 
+# -- per-device minute averages: a Window node, an idempotent upsert -------------------------------
+def _device(item: Any) -> str:
+    return item.payload["device"]
+
+
+def _ts(item: Any) -> float:
+    return item.payload["ts"]
+
+
+def _keep(acc: dict[float, float], item: Any) -> dict[float, float]:
+    acc[item.payload["ts"]] = item.payload["temp"]  # by ts: a redelivered reading counts once
+    return acc
+
+
+def _mean(acc: dict[float, float]) -> tuple[float, int]:
+    return sum(acc.values()) / len(acc), len(acc)
+
+
+class MinuteStore(Sink):
+    """Upserts ``WindowResult``s into ``minute_averages(tenant, device, start, end, mean_temp,
+    n)``, keyed (tenant, device, start): a minute emitted again after a restart overwrites its
+    row, never doubles it."""
+
+    def __init__(self, db: str) -> None:
+        self.db = db
+
+    def on_start(self) -> None:
+        self.table = MinuteTable(self.db)
+
+    def process_batch(self, results: Any, port: str) -> None:
+        tenant = self.ref.tenant
+        self.table.upsert([(tenant, r.key, r.start, r.end, r.value[0], r.value[1])
+                           for r in results])
+
+    def on_stop(self, reason: Any) -> None:
+        self.table.close()
+
+
+class MinuteTable:
+    """The ``minute_averages`` table in SQLite (a path) or PostgreSQL (a ``postgresql://`` URL)."""
+
+    COLUMNS = "(tenant, device, start, \"end\", mean_temp, n)"
+    UPSERT = (" ON CONFLICT (tenant, device, start) DO UPDATE SET \"end\" = excluded.\"end\", "
+              "mean_temp = excluded.mean_temp, n = excluded.n")
+
+    def __init__(self, db: str) -> None:
+        self.pg = db.startswith(("postgresql://", "postgres://"))
+        if self.pg:
+            import psycopg
+            self.conn: Any = psycopg.connect(db, autocommit=True)
+            mark = "%s"
+        else:
+            # an actor runs on any worker thread, one handler at a time
+            self.conn = sqlite3.connect(db, timeout=30, isolation_level=None,
+                                        check_same_thread=False)
+            mark = "?"
+        self.conn.execute("CREATE TABLE IF NOT EXISTS minute_averages (tenant TEXT NOT NULL, "
+                          "device TEXT NOT NULL, start DOUBLE PRECISION NOT NULL, \"end\" "
+                          "DOUBLE PRECISION NOT NULL, mean_temp DOUBLE PRECISION NOT NULL, "
+                          "n INTEGER NOT NULL, PRIMARY KEY (tenant, device, start))")
+        self.sql = (f"INSERT INTO minute_averages {self.COLUMNS} VALUES "
+                    f"({', '.join([mark] * 6)})" + self.UPSERT)
+
+    def upsert(self, rows: list[tuple[Any, ...]]) -> None:
+        if self.pg:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                cur.executemany(self.sql, rows)
+        else:
+            with closing(self.conn.cursor()) as cur:
+                cur.execute("BEGIN")
+                cur.executemany(self.sql, rows)
+                cur.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def open_store(db: str) -> Any:
     """``postgresql://...`` -> PostgreSQL, anything else is an SQLite file."""
     if db.startswith(("postgresql://", "postgres://")):
@@ -167,6 +249,13 @@ def build_graph(queue_of: Any, db: str, store: Any = None) -> Graph:
     g.add("sanity", Sanity)
     g.add("store", Store, queue_of, db, store)
     g.pipe("queue", "categorise", "validate", "sanity", "store")
+    # per-device minute averages in event time; lateness above the queue's visibility timeout,
+    # so that a reading redelivered after a crash still finds its minute open
+    g.add("minute", Window, key=_device, time=_ts, windows=Tumbling(60.0), lateness=15.0,
+          idle=90.0, init=dict, fold=_keep, result=_mean)
+    g.add("minutes", MinuteStore, db)
+    g.connect("sanity", "minute")
+    g.connect("minute.out", "minutes")
     return g
 
 

@@ -33,7 +33,8 @@ def free_port() -> int:
 class PrivateBroker:
     """``mosquitto -c <dir>/mosquitto.conf`` listening on ``127.0.0.1:<port>``. ``config`` lines
     come after the listener line (per-listener settings apply to it). ``listener`` replaces the
-    default ``listener <port> 127.0.0.1`` line ("{port}" is filled in)."""
+    default ``listener <port> 127.0.0.1`` line ("{port}" is filled in; ``""``: ``config`` has
+    its own listener lines)."""
 
     def __init__(self, directory: Path, config: Sequence[str] = ("allow_anonymous true",), *,
                  listener: str = "listener {port} 127.0.0.1", port: int | None = None,
@@ -45,8 +46,8 @@ class PrivateBroker:
         self.log = self.dir / "mosquitto.log"
         lines = [*head, f"user {getpass.getuser()}",  # as root: stay root (it owns the files)
                  "persistence false", f"log_dest file {self.log}", "log_type error",
-                 "log_type warning", "log_type notice",
-                 listener.format(port=self.port), *config]
+                 "log_type warning", "log_type notice", "log_type information",
+                 *([listener.format(port=self.port)] if listener else []), *config]
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -68,6 +69,19 @@ class PrivateBroker:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"mosquitto did not listen on 127.0.0.1:{self.port} in {timeout} s")
+
+    def reload(self, timeout: float = 10.0) -> None:
+        """SIGHUP, and wait until Mosquitto logged that it reread its config (password and ACL
+        files included)."""
+        import signal
+        assert self.proc is not None
+        before = self.log_text().count("Reloading config")
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while self.log_text().count("Reloading config") <= before:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mosquitto did not reload in {timeout} s")
+            time.sleep(0.02)
 
     def log_text(self) -> str:
         try:

@@ -489,3 +489,28 @@ def test_items_exactly_gap_apart_are_in_different_sessions_in_either_order(irt: 
     h.push(("s", 20, "a"), ("s", 10, "b"), ("s", 30, "c"), ("s", 25, "d"))
     h.end()
     assert [(r.start, r.end, r.count) for r in h.out.items] == [(10.0, 20.0, 1), (20.0, 40.0, 3)]
+
+
+class Recording(Window):
+    """Keeps every snapshot's size: (items in the journal, open windows in the base)."""
+
+    sizes: list[tuple[int, int]] = []
+
+    def snapshot(self) -> Any:
+        state = super().snapshot()
+        journal = state["journal"][:state["n"]]
+        Recording.sizes.append((sum(len(e[3]) for e in journal if e[0] == "i"),
+                                sum(len(k[3]) for k in state["base"]["keys"])))
+        return state
+
+
+def test_the_snapshot_stays_bounded_however_long_the_stream(irt: Runtime) -> None:
+    Recording.sizes = []
+    h = Harness(irt, Recording, key=key, time=ts, windows=Tumbling(10), **SUM)
+    for i in range(0, 40_000, 500):
+        h.push(*[(j % 5, j * 0.01, 1) for j in range(i, i + 500)])
+    journal = [n for n, _ in Recording.sizes]
+    assert len(journal) > 50 and max(journal) <= 16 * (5 + 5) + 4096 + 500
+    assert journal.count(0) >= 5       # the base was rebuilt again and again
+    h.end()
+    assert sum(r.value for r in h.out.items) == 40_000

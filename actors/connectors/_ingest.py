@@ -174,7 +174,9 @@ class MqttIngest(Actor):
                 self._unknown(tenant, items)
                 continue
             try:
-                queue.put_many([i.reading.as_row() for i in items])  # committed when it returns
+                # lists, not tuples: msgpack packs them natively (a tuple is an extension type)
+                queue.put_many([[r.tenant, r.device, r.ts, r.temp, r.hum]
+                                for r in (i.reading for i in items)])  # committed on return
             except OSError as exc:  # QueueFull (ENOSPC) or the disk: keep them, ack nothing
                 self._hold(tenant, items, exc)
                 continue

@@ -91,13 +91,14 @@ Bounds (RELIABILITY promise 2)
 
 from ..codec import DecodeError, EncodeError
 from ._queue import DurableQueue
+from ._tenants import delete_tenant, export_tenant, stats_many
 from ._types import (DeadLetter, Delivery, QueueClosed, QueueError, QueueFull, QueueUnavailable,
                      RecoveryReport)
 
 __all__ = [
     "DeadLetter", "DecodeError", "Delivery", "DurableQueue", "EncodeError", "QueueClosed",
     "QueueError", "QueueFull", "QueueUnavailable", "RecoveryReport", "QueueItem", "QueueSource",
-    "QueueSink",
+    "QueueSink", "delete_tenant", "export_tenant", "stats_many",
 ]
 
 _STREAM_NAMES = ("QueueItem", "QueueSource", "QueueSink")

@@ -1,7 +1,12 @@
 """Group commit: one thread owns the connection and turns many calls into one transaction.
 
-Callers ``submit(kind, fn, *args)`` and block until the transaction holding their operation
-has committed (WAL fsynced: acknowledged means on disk) or failed. The committer takes every
+One ``Committer`` serves every queue of one database file in the process (``_engine`` shares
+it). Callers ``submit(kind, fn, *args)`` and block until the transaction holding their operation
+has committed (WAL fsynced: acknowledged means on disk) or failed. Acks may instead be
+*buffered* (``buffer_ack``): they return at once and ride with the next group (they are taken
+together with the pending operations, so ``flush()`` - a no-op submitted and waited for - makes
+every ack buffered before it durable, or raises if one could not be committed). A lost buffered
+ack (a crash, a failed group) only means a redelivery. The committer takes every
 pending operation (up to ``max_group`` rows of work), runs them between ``BEGIN IMMEDIATE`` and
 ``COMMIT``, then wakes the callers. If anything in a group fails, the group is rolled back and
 its operations are retried one per transaction, so one refused put (disk full) never fails or
@@ -23,9 +28,10 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from typing import Any, Callable, TypeVar
+import time
+from typing import Any, Callable, TypeVar, cast
 
-from . import _log
+from . import _log, _ops
 from ._faults import CORRUPT, FULL, UNAVAILABLE, kind, unavailable
 from ._ops import DamagedFile, Group, Refused
 from ._types import QueueClosed, QueueError
@@ -34,60 +40,75 @@ __all__ = ["Committer"]
 
 _T = TypeVar("_T")
 
-_WAKES = frozenset({"put", "nack", "requeue"})  # kinds that can make records deliverable
+_WAKES = frozenset({"put", "nack", "buffered-nack", "requeue"})  # kinds that can make records deliverable
 
 
 class _Op:
-    __slots__ = ("kind", "fn", "args", "weight", "result", "error", "done", "retried")
+    __slots__ = ("kind", "fn", "args", "weight", "result", "error", "done", "retried", "clock")
 
     def __init__(self, kind: str, fn: Callable[..., Any], args: tuple[Any, ...],
-                 weight: int) -> None:
-        self.kind, self.fn, self.args, self.weight = kind, fn, args, weight
-        self.retried = False  # one retry per op: with the full-file reserve, or after a repair
+                 weight: int, clock: Any = time) -> None:
+        self.kind, self.fn, self.args, self.weight, self.clock = kind, fn, args, weight, clock
+        self.retried = False  # one retry per op, after a repair
         self.result: Any = None
         self.error: BaseException | None = None
         self.done = threading.Lock()
         self.done.acquire()
 
 
-class Committer:
-    """The single writer of one queue object; see the module docstring.
+def _nothing(group: Group) -> None:
+    return None
 
-    Lock rule: ``_cond`` guards ``_pending``, ``_closing`` and ``generation``; the committer
-    never holds it while touching SQLite, and callers never hold it while waiting for their op.
-    ``generation`` grows after every commit that made records deliverable (``_WAKES`` kinds), and
-    ``_cond`` is notified then, which is what blocking ``get`` waits on.
+
+class Committer:
+    """The single writer of one database file; see the module docstring.
+
+    Lock rule: ``_cond`` guards ``_pending``, ``_acks``, ``_closing`` and ``generation``; the
+    committer never holds it while touching SQLite, and callers never hold it while waiting for
+    their op. ``generation`` grows after every commit that made records deliverable (``_WAKES``
+    kinds), and ``_cond`` is notified then, which is what blocking ``get`` waits on.
+
+    An op with ``raw=True`` runs alone, outside any transaction, with the connection itself
+    (``fn(conn)``): for VACUUM and checkpoints.
     """
 
-    def __init__(self, conn: sqlite3.Connection, clock: Any, name: str, path: str,
+    def __init__(self, conn: sqlite3.Connection, name: str, path: str,
                  repair: Callable[[str, bool], sqlite3.Connection],
                  reopen: Callable[[], sqlite3.Connection], max_group: int = 20_000) -> None:
         self._conn = conn
         self._repair = repair
         self._reopen = reopen
         self._path = path
-        self._clock = clock
         self._max_group = max_group
         self._cond = threading.Condition(threading.Lock())
         self._pending: list[_Op] = []
+        self._acks: dict[str, dict[int, list[int]]] = {}  # queue -> lease -> ids (buffered)
+        self._waiting = False  # the thread waits for work (a buffered ack must wake it)
         self._closing = False
         self.generation = 0
         self.groups = 0
         self.ops = 0
+        self.acks_buffered = 0
+        self.ack_failures = 0  # buffered ack groups that could not be committed
+        self.last_ack_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"streamvisor-queue:{name}",
                                         daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------ callers
 
-    def submit(self, kind: str, fn: Callable[..., _T], *args: Any, weight: int = 1) -> _T:
+    def submit(self, kind: str, fn: Callable[..., _T], *args: Any, weight: int = 1,
+               clock: Any = time, raw: bool = False) -> _T:
         """Run ``fn(group, *args)`` in the next group transaction; block until committed.
+        ``clock.time()`` is the group's ``now`` for this op.
 
         Raises ``QueueClosed`` after close, ``QueueFull`` when the queue or disk is full,
         ``QueueUnavailable`` for a passing fault (busy, locked, I/O, permission), ``QueueError``
         for other storage errors, or what ``fn`` raised.
         """
-        op = _Op(kind, fn, args, weight)
+        op = _Op(kind, fn, args, weight, clock)
+        if raw:
+            op.kind = "raw:" + kind
         with self._cond:
             if self._closing:
                 raise QueueClosed("the queue is closed")
@@ -99,6 +120,44 @@ class Committer:
         result: _T = op.result
         return result
 
+    def buffer_ack(self, queue: str, lease: int, id: int) -> None:
+        """Ack ``id`` (leased under ``lease``) in the next group; returns at once."""
+        with self._cond:
+            if self._closing:
+                raise QueueClosed("the queue is closed")
+            by_lease = self._acks.get(queue)
+            if by_lease is None:
+                by_lease = self._acks[queue] = {}
+            ids = by_lease.get(lease)
+            if ids is None:
+                by_lease[lease] = [id]
+            else:
+                ids.append(id)
+            self.acks_buffered += 1
+            if self._waiting:
+                self._waiting = False
+                self._cond.notify_all()
+
+    def post(self, kind: str, fn: Callable[..., Any], *args: Any, clock: Any = time) -> None:
+        """Like ``submit`` but returns at once: ``fn`` runs in the next group, its failure is
+        only counted and logged (like a buffered ack's)."""
+        op = _Op("buffered-" + kind, fn, args, 1, clock)
+        with self._cond:
+            if self._closing:
+                raise QueueClosed("the queue is closed")
+            self._pending.append(op)
+            self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Block until every ack buffered before this call is on disk. Raises the error of a
+        buffered ack that could not be committed meanwhile (its record will be redelivered)."""
+        with self._cond:
+            before = self.ack_failures
+        # a flush op's result is the count of failed ack groups (set where groups commit)
+        after = cast(int, self.submit("flush", _nothing))
+        if after > before and self.last_ack_error is not None:
+            raise self.last_ack_error
+
     def wait_for_records(self, generation: int, timeout: float) -> None:
         """Block up to ``timeout`` s until a commit made records deliverable (after
         ``generation``). Returns early when the queue closes."""
@@ -107,7 +166,8 @@ class Committer:
                 self._cond.wait(timeout)
 
     def close(self) -> None:
-        """Finish every pending operation, stop the thread, close the connection. Idempotent."""
+        """Finish every pending operation and buffered ack, stop the thread, close the
+        connection. Idempotent."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -116,24 +176,60 @@ class Committer:
 
     # ------------------------------------------------------------------ committer thread
 
+    def _take(self) -> list[_Op] | None:
+        """The next batch (buffered acks first), or None when closed and drained. Holds
+        ``_cond``."""
+        while not self._pending and not self._acks and not self._closing:
+            self._waiting = True
+            self._cond.wait()
+        self._waiting = False
+        pending = self._pending
+        if pending and pending[0].kind.startswith("raw:"):
+            return [pending.pop(0)]
+        if not pending and not self._acks:
+            return None
+        batch: list[_Op] = []
+        weight = 0
+        if self._acks:
+            for queue, by_lease in self._acks.items():
+                n = sum(map(len, by_lease.values()))
+                batch.append(_Op("buffered-ack", _ops.ack, (queue, by_lease), n))
+                weight += n
+            self._acks = {}
+        taken = 0
+        while (taken < len(pending) and (not batch or weight < self._max_group)
+               and not pending[taken].kind.startswith("raw:")):
+            weight += pending[taken].weight
+            taken += 1
+        batch += pending[:taken]
+        del pending[:taken]
+        return batch
+
     def _run(self) -> None:
         try:
             while True:
                 with self._cond:
-                    while not self._pending and not self._closing:
-                        self._cond.wait()
-                    if not self._pending:
-                        return
-                    pending, taken, weight = self._pending, 0, 0
-                    while taken < len(pending) and (taken == 0 or weight < self._max_group):
-                        weight += pending[taken].weight
-                        taken += 1
-                    batch = pending[:taken]
-                    del pending[:taken]
-                self._group(batch)
+                    batch = self._take()
+                if batch is None:
+                    return
+                if batch[0].kind.startswith("raw:"):
+                    self._raw(batch[0])
+                else:
+                    self._group(batch)
                 self.groups += 1
                 self.ops += len(batch)
-                if any(op.kind in _WAKES and op.error is None for op in batch):
+                wake = False
+                for op in batch:
+                    if op.error is None:
+                        wake = wake or op.kind in _WAKES
+                    elif op.kind.startswith("buffered-"):
+                        self.ack_failures += 1
+                        self.last_ack_error = op.error
+                        _log.logger().warning("queue.buffered_acks_lost", path=self._path,
+                                              acks=op.weight, error=str(op.error))
+                    if op.kind == "flush":
+                        op.result = self.ack_failures
+                if wake:
                     with self._cond:
                         self.generation += 1
                         self._cond.notify_all()
@@ -142,14 +238,24 @@ class Committer:
         finally:
             self._conn.close()
 
+    def _raw(self, op: _Op) -> None:
+        try:
+            op.result = op.fn(self._conn, *op.args)
+        except Exception as exc:  # the op boundary: its caller gets the error
+            with contextlib.suppress(sqlite3.Error):
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+            op.error = _translate(self._path, op.kind[4:], exc)
+
     def _group(self, batch: list[_Op]) -> None:
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-            group = Group(conn, self._clock.time())
+            group = Group(conn, 0.0)
             results = []
             for op in batch:
                 op.error = None
+                group.now = op.clock.time()
                 try:
                     results.append(op.fn(group, *op.args))
                 except Refused as refused:  # wrote nothing: the group goes on without it

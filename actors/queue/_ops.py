@@ -312,6 +312,47 @@ def stats(g: Group, queue: str, max_deliveries: int) -> dict[str, int]:
         "delayed": one("SELECT count(*) FROM messages WHERE queue = ? AND state = 3", queue) - due,
         "dead": one("SELECT count(*) FROM messages WHERE queue = ? AND state = 2", queue),
         "acked": (conn.execute("SELECT acked FROM counters WHERE queue = ?", (queue,)).fetchone()
-                  or (0,))[0],
+                  or (0,))[0] + g.acked.get(queue, 0),  # acks earlier in this group count
         "bytes": g.used(queue),
     }
+
+
+_STATS_MANY = (
+    "SELECT m.queue,"
+    " sum(m.state = 0 AND m.id >= coalesce(c.v, 0)) + sum(m.state = 3 AND m.visible_at <= :now),"
+    " sum(m.state = 1 OR (m.state = 0 AND m.id < coalesce(c.v, 0))),"
+    " sum(m.state = 3 AND m.visible_at > :now),"
+    " sum(m.state = 2)"
+    " FROM messages AS m LEFT JOIN meta AS c ON c.k = 'cursor:' || m.queue{where}"
+    " GROUP BY m.queue")
+
+
+def stats_many(g: Group, keys: list[str] | None) -> dict[str, dict[str, int]]:
+    """Counts of many queues (``keys``: queue column values; None: every queue in the file)
+    read in this one transaction: ``ready``, ``in_flight``, ``delayed``, ``dead``, ``acked``,
+    ``bytes``. No sweep: a record whose lease or TTL ran out but was not swept yet still counts
+    where it was (so every record counts exactly once). One pass over the records."""
+    conn = g.conn
+    empty = {"ready": 0, "in_flight": 0, "delayed": 0, "dead": 0, "acked": 0, "bytes": 0}
+    out: dict[str, dict[str, int]] = {k: dict(empty) for k in keys or ()}
+    where, args = "", dict[str, Any](now=g.now)
+    if keys is not None:
+        where, args["keys"] = " WHERE m.queue IN (SELECT value FROM json_each(:keys))", \
+            _json_text(keys)
+    for queue, ready, in_flight, delayed, dead in conn.execute(
+            _STATS_MANY.format(where=where), args):
+        row = out.setdefault(queue, dict(empty))
+        row.update(ready=ready, in_flight=in_flight, delayed=delayed, dead=dead)
+    counters = "SELECT queue, acked, bytes FROM counters"
+    if keys is not None:
+        counters += " WHERE queue IN (SELECT value FROM json_each(:keys))"
+    for queue, acked, size in conn.execute(counters, args):
+        row = out.setdefault(queue, dict(empty))
+        row["acked"] = acked + g.acked.get(queue, 0)
+        row["bytes"] = size + g.bytes_delta.get(queue, 0)
+    return out
+
+
+def _json_text(texts: list[str]) -> str:
+    import json
+    return json.dumps(texts)

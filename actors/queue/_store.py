@@ -48,7 +48,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: single-process use only
     fcntl = None  # type: ignore[assignment]  # not POSIX: no file locks
 
-__all__ = ["connect", "open_database"]
+__all__ = ["connect", "create_file", "open_database"]
 
 _HEADER = b"SQLite format 3\x00"
 _PAGE_SIZE = 4096
@@ -211,6 +211,11 @@ def _create(path: str, found: Salvage | None) -> None:
         _remove(path + suffix)  # a stale WAL must never be replayed onto the new file
     os.replace(tmp, path)
     _fsync_dir(path)
+
+
+def create_file(path: str) -> None:
+    """Create an empty queue file at ``path`` (0600, atomically). Raises what failed."""
+    _create(path, None)
 
 
 def _move_aside(path: str) -> str:

@@ -305,7 +305,9 @@ class Window(Node):
             self._base = {"gtop": self._gtop, "ended": self._ended, "keys": keys}
             self._journal = []
             self._jn = 0
-        return {"v": 1, "base": self._base, "journal": self._journal[:]}
+        # the journal only grows until the next base (a new list): its first n entries, as
+        # the snapshot names them, never change - no copy needed
+        return {"v": 1, "base": self._base, "journal": self._journal, "n": len(self._journal)}
 
     def restore(self, state: Any) -> None:
         if not isinstance(state, dict) or state.get("v") != 1:
@@ -326,7 +328,7 @@ class Window(Node):
             self._keys[k] = st
         self._replaying = True
         try:
-            for entry in state["journal"]:
+            for entry in state["journal"][:state["n"]]:
                 what = entry[0]
                 if what == "i":
                     self._fold_batch(entry[3], entry[1], entry[2])

@@ -45,7 +45,8 @@ def boot(state: StateDir, request: dict[str, Any]) -> dict[str, Any]:
             seeds=tuple(tuple(s) for s in request.get("seeds") or ()),
             workers=request.get("workers", 2), restart=request.get("restart", "always"),
             heartbeat_interval=request.get("heartbeat_interval", 0.2),
-            heartbeat_timeout=request.get("heartbeat_timeout", 1.5))
+            heartbeat_timeout=request.get("heartbeat_timeout", 1.5),
+            tls=tuple(request["tls"]) if request.get("tls") else None)
     addresses = {node_id: _thespian.create_node(system, name, node_id) for node_id in configs}
     for node_id, address in addresses.items():
         system.tell(address, configs[node_id])

@@ -29,6 +29,7 @@ from actors import ActorDead, ActorRef, MailboxFull, get_logger
 
 from . import _bridge
 from ._conn import Connection, HandshakeError, handshake
+from ._tls import TlsStream
 from ._peer import MemberInfo, Peer
 from ._pubsub import wanted_by
 from ._remote import NOCONNECTION, is_proxy_cell, link_record
@@ -204,6 +205,9 @@ class Membership:
 
     def _admit(self, sock: socket.socket, dialer: bool, expect: str | None = None) -> None:
         try:
+            if self._tls_contexts is not None:
+                sock = TlsStream(sock, self._tls_contexts[0 if not dialer else 1],  # type: ignore[assignment]
+                                 server_side=not dialer, timeout=3.0)
             peer_id, inc, info, reader = handshake(
                 sock, dialer=dialer, cluster=self.cluster, cookie=self._cookie, me=self.id,
                 incarnation=self.incarnation, info=self.info, expect=expect)

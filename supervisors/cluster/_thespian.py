@@ -28,6 +28,7 @@ from thespian.system.transport.TCPTransport import TCPTransport
 from actors import configure_logging, get_logger
 
 from ._control import Configure, Ready, StatusReply, StatusRequest, global_name
+from ._tls import TlsConfig
 from ._seal import MAX_FRAME, SealedPickle, bounded_receive_buffer
 from ._state import StateDir, is_running, process_start_time
 from supervisors.apps import load_app  # the same loader as `streamvisor run`
@@ -123,7 +124,8 @@ class NodeActor(_ThespianActor):
                 incarnation=config.incarnation, admin=config.admin, workers=config.workers,
                 tenants=config.tenants, app=app, app_options=dict(config.app_options),
                 heartbeat_interval=config.heartbeat_interval,
-                heartbeat_timeout=config.heartbeat_timeout)
+                heartbeat_timeout=config.heartbeat_timeout,
+                tls=TlsConfig(*config.tls) if config.tls else None)
             node.start(members=config.members, seeds=config.seeds)
         except (Exception, SystemExit) as exc:  # reported to the launcher, which says why
             _log.error("node failed to start", node=config.node_id, error=repr(exc))

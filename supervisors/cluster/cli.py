@@ -55,15 +55,29 @@ def add_cluster_commands(subparsers: Any) -> argparse.ArgumentParser:
                        help="read the cluster's shared secret from this file (mode 0600; to "
                             "join, the first cluster's <state-dir>/cookie). Or set "
                             "STREAMVISOR_COOKIE. Default: a new random cookie")
+    start.add_argument("--tls", action="store_true",
+                       help="mutual TLS 1.3 on the data plane, with a CA and certificates "
+                            "generated into <state-dir>/tls (kept across restarts)")
+    start.add_argument("--tls-cert", default=None, help="this host's node certificate (PEM)")
+    start.add_argument("--tls-key", default=None, help="its private key (PEM, mode 0600)")
+    start.add_argument("--tls-ca", default=None, help="the cluster's CA certificate (PEM)")
+    start.add_argument("--insecure", action="store_true",
+                       help="allow a non-loopback --bind without TLS (data in clear)")
     start.add_argument("--heartbeat-timeout", type=float, default=1.5,
                        help="seconds of silence before a node is declared dead (default 1.5)")
     start.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for start-up")
     start.add_argument("--json", action="store_true", help="print the result as JSON")
+    cert = commands.add_parser(
+        "cert", help="issue a node certificate from a cluster's CA (for a host joining it)")
+    cert.add_argument("--out", required=True, help="directory for node.pem, node.key, ca.pem")
+    cert.add_argument("--host", action="append", default=[],
+                      help="an address or name of the host that will use it (repeatable)")
     for sub in (start, commands.add_parser("status", help="show every node"),
-                commands.add_parser("stop", help="stop every process the cluster started")):
+                commands.add_parser("stop", help="stop every process the cluster started"),
+                cert):
         sub.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                          help=f"run directory (default ./{DEFAULT_STATE_DIR})")
-        if sub is not start:
+        if sub not in (start, cert):
             sub.add_argument("--json", action="store_true", help="print the result as JSON")
             sub.add_argument("--timeout", type=float, default=None, help="seconds to wait")
     return cluster
@@ -99,6 +113,16 @@ def _cookie(args: argparse.Namespace) -> str | None:
     return os.environ.get("STREAMVISOR_COOKIE") or None
 
 
+def _tls_files(args: argparse.Namespace) -> Any:
+    given = [args.tls_cert, args.tls_key, args.tls_ca]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ClusterError("--tls-cert, --tls-key and --tls-ca go together (give all three)")
+    from ._tls import TlsConfig
+    return TlsConfig(*(str(Path(p).resolve()) for p in given))
+
+
 def _app_options(module: Any, app: str, extra: list[str]) -> dict[str, Any]:
     add_arguments = getattr(module, "add_arguments", None)
     if not callable(add_arguments):
@@ -132,7 +156,8 @@ def run_cluster_command(args: argparse.Namespace, extra: list[str] | None = None
                 tenants=_tenants(args.tenants, module),
                 app_options=_app_options(module, args.app, extra), workers=args.workers,
                 restart=args.restart, name=args.name, heartbeat_timeout=args.heartbeat_timeout,
-                timeout=args.timeout)
+                timeout=args.timeout, tls=_tls_files(args), tls_generate=args.tls,
+                insecure=args.insecure)
             if args.json:
                 out(json.dumps(result))
             else:
@@ -144,6 +169,13 @@ def run_cluster_command(args: argparse.Namespace, extra: list[str] | None = None
             return 0
         if extra:
             raise SystemExit(f"streamvisor cluster: unrecognized arguments: {' '.join(extra)}")
+        if args.cluster_command == "cert":
+            from ._tls import issue
+            state = Path(args.state_dir)
+            files = issue(state / "tls", args.out, args.host or ["127.0.0.1"])
+            out(f"issued {files.cert} (key {files.key}) from the CA of {state}; "
+                f"use --tls-cert {files.cert} --tls-key {files.key} --tls-ca {files.ca}")
+            return 0
         if args.cluster_command == "status":
             status = cluster_status(args.state_dir, args.timeout or 2.0)
             out(json.dumps(status, default=str) if args.json else _table(status))
