@@ -63,7 +63,7 @@ def harden(key: bytes, host: str = HOST) -> SealedPickle:
     def bind_args(self: Any) -> tuple[tuple[str, int]]:
         return ((host, self.bindname[1]),)
 
-    _ipbase.IPActorAddress.bindArgs = property(bind_args)  # type: ignore[method-assign, assignment]
+    _ipbase.IPActorAddress.bindArgs = property(bind_args)
     return sealed
 
 
@@ -73,7 +73,7 @@ def control_rejected() -> dict[str, int]:
     return dict(sealed.rejected) if isinstance(sealed, SealedPickle) else {}
 
 
-class NodeActor(_ThespianActor):
+class NodeActor(_ThespianActor):  # type: ignore[misc]  # thespian has no types: its Actor is Any
     """A cluster node inside thespian (see the module docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
