@@ -160,7 +160,7 @@ def test_bad_call_arguments_are_value_errors(queue):
     with pytest.raises(ValueError, match="max_items"):
         queue.get(max_items=0)
     with pytest.raises(ValueError, match="key"):
-        queue.put("x", key=5)  # type: ignore[arg-type]
+        queue.put("x", key=5)  # type: ignore[arg-type]  # the wrong type is the test
     (d,) = queue.get()
     with pytest.raises(ValueError, match="delay"):
         d.nack(delay=-1)

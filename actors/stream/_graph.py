@@ -176,7 +176,7 @@ class Graph:
                           lambda w, v: _seconds(w, v))
         rules = _per_input(f"{what}: on_expired", pick(on_expired, "on_expired"), ins,
                            lambda w, v: Expired.parse(v))
-        for port in cls._sv_watched_ports():  # type: ignore[attr-defined]
+        for port in cls._sv_watched_ports():  # type: ignore[attr-defined]  # Node classes define it
             if isinstance(port, str) and port not in ins:
                 raise ValueError(f"{what}: a timeout() watches input {port!r}, which is not one "
                                  f"of its inputs {ins}")

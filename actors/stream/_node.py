@@ -73,7 +73,7 @@ def _wrap_init(init: Any) -> Any:
             raise _unbound(self)
         init(self, *args, **kwargs)
 
-    __init__._sv_wrapped = True  # type: ignore[attr-defined]
+    __init__._sv_wrapped = True  # type: ignore[attr-defined]  # a mark on the function
     return __init__
 
 
@@ -100,7 +100,7 @@ class Node(Actor):
                             "not override receive")
         init = cls.__dict__.get("__init__")
         if init is not None and not getattr(init, "_sv_wrapped", False):
-            cls.__init__ = _wrap_init(init)  # type: ignore[method-assign]
+            cls.__init__ = _wrap_init(init)  # type: ignore[method-assign]  # the subclass's __init__ is wrapped once
         specs: dict[str, tuple[Any, ...]] = {}
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():

@@ -428,12 +428,12 @@ class Window(Node):
         track = cfg.idle is not None
         for item in items:
             try:
-                k = keyf(item)  # type: ignore[misc]
+                k = keyf(item)  # type: ignore[misc]  # a callable stored as an attribute
             except Exception as e:
                 self._bad(item, f"key raised {type(e).__name__}: {e}")
                 continue
             try:
-                t = timef(item)  # type: ignore[misc]
+                t = timef(item)  # type: ignore[misc]  # a callable stored as an attribute
             except Exception as e:
                 self._bad(item, f"time raised {type(e).__name__}: {e}")
                 continue
@@ -584,7 +584,7 @@ class Window(Node):
                     start, acc, count, last = touching[0], first[1], first[2], first[3]
                     for s in touching[1:]:
                         w = wins[s]
-                        acc = merge(acc, w[1])  # type: ignore[misc]
+                        acc = merge(acc, w[1])  # type: ignore[misc]  # a callable stored as an attribute
                         count += w[2]
                         last = max(last, w[3])
                     acc = fold(acc, item)
@@ -766,7 +766,7 @@ class WindowJoin(Window):
         def merge2(a: list[Any], b: list[Any]) -> list[Any]:
             for i in (0, 1):
                 if b[2 + i]:
-                    a[i] = b[i] if not a[2 + i] else merge(a[i], b[i])  # type: ignore[misc]
+                    a[i] = b[i] if not a[2 + i] else merge(a[i], b[i])  # type: ignore[misc]  # a callable stored as an attribute
                     a[2 + i] += b[2 + i]
             return a
 

@@ -283,14 +283,14 @@ def pump_source(node: "Node", why: str) -> None:
             node._sv_epilogue()
         return
     c = node._sv_c
-    for _ in range(node.pumps_per_turn):  # type: ignore[attr-defined]
+    for _ in range(node.pumps_per_turn):  # type: ignore[attr-defined]  # a Source's attribute on a node typed as Node
         d = demand(node)
         c.demand = d if d > 0 else 0
         if d <= 0:
             return  # no credit: the next Credit or Attach kicks it again
         c.produce_calls += 1
         before = c.emitted
-        result = node.produce(d)  # type: ignore[attr-defined]
+        result = node.produce(d)  # type: ignore[attr-defined]  # a Source's attribute on a node typed as Node
         if result is not None:
             node.emit_many(result, node._sv_first_out)
         node._sv_epilogue()
@@ -298,7 +298,7 @@ def pump_source(node: "Node", why: str) -> None:
             return
         if c.emitted == before:  # no data now: poll later (or be woken)
             node._sv_polling = True
-            node.send_after(node.poll_interval, POLL, key="sv-poll")  # type: ignore[attr-defined]
+            node.send_after(node.poll_interval, POLL, key="sv-poll")  # type: ignore[attr-defined]  # a Source's attribute on a node typed as Node
             return
     kick(node)
 

@@ -231,7 +231,8 @@ def _run_boot(state: StateDir, request: dict[str, Any], timeout: float) -> dict[
     finally:
         request_file.unlink(missing_ok=True)
     try:
-        return json.loads(result_file.read_text())  # type: ignore[no-any-return]
+        result: dict[str, Any] = json.loads(result_file.read_text())
+        return result
     except (OSError, ValueError) as exc:
         return {"ok": False, "errors": {"boot": f"no result ({exc})"}}
     finally:

@@ -206,7 +206,7 @@ class Membership:
     def _admit(self, sock: socket.socket, dialer: bool, expect: str | None = None) -> None:
         try:
             if self._tls_contexts is not None:
-                sock = TlsStream(sock, self._tls_contexts[0 if not dialer else 1],  # type: ignore[assignment]
+                sock = TlsStream(sock, self._tls_contexts[0 if not dialer else 1],  # type: ignore[assignment]  # a TlsStream stands in for the socket
                                  server_side=not dialer, timeout=3.0)
             peer_id, inc, info, reader = handshake(
                 sock, dialer=dialer, cluster=self.cluster, cookie=self._cookie, me=self.id,

@@ -124,7 +124,7 @@ class ClusterNode(Membership):
         self.pubsub: ClusterPubSub | None = None
         if cluster_pubsub:
             self.pubsub = ClusterPubSub(self.runtime.pubsub, self)
-            self.runtime.pubsub = self.pubsub  # type: ignore[assignment]
+            self.runtime.pubsub = self.pubsub  # type: ignore[assignment]  # the cluster pub/sub stands in for the node's (same interface)
         self._agent = self.runtime.spawn(_Agent, self, name="_cluster_agent")
         self.app = app
         self.app_progress: Callable[[], Any] | None = None

@@ -96,7 +96,7 @@ class ClusterPubSub:
         with self._lock:
             view = self._views.get(name)
             if view is None:
-                view = self._views[name] = TenantPubSub(self, name)  # type: ignore[arg-type]
+                view = self._views[name] = TenantPubSub(self, name)  # type: ignore[arg-type]  # ClusterPubSub has the PubSub interface TenantPubSub uses
             return view
 
     def deliver_remote(self, namespace: str | None, topic: str, payload: Any, qos: int,

@@ -127,7 +127,8 @@ class StateDir:
 
     def read(self) -> dict[str, Any] | None:
         try:
-            return json.loads(self.cluster_file.read_text())  # type: ignore[no-any-return]
+            data: dict[str, Any] = json.loads(self.cluster_file.read_text())
+            return data
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:

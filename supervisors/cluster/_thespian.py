@@ -112,7 +112,7 @@ class NodeActor(_ThespianActor):  # type: ignore[misc]  # thespian has no types:
     def _configure(self, config: Configure) -> Ready:
         if self.node is not None:
             return Ready(config.node_id, os.getpid(), os.getppid(), self.node.info,
-                         error=None if config.node_id == self.config.node_id  # type: ignore[union-attr]
+                         error=None if config.node_id == self.config.node_id  # type: ignore[union-attr]  # a configured node has its config
                          else "already configured")
         try:
             configure_logging()
