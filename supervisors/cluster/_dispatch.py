@@ -14,6 +14,7 @@ from actors import ActorCrashed, ActorDead, ActorError, ActorRef, MailboxFull, g
 
 from actors import lowlevel
 
+from ._ratelog import RateLimitedLog
 from ._remote import proxy_actor
 from ._wire import (ASK, CRASHED, CREDIT, DEAD, DOWN, ERROR, FULL, INTEREST, LINK, LOOKUP, OK,
                     PUBLISH, REPLY, TELL, UNLINK, decode_reason, encode_reason)
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["Dispatcher"]
 
 _log = get_logger(component="cluster.dispatch")
+_warn = RateLimitedLog(_log)   # a peer sending bad records cannot flood the log
 
 
 class _Rejected(Exception):
@@ -111,7 +113,8 @@ class Dispatcher:
                     raise _Rejected(f"unknown record kind {kind!r}")
             except (_Rejected, ValueError, TypeError, IndexError, KeyError) as exc:
                 stats.records_rejected += 1
-                _log.warning("record rejected", peer=peer.id, error=str(exc))
+                _warn.warning(f"record:{peer.id}", "record rejected", peer=peer.id,
+                              error=str(exc), rejected=stats.records_rejected)
 
     def _target(self, target: Any) -> ActorRef | None:
         if type(target) is int:
