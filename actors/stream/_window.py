@@ -46,6 +46,7 @@ import heapq
 import math
 from typing import Any, Callable, NamedTuple
 
+from .._checks import check_number
 from ._node import Node
 
 __all__ = ["Window", "WindowJoin", "Tumbling", "Sliding", "Session", "WindowResult", "BadItem"]
@@ -71,17 +72,13 @@ class BadItem(NamedTuple):
 
 
 def _number(what: str, value: Any, *, positive: bool = True) -> float:
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not math.isfinite(value) or (value <= 0 if positive else value < 0)):
-        kind = "a positive number" if positive else "a number >= 0"
-        raise ValueError(f"{what} must be {kind} of seconds, got {value!r}")
-    return float(value)
+    if positive:
+        return float(check_number(value, what, positive=True, unit="seconds"))
+    return float(check_number(value, what, low=0, unit="seconds"))
 
 
 def _finite(what: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number of seconds, got {value!r}")
-    return float(value)
+    return float(check_number(value, what, unit="seconds"))
 
 
 class Tumbling:
@@ -230,8 +227,7 @@ def _parse(key: Any = None, time: Any = None, windows: Any = None, lateness: Any
     if isinstance(windows, Session) and fold is not None and merge is None:
         raise ValueError("Session windows with fold= need merge=(acc_a, acc_b) -> acc: a new "
                          "item can join two sessions into one")
-    if isinstance(max_open, bool) or not isinstance(max_open, int) or max_open < 1:
-        raise ValueError(f"max_open must be a positive integer, got {max_open!r}")
+    check_number(max_open, "max_open", integer=True, positive=True)
     if watermark not in ("key", "global"):
         raise ValueError(f"watermark= must be 'key' (per key) or 'global' (one for all keys), "
                          f"got {watermark!r}")
