@@ -155,5 +155,6 @@ def test_queue_source_rejects_something_that_is_not_a_durable_queue(inline_rt):
     g.add("queue", QueueSource, "ingest.db")
     g.add("store", QueueSink, None)
     g.pipe("queue", "store")
-    with pytest.raises(TypeError, match="QueueSource needs a DurableQueue or a function tenant -> DurableQueue, got str"):
+    with pytest.raises(TypeError, match="QueueSource needs a DurableQueue or a function "
+                                        "tenant -> DurableQueue, got str"):
         g.instantiate(inline_rt, "acme")
