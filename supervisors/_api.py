@@ -17,6 +17,10 @@ supervisor raises ``ValueError``.
 | ``delete_child(sup, id)``   | None                            | ``running``, ``restarting``, ``not_found`` |
 | ``child(sup, id)``          | a ``ChildHandle``               | ``not_found``                        |
 
+``peek_children(sup)`` is the one call that does not ask: it reads the children the supervisor
+published at the end of its last turn (see ``supervisors._board``), so reporting never waits
+behind a busy supervisor.
+
 SIMPLE_ONE_FOR_ONE instances have no ids: a call by id answers ``not_found`` (OTP says
 ``simple_one_for_one``, a word outside our contract's list).
 """
@@ -26,11 +30,13 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from actors import ActorRef
+from supervisors import _bridge
 from supervisors._events import ChildInfo, SupervisorError
 from supervisors._handle import ChildHandle
 
 __all__ = ["DEFAULT_TIMEOUT", "Refusal", "Request", "child", "count_children", "delete_child",
-           "reset_backoff", "restart_child", "start_child", "terminate_child", "which_children"]
+           "peek_children", "reset_backoff", "restart_child", "start_child", "terminate_child",
+           "which_children"]
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds a management call waits (OTP waits forever; a child's shutdown may take this long)."""
@@ -67,6 +73,20 @@ def _call(sup: ActorRef, op: str, args: tuple[Any, ...], timeout: float) -> Any:
 def which_children(sup: ActorRef, *, timeout: float = DEFAULT_TIMEOUT) -> list[ChildInfo]:
     """``[ChildInfo(id, ref | "restarting" | None, restart, kind)]`` in start order."""
     children: list[ChildInfo] = _call(sup, "which_children", (), timeout)
+    return children
+
+
+def peek_children(sup: ActorRef) -> list[ChildInfo]:
+    """``which_children`` without a message: the children as the supervisor published them at
+    the end of its last finished turn (in start order). Never waits, whatever the supervisor is
+    doing; a supervisor that has exited shows its children as they were when it stopped
+    (stopped). ``TypeError`` if ``sup`` is not a supervisor's ref."""
+    if not isinstance(sup, ActorRef):
+        raise TypeError(f"expected a supervisor's ActorRef, got {type(sup).__name__}: {sup!r}")
+    board = getattr(_bridge.actor_of(sup), "_board", None)
+    if board is None:
+        raise TypeError(f"{sup.path} is not a supervisor")
+    children: list[ChildInfo] = board.read()
     return children
 
 

@@ -36,7 +36,7 @@ from actors._envelopes import SKIP, Deferred
 from actors._mailbox import DEAD
 
 __all__ = ["SKIP", "Deferred", "deliver", "exit_reason", "parent", "request_stop",
-           "set_restarts", "start_confirmed", "stop", "wait_exited", "actor_class"]
+           "set_restarts", "start_confirmed", "stop", "wait_exited", "actor_class", "actor_of"]
 
 _FIRST_PAUSE = 0.0002
 _MAX_PAUSE = 0.005
@@ -139,6 +139,12 @@ def _help(sched: Any, cell: Any) -> bool:
     if again:
         sched.submit(cell)
     return True
+
+
+def actor_of(ref: ActorRef) -> Any:
+    """The actor object behind ``ref`` (its current or last incarnation; read-only use: the
+    supervisors' published boards)."""
+    return ref._cell.actor
 
 
 def actor_class(ref: ActorRef) -> type:

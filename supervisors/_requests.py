@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from actors import ActorRef
 from supervisors._api import Refusal
+from supervisors._board import Board, info_of
 from supervisors._child import IGNORED, Child, Failed, describe
 from supervisors._events import ChildInfo
 from supervisors._handle import DEFAULT_STASH, Slot
@@ -28,6 +29,7 @@ class Requests:
         _children: dict[Any, Child]
         _by_ref: dict[ActorRef, Child]
         _template: ChildSpec | None
+        _board: Board
         _stopping: bool
         _flags: Any
         _dynamic_keys: Any
@@ -40,12 +42,8 @@ class Requests:
         def _restarted(self, c: Child, ref: ActorRef) -> None: ...
 
     # -- management requests (answers are values; refusals are Refusal values) -----------------
-    def _info(self, c: Child) -> ChildInfo:
-        ref = c.ref if c.ref is not None else ("restarting" if c.restarting else None)
-        return ChildInfo(c.id, ref, c.spec.restart, str(c.spec.kind))
-
     def _op_which_children(self) -> list[ChildInfo]:
-        return [self._info(c) for c in self._children.values()]
+        return [info_of(c) for c in self._children.values()]
 
     def _op_count_children(self) -> dict[str, int]:
         members = list(self._children.values())
@@ -62,7 +60,8 @@ class Requests:
         if self._stopping:
             return Refusal("start_failed", f"{self.ref.path} is shutting down")
         if self._template is not None:
-            c = Child(next(self._dynamic_keys), self._template, self._template.args + args)
+            c = Child(next(self._dynamic_keys), self._template, self._template.args + args,
+                      self._board)
         else:
             if len(args) != 1:
                 return Refusal("value_error", "start_child(sup, spec) takes one ChildSpec; extra "
@@ -77,7 +76,7 @@ class Requests:
             if old is not None:
                 return Refusal("already_present", f"child {spec.id!r} is known (not running); "
                                "use restart_child, or delete_child first")
-            c = Child(spec.id, spec, spec.args)
+            c = Child(spec.id, spec, spec.args, self._board)
         self._children[c.key] = c
         outcome = self._start(c)
         if isinstance(outcome, Failed):

@@ -63,6 +63,7 @@ from actors import Actor, ActorError, ActorRef, Exit, MailboxFull
 from supervisors import _bridge
 from supervisors._api import Refusal, Request
 from supervisors._backoff import next_backoff
+from supervisors._board import Board
 from supervisors._child import IGNORED, Child, Failed, TryAgain, describe
 from supervisors._events import (ChildExited, ChildRestarted, ChildStarted, Ignore,
                                  SupervisionEvent, SupervisorError, SupervisorGaveUp)
@@ -100,9 +101,12 @@ class Supervisor(Requests, Actor):
         self._strategy = strategy
         self._template = specs[0] if strategy is Strategy.SIMPLE_ONE_FOR_ONE else None
         self._children: dict[Any, Child] = {}  # in start order
+        self._board = Board()  # what peek_children reads, published at the end of each turn
         if self._template is None:
             for spec in specs:
-                self._children[spec.id] = Child(spec.id, spec, spec.args)
+                c = self._children[spec.id] = Child(spec.id, spec, spec.args, self._board)
+                self._board.mark(c)
+        self._board.publish(self._children)
         self._by_ref: dict[ActorRef, Child] = {}
         self._window = IntensityWindow(intensity, float(period))
         self._random = random.Random(seed)
@@ -112,20 +116,32 @@ class Supervisor(Requests, Actor):
 
     # -- lifecycle ----------------------------------------------------------------------------
     def on_start(self) -> None:
-        for c in list(self._children.values()):
-            outcome = self._start(c)
-            if isinstance(outcome, Failed):
-                self.log.error("child failed to start; supervisor start fails", child=c.label,
-                               error=describe(outcome.error))
-                self._terminate_all()
-                raise SupervisorError("start_failed", f"{self.ref.path}: child {c.label!r} "
-                                      f"failed to start ({describe(outcome.error)})",
-                                      error=outcome.error)
+        try:
+            for c in list(self._children.values()):
+                outcome = self._start(c)
+                if isinstance(outcome, Failed):
+                    self.log.error("child failed to start; supervisor start fails",
+                                   child=c.label, error=describe(outcome.error))
+                    self._terminate_all()
+                    raise SupervisorError("start_failed", f"{self.ref.path}: child {c.label!r} "
+                                          f"failed to start ({describe(outcome.error)})",
+                                          error=outcome.error)
+        finally:
+            self._board.publish(self._children)
 
     def on_stop(self, reason: Any) -> None:
-        self._terminate_all()
+        try:
+            self._terminate_all()
+        finally:
+            self._board.publish(self._children)
 
     def receive(self, message: Any) -> Any:
+        try:
+            return self._handle(message)
+        finally:
+            self._board.publish(self._children)
+
+    def _handle(self, message: Any) -> Any:
         cls = message.__class__
         if cls is Exit:
             self._on_exit(message.ref, message.reason)
