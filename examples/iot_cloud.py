@@ -34,7 +34,7 @@ import tempfile
 import time
 from contextlib import closing
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from actors import Actor, Runtime
@@ -117,22 +117,29 @@ class Sanity(Node):
 
 class Store(QueueSink):
     """Inserts readings (one transaction per batch, idempotent on tenant, device and ts) into
-    SQLite or PostgreSQL, then acknowledges them."""
+    SQLite or PostgreSQL, then acknowledges them. ``rows_of(tenant)`` is the store to write to:
+    one per node, shared by every tenant (one connection, not one per tenant)."""
 
-    def __init__(self, queue: Any, db: str) -> None:
+    def __init__(self, queue: Any, rows_of: Any) -> None:
         super().__init__(queue)
-        self.db = db
+        self.rows_of = rows_of
 
     def on_start(self) -> None:
-        self.rows = open_store(self.db)
+        self.rows = self.rows_of(self.ref.tenant)
 
     def store(self, items: list[Any]) -> None:
         tenant = self.ref.tenant
         self.rows.insert([(tenant, i.payload["device"], float(i.payload["ts"]),
                            float(i.payload["temp"]), float(i.payload["hum"])) for i in items])
 
-    def on_stop(self, reason: Any) -> None:
-        self.rows.close()
+
+class TenantQueueSource(QueueSource):
+    """The tenant's queue as the graph's source. The fleet (or the MQTT ingest) wakes it when
+    it put readings, so it needs no fast poll: a thousand idle tenants polling every 50 ms would
+    keep the workers busy with empty reads. The slow poll finds redeliveries (a lease that timed
+    out) and readings put by anyone that does not wake it."""
+
+    poll_interval = 1.0
 
 
 def open_store(db: str) -> Any:
@@ -153,44 +160,79 @@ def count_rows(db: str) -> list[tuple[str, int]]:
                                  "ORDER BY tenant").fetchall())
 
 
-def build_graph(queue_of: Any, db: str) -> Graph:
-    """The one graph every tenant gets; ``queue_of(tenant)`` is that tenant's durable queue."""
+def build_graph(queue_of: Any, rows_of: Any) -> Graph:
+    """The one graph every tenant gets; ``queue_of(tenant)`` is that tenant's durable queue,
+    ``rows_of(tenant)`` the store its readings go to."""
     g = Graph("ingest", supervision=GraphSupervision(intensity=10, period=10.0))
-    g.add("queue", QueueSource, queue_of)
+    g.add("queue", TenantQueueSource, queue_of)
     g.add("categorise", Categorise)
     g.add("validate", Validate)
     g.add("sanity", Sanity)
-    g.add("store", Store, queue_of, db)
+    g.add("store", Store, queue_of, rows_of)
     g.pipe("queue", "categorise", "validate", "sanity", "store")
     return g
 
 
 def graph() -> Graph:
-    """The graph for ``streamvisor graph examples/iot_cloud.py`` (queues and database are
+    """The graph for ``streamvisor graph examples/iot_cloud.py`` (queues and store are
     placeholders: only the shape matters there)."""
-    return build_graph(lambda tenant: None, "readings.db")
+    return build_graph(lambda tenant: None, lambda tenant: None)
 
 
 # -- actors around the graph ------------------------------------------------------------------------
-class Fleet(Actor):
-    """A tenant's devices: every ``period`` each sends a reading into the durable queue."""
+class Ledger:
+    """What one tenant's producers put into its queue, read by the progress line without a
+    message. One writer (the fleet's turn), any number of readers; each field is a single int
+    store (atomic under the GIL). ``seq`` is a sequence lock: odd while a put is under way.
+    ``putting`` is set before ``seq`` turns odd, so a reader that sees an odd ``seq`` also
+    sees the size of that put."""
 
-    def __init__(self, queue: DurableQueue, devices: int, period: float, seed: int) -> None:
+    __slots__ = ("seq", "sent", "putting", "refused")
+
+    def __init__(self) -> None:
+        self.seq = 0        # even: no put under way
+        self.sent = 0       # readings the queue accepted (on disk)
+        self.putting = 0    # readings of the put under way
+        self.refused = 0    # readings the queue refused (full, unavailable): counted, not in
+
+    def put(self, queue: DurableQueue, batch: list[Any]) -> bool:
+        """``queue.put_many(batch)``, counted. False (and counted in ``refused``) if the queue
+        refused it."""
+        self.putting = len(batch)
+        self.seq += 1
+        try:
+            queue.put_many(batch)
+        except Exception:
+            self.refused += len(batch)
+            ok = False
+        else:
+            self.sent += len(batch)
+            ok = True
+        self.seq += 1
+        self.putting = 0
+        return ok
+
+
+class Fleet(Actor):
+    """A tenant's devices: every ``period`` each sends a reading into the durable queue (the
+    first tick at a random phase, so a thousand fleets do not all put at the same instant).
+    After each put it calls ``wake`` (the graph's source reads at once)."""
+
+    def __init__(self, queue: DurableQueue, devices: int, period: float, seed: int,
+                 ledger: Ledger, wake: Any = None) -> None:
         self.queue, self.devices, self.period = queue, devices, period
         self.random = random.Random(seed)
         self.seed = seed
+        self.ledger, self.wake = ledger, wake
 
     def on_start(self) -> None:
         kinds = list(CATEGORIES)
         tag = self.ref.tenant or "dev"  # each customer has its own devices
         self.ids = [f"{kinds[i % len(kinds)]}-{tag}.{i:04d}" for i in range(self.devices)]
         self.temps = {d: _base(d) for d in self.ids}
-        self.sent = 0
-        self.send_after(self.period, "tick")
+        self.send_after(self.period * self.random.random(), "tick")
 
     def receive(self, message: Any) -> Any:
-        if message == "sent":
-            return self.sent
         now = time.time()
         batch = []
         for device in self.ids:
@@ -206,8 +248,8 @@ class Fleet(Actor):
             elif roll < 0.02:
                 del reading["hum"]  # malformed firmware
             batch.append(reading)
-        self.queue.put_many(batch)
-        self.sent += len(batch)
+        if self.ledger.put(self.queue, batch) and self.wake is not None:
+            self.wake()
         self.send_after(self.period, "tick")
 
 
@@ -216,17 +258,30 @@ def _base(device: str) -> float:
     return (low + alert) / 2 + (alert - low) * 0.45 * (int(device[-1]) == 7)
 
 
+class Tally:
+    """What a tenant's small actors show on the progress line, read there without a message
+    (each field has one writer: ``alerts`` the Alerts actor, ``local_time`` LocalTime)."""
+
+    __slots__ = ("alerts", "local_time")
+
+    def __init__(self) -> None:
+        self.alerts = 0
+        self.local_time = "--:--:--"
+
+
 class Alerts(Actor):
     """A tenant's wildcard subscriber to ``alerts/#``: counts alerts per device."""
 
-    def __init__(self) -> None:
+    def __init__(self, tally: Tally | None = None) -> None:
         self.count = 0
         self.devices: set[str] = set()
+        self.tally = tally if tally is not None else Tally()
 
     def receive(self, message: Any) -> Any:
         match message:
             case Publish(topic=topic):
                 self.count += 1
+                self.tally.alerts = self.count
                 self.devices.add(topic.rsplit("/", 1)[-1])
             case "report":
                 return self.count, len(self.devices)
@@ -246,9 +301,10 @@ class Clock(Actor):
 class LocalTime(Actor):
     """Shows the newest clock tick in the tenant's timezone (older ticks are replaced)."""
 
-    def __init__(self, zone: str) -> None:
+    def __init__(self, zone: str, tally: Tally | None = None) -> None:
         self.zone = ZoneInfo(zone)
         self.shown = "--:--:--"
+        self.tally = tally if tally is not None else Tally()
 
     def on_start(self) -> None:
         self.runtime.bus.subscribe("clock", self.ref, max_age=2.0)
@@ -258,6 +314,7 @@ class LocalTime(Actor):
             return self.shown
         if isinstance(message, datetime):
             self.shown = message.astimezone(self.zone).strftime("%H:%M:%S")
+            self.tally.local_time = self.shown
         return None
 
 
@@ -286,7 +343,10 @@ class Chaos(Actor):
 # -- the app -----------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tenants", dest="tenant_names", default=",".join(TENANTS),
-                        help="comma-separated tenants (a cluster places TENANTS on its nodes)")
+                        metavar="N|NAMES",
+                        help="how many tenants (a count: tenant-01, tenant-02, ...) or their "
+                             "names, comma-separated (default: %(default)s; a cluster places "
+                             "them on its nodes)")
     parser.add_argument("--devices", type=int, default=50, help="devices per tenant")
     parser.add_argument("--period", type=float, default=0.1, help="seconds between readings")
     parser.add_argument("--db", default=None,
@@ -297,6 +357,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chaos", type=float, default=3.0, help="seconds between injected crashes (0: none)")
 
 
+def tenant_names(value: str) -> list[str]:
+    """``--tenants``: a count (``"1000"`` -> tenant-01 ... tenant-1000, the names ``streamvisor
+    cluster start --tenants 1000`` uses) or comma-separated names. ``SystemExit`` naming the
+    problem for no tenant or a name given twice (``start`` checks each name)."""
+    value = value.strip()
+    if value.isdigit():
+        count = int(value)
+        if not 1 <= count <= 100_000:
+            raise SystemExit(f"iot_cloud: --tenants {value}: a count must be 1..100000")
+        return [f"tenant-{i:02d}" for i in range(1, count + 1)]
+    names = [t.strip() for t in value.split(",") if t.strip()]
+    if not names:
+        raise SystemExit("iot_cloud: --tenants names no tenant")
+    twice = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) < len(names) else []
+    if twice:
+        raise SystemExit(f"iot_cloud: --tenants names {twice[0]!r} more than once")
+    return names
+
+
+class Line(NamedTuple):
+    """One tenant's ledger at one consistent moment: ``in`` = ``stored`` + ``dead`` +
+    ``queued`` + ``unaccounted`` (which is 0 unless a reading went missing)."""
+
+    readings_in: int
+    stored: int
+    dead: int
+    queued: int
+    unaccounted: int
+
+
+_ZERO = Line(0, 0, 0, 0, 0)
+
+
 class _Tenant:
     """What one tenant runs on this node."""
 
@@ -305,6 +398,47 @@ class _Tenant:
         self.mqtt_dead: DurableQueue | None = None
         self.instance: Any = None
         self.actors: dict[str, Any] = {}  # fleet, mqtt, alerts, local-time
+        self.ledger = Ledger()   # what the fleet put
+        self.tally = Tally()     # alerts, local time
+        self.base: dict[str, int] = {}  # the queue's counts when the tenant started
+        self.line = _ZERO        # its last consistent ledger
+
+
+def queue_lines(tenants: list[_Tenant], read: Any) -> list[Line]:
+    """Each tenant's ledger, consistent per tenant, without a message to any actor.
+
+    ``read(queues)`` returns each queue's ``stats()`` (None if it cannot be read). The producers'
+    ledgers are read before and after it: a tenant whose ledger did not move meanwhile gets a
+    new line (a put under way counts as in once the queue has it); one that moved keeps its
+    last consistent line (the next read catches up), so every line's sums hold."""
+    before = [(t.ledger.seq, t.ledger.sent, t.ledger.putting) for t in tenants]
+    stats = read([t.queue for t in tenants])
+    after = [t.ledger.seq for t in tenants]
+    for t, (seq, sent, putting), s, seq_after in zip(tenants, before, stats, after):
+        if s is None or seq != seq_after:
+            continue
+        base = t.base
+        stored = s["acked"] - base.get("acked", 0)
+        dead = s["dead"] - base.get("dead", 0)
+        queued = s["ready"] + s["in_flight"] + s["delayed"]
+        carried = base.get("ready", 0) + base.get("in_flight", 0) + base.get("delayed", 0)
+        held = stored + dead + queued
+        readings_in = carried + sent
+        if seq % 2 and held == readings_in + putting:
+            readings_in += putting  # the put under way is on disk already
+        t.line = Line(readings_in, stored, dead, queued, held - readings_in)
+    return [t.line for t in tenants]
+
+
+def read_each(queues: list[DurableQueue | None]) -> list[dict[str, int] | None]:
+    """Every queue's ``stats()`` (one read each; None for a closed or failing queue)."""
+    out: list[dict[str, int] | None] = []
+    for q in queues:
+        try:
+            out.append(q.stats() if q is not None else None)
+        except Exception:  # a queue closing under us (a tenant stopping): no line this time
+            out.append(None)
+    return out
 
 
 class _App:
@@ -318,25 +452,29 @@ class _App:
         self.data_dir = options.data_dir or tempfile.mkdtemp(prefix="iot-cloud-")
         os.makedirs(self.data_dir, exist_ok=True)
         self.db = options.db or os.path.join(self.data_dir, "readings.db")
-        open_store(self.db).close()  # creates the table; a bad URL or path fails here, clearly
+        self.rows = open_store(self.db)  # one per node; a bad URL or path fails here, clearly
         self.tenants: dict[str, _Tenant] = {}
-        self.graph = build_graph(lambda tenant: self.tenants[tenant].queue, self.db)
+        self.graph = build_graph(lambda tenant: self.tenants[tenant].queue,
+                                 lambda tenant: self.rows)
         self.instances: dict[str, Any] = {}  # shared with the chaos actor
 
     def start_tenant(self, rt: Runtime, tenant: str) -> None:
         options, scope, t = self.options, rt.tenant(tenant), _Tenant()
-        self.tenants[tenant] = t
         seed = sum(map(ord, tenant))
         t.queue = DurableQueue(os.path.join(self.data_dir, f"{tenant}.queue"), tenant,
                                max_deliveries=5, visibility_timeout=10.0)
+        t.base = t.queue.stats()  # a reused --data-dir: what was there before this run
+        self.tenants[tenant] = t
         t.instance = self.instances[tenant] = self.graph.instantiate(rt, tenant)
-        t.actors["alerts"] = scope.spawn(Alerts, name="alerts")
+        t.actors["alerts"] = scope.spawn(Alerts, t.tally, name="alerts")
         scope.pubsub.subscribe("alerts/#", t.actors["alerts"])
         t.actors["local-time"] = scope.spawn(LocalTime, TIMEZONES[seed % len(TIMEZONES)],
-                                             name="local-time")
+                                             t.tally, name="local-time")
         if options.devices:
+            instance = t.instance
             t.actors["fleet"] = scope.spawn(Fleet, t.queue, options.devices, options.period,
-                                            seed=seed)
+                                            seed=seed, ledger=t.ledger,
+                                            wake=lambda: instance.wake("queue"))
         if options.mqtt:
             host, _, port = options.mqtt.rpartition(":")
             t.mqtt_dead = DurableQueue(os.path.join(self.data_dir, f"{tenant}.mqtt-dead"),
@@ -362,8 +500,11 @@ class _App:
                 queue.close()
 
     def progress(self) -> dict[str, Any]:
+        """The progress line: no message to any tenant's actor (counters and one stats read
+        per queue), so a busy tenant delays nothing."""
         tenants = list(self.tenants.values())
-        readings_in = sum(t.actors["fleet"].ask("sent") for t in tenants if "fleet" in t.actors)
+        lines = queue_lines(tenants, read_each)
+        readings_in = sum(x.readings_in for x in lines)
         extra: dict[str, Any] = {}
         if self.options.mqtt:  # a reading is acked to the broker once it is in the queue
             mqtt_stats = [s for t in tenants if "mqtt" in t.actors
@@ -371,17 +512,22 @@ class _App:
             mqtt_in = sum(s.acked for s in mqtt_stats)
             readings_in += mqtt_in
             extra = {"mqtt_in": mqtt_in, "mqtt_rejected": sum(s.dead_lettered for s in mqtt_stats)}
-        stats = [t.queue.stats() for t in tenants if t.queue is not None]
         restarts = sum(n.restarts for t in tenants for n in t.instance.statistics().nodes)
         line = {"tenants": len(tenants), "in": readings_in,
-                "stored": sum(s["acked"] for s in stats),
-                "dead_lettered": sum(s["dead"] for s in stats),
-                "queued": sum(s["ready"] + s["in_flight"] for s in stats),
-                "alerts": sum(t.actors["alerts"].ask("report")[0] for t in tenants),
+                "stored": sum(x.stored for x in lines),
+                "dead_lettered": sum(x.dead for x in lines),
+                "queued": sum(x.queued for x in lines),
+                "alerts": sum(t.tally.alerts for t in tenants),
                 "restarts": restarts, **extra}
+        unaccounted = sum(x.unaccounted for x in lines)
+        if unaccounted:
+            line["unaccounted"] = unaccounted
+        refused = sum(t.ledger.refused for t in tenants)
+        if refused:
+            line["refused"] = refused
         if tenants:
-            first = sorted(self.tenants)[0]
-            line[f"{first}_time"] = self.tenants[first].actors["local-time"].ask("show")
+            first = min(self.tenants)
+            line[f"{first}_time"] = self.tenants[first].tally.local_time
         return line
 
 
@@ -392,16 +538,20 @@ def start(rt: Runtime, options: Any) -> Any:
     """Once per node. A single node (``streamvisor run``) hosts every tenant of ``--tenants``; in
     a cluster the node calls ``start_tenant`` for the tenants placed on it."""
     global _app
+    names: list[str] = []
+    if getattr(options, "cluster", None) is None:
+        names = tenant_names(options.tenant_names)
+        for tenant in names:  # every name checked before anything starts
+            try:
+                rt.tenant(tenant)
+            except ValueError as exc:
+                raise SystemExit(f"iot_cloud: --tenants: {exc}") from None
     _app = _App(options)
     rt.spawn(Clock, name="clock")
     if options.chaos > 0:
         rt.spawn(Chaos, _app.instances, options.chaos, seed=7, name="chaos")
-    if getattr(options, "cluster", None) is None:
-        tenants = [t.strip() for t in options.tenant_names.split(",") if t.strip()]
-        if not tenants:
-            raise SystemExit("iot_cloud: --tenants names no tenant")
-        for tenant in tenants:
-            _app.start_tenant(rt, tenant)
+    for tenant in names:
+        _app.start_tenant(rt, tenant)
     print(f"iot_cloud: {options.devices} devices per tenant, readings -> {_app.db}")
     return _app.progress
 
@@ -420,6 +570,7 @@ def stop(rt: Runtime) -> None:
     assert _app is not None
     for tenant in list(_app.tenants):
         _app.stop_tenant(rt, tenant)
+    _app.rows.close()
     rows = count_rows(_app.db)
     print("rows stored per tenant: " + ", ".join(f"{t}={n}" for t, n in rows))
 

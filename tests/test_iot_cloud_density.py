@@ -1,0 +1,178 @@
+"""The main job with many tenants: its progress line never waits on a busy tenant and its ledger
+(in = stored + dead-lettered + queued) holds on every line; ``--tenants`` takes a count or names;
+tenants start and stop while the others keep running. On the ManualClock (inline and threads)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from actors import Runtime
+from supervisors.cli import load_app
+from tests.conftest import settle
+from tests.test_stream_kit import advance
+
+ROOT = Path(__file__).resolve().parent.parent
+app = load_app(str(ROOT / "examples" / "iot_cloud.py"))
+
+
+def options(tmp_path: Path, **extra: Any) -> SimpleNamespace:
+    base = dict(tenant_names="acme,globex,initech", devices=4, period=0.5, db=None, mqtt=None,
+                data_dir=str(tmp_path), chaos=0.0)
+    return SimpleNamespace(**{**base, **extra})
+
+
+def holds(line: dict[str, Any]) -> bool:
+    return (line["in"] == line["stored"] + line["dead_lettered"] + line["queued"]
+            and "unaccounted" not in line and "refused" not in line)
+
+
+@pytest.fixture
+def started(rt: Runtime, tmp_path: Path) -> Any:
+    progress = app.start(rt, options(tmp_path, chaos=1.0))
+    settle(rt)
+    yield rt, progress
+    app.stop(rt)
+
+
+# -- the ledger ---------------------------------------------------------------------------------
+class FakeTenant:
+    def __init__(self) -> None:
+        self.ledger = app.Ledger()
+        self.queue = object()
+        self.base: dict[str, int] = {}
+        self.line = app.Line(0, 0, 0, 0, 0)
+
+
+def stats(ready: int = 0, acked: int = 0, dead: int = 0) -> dict[str, int]:
+    return {"ready": ready, "in_flight": 0, "delayed": 0, "dead": dead, "acked": acked}
+
+
+def test_a_tenant_whose_ledger_moves_during_the_read_keeps_its_last_consistent_line():
+    t = FakeTenant()
+    t.ledger.sent = 10
+    [line] = app.queue_lines([t], lambda queues: [stats(ready=3, acked=6, dead=1)])
+    assert line == app.Line(10, 6, 1, 3, 0)
+
+    def read_while_a_put_completes(queues: Any) -> list[dict[str, int]]:
+        t.ledger.putting, t.ledger.seq = 5, t.ledger.seq + 1
+        t.ledger.sent, t.ledger.seq = t.ledger.sent + 5, t.ledger.seq + 1
+        return [stats(ready=8, acked=6, dead=1)]
+
+    assert app.queue_lines([t], read_while_a_put_completes) == [line]  # the last one
+    assert app.queue_lines([t], lambda queues: [stats(ready=8, acked=6, dead=1)]) == [
+        app.Line(15, 6, 1, 8, 0)]  # the next read catches up
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_a_put_under_way_counts_as_in_once_the_queue_has_it(on_disk):
+    t = FakeTenant()
+    t.ledger.sent, t.ledger.putting, t.ledger.seq = 10, 4, 1  # a put of 4 under way
+    ready = 14 if on_disk else 10
+    [line] = app.queue_lines([t], lambda queues: [stats(ready=ready)])
+    assert line == app.Line(ready, 0, 0, ready, 0)
+
+
+def test_a_reading_that_went_missing_shows_as_unaccounted():
+    t = FakeTenant()
+    t.ledger.sent = 10
+    [line] = app.queue_lines([t], lambda queues: [stats(ready=2, acked=7)])
+    assert line.unaccounted == -1 and line.readings_in == 10
+
+
+def test_a_reused_data_dir_counts_from_what_the_queue_held_at_start():
+    t = FakeTenant()
+    t.base = stats(ready=5, acked=100, dead=3)
+    t.ledger.sent = 10
+    [line] = app.queue_lines([t], lambda queues: [stats(ready=1, acked=112, dead=5)])
+    assert line == app.Line(15, 12, 2, 1, 0)  # 5 carried over + 10 put this run
+
+
+# -- the app ------------------------------------------------------------------------------------
+def test_the_ledger_holds_on_every_line_while_chaos_restarts_nodes(started):
+    rt, progress = started
+    lines = []
+    for _ in range(40):
+        advance(rt, 0.25)
+        lines.append(progress())
+    for line in lines:
+        assert holds(line), line
+    last = lines[-1]
+    assert last["tenants"] == 3 and last["in"] > 0 and last["stored"] > 0
+    assert last["restarts"] >= 1 and last["acme_time"] != "--:--:--"
+
+
+def test_the_progress_line_does_not_wait_for_a_fleet_stuck_in_its_put(inline_rt, tmp_path):
+    rt = inline_rt
+    progress = app.start(rt, options(tmp_path, devices=2))
+    try:
+        settle(rt)
+        advance(rt, 2.0, steps=4)
+        acme = app._app.tenants["acme"]
+        entered, release = threading.Event(), threading.Event()
+        real = acme.queue.put_many
+
+        def slow_put(batch: Any, **kw: Any) -> Any:  # on disk, then stuck before it returns
+            ids = real(batch, **kw)
+            entered.set()
+            assert release.wait(30), "never released"
+            return ids
+
+        acme.queue.put_many = slow_put
+        driver = threading.Thread(target=advance, args=(rt, 1.0))  # runs the fleet's turn
+        driver.start()
+        try:
+            assert entered.wait(30)
+            line = progress()  # on this thread, while acme's fleet is inside its turn
+            assert driver.is_alive() and not release.is_set()
+            assert holds(line), line
+            assert acme.line.readings_in == acme.ledger.sent + 2  # its put is on disk: in
+        finally:
+            release.set()
+            driver.join(30)
+        del acme.queue.put_many
+        settle(rt)
+        assert holds(progress())
+    finally:
+        app.stop(rt)
+
+
+def test_a_tenant_starts_and_stops_while_the_others_keep_their_ledger(started):
+    rt, progress = started
+    advance(rt, 1.0, steps=4)
+    app.start_tenant(rt, "umbrella", None)
+    advance(rt, 1.0, steps=4)
+    line = progress()
+    assert line["tenants"] == 4 and holds(line)
+    assert app._app.tenants["umbrella"].ledger.sent > 0
+    app.stop_tenant(rt, "globex")
+    assert not [a for a in rt.actors() if a.tenant == "globex"]
+    before = line["in"]
+    advance(rt, 1.0, steps=4)
+    line = progress()
+    assert line["tenants"] == 3 and holds(line) and line["in"] > before - 1000
+
+
+# -- the knobs ----------------------------------------------------------------------------------
+def test_tenants_is_a_count_or_a_list_of_names():
+    assert app.tenant_names("3") == ["tenant-01", "tenant-02", "tenant-03"]
+    assert len(app.tenant_names("1000")) == 1000 and app.tenant_names("1000")[-1] == "tenant-1000"
+    assert app.tenant_names(" acme, globex ") == ["acme", "globex"]
+
+
+@pytest.mark.parametrize("value, words", [
+    ("0", "a count must be 1..100000"), (",", "names no tenant"),
+    ("acme,globex,acme", "'acme' more than once")])
+def test_a_bad_tenants_value_is_refused_with_its_reason(value, words):
+    with pytest.raises(SystemExit, match=words):
+        app.tenant_names(value)
+
+
+def test_a_bad_tenant_name_is_refused_before_anything_starts(inline_rt, tmp_path):
+    with pytest.raises(SystemExit, match="contains '/'"):
+        app.start(inline_rt, options(tmp_path, tenant_names="acme,a/b"))
+    assert inline_rt.actors() == [] and list(tmp_path.iterdir()) == []
