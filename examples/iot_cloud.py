@@ -54,6 +54,15 @@ CATEGORIES = {  # device kind -> plausible temperature range (C) and the alert t
 }
 
 
+def device_kind(device: str) -> str:
+    """The kind a device id starts with (``"cold-room-acme.0001"`` -> ``"cold-room"``; tenant
+    names may contain dashes too); unknown -> ``"office"``."""
+    for kind in CATEGORIES:
+        if device.startswith(kind + "-"):
+            return kind
+    return "office"
+
+
 # -- the processing graph ------------------------------------------------------------------------
 class Categorise(Node):
     """Tags each reading with its device kind (from the device id)."""
@@ -65,8 +74,7 @@ class Categorise(Node):
             reading = {"device": device, "ts": ts, "temp": temp, "hum": hum}
             item = item.derive(reading)
         device = str(reading.get("device", "")) if isinstance(reading, dict) else ""
-        kind = device.rsplit("-", 1)[0]
-        kind = kind if kind in CATEGORIES else "office"
+        kind = device_kind(device)
         self.emit(item.derive({**reading, "kind": kind}) if isinstance(reading, dict) else item)
 
 
@@ -254,7 +262,7 @@ class Fleet(Actor):
 
 
 def _base(device: str) -> float:
-    low, high, alert = CATEGORIES[device.rsplit("-", 1)[0]]
+    low, high, alert = CATEGORIES[device_kind(device)]
     return (low + alert) / 2 + (alert - low) * 0.45 * (int(device[-1]) == 7)
 
 

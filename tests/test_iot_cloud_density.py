@@ -157,6 +157,22 @@ def test_a_tenant_starts_and_stops_while_the_others_keep_their_ledger(started):
     assert line["tenants"] == 3 and holds(line) and line["in"] > before - 1000
 
 
+def test_tenants_named_by_a_count_store_their_readings(inline_rt, tmp_path):
+    rt = inline_rt
+    progress = app.start(rt, options(tmp_path, tenant_names="2"))
+    try:
+        settle(rt)
+        advance(rt, 2.0, steps=8)
+        line = progress()
+        assert line["tenants"] == 2 and line["stored"] > 0 and holds(line)
+        for name in ("tenant-01", "tenant-02"):
+            assert app._app.tenants[name].line.stored > 0, name
+    finally:
+        app.stop(rt)
+    assert app.device_kind("cold-room-tenant-01.0003") == "cold-room"
+    assert app.device_kind("server-a-b.0001") == "server" and app.device_kind("x") == "office"
+
+
 # -- the knobs ----------------------------------------------------------------------------------
 def test_tenants_is_a_count_or_a_list_of_names():
     assert app.tenant_names("3") == ["tenant-01", "tenant-02", "tenant-03"]
