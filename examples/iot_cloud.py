@@ -462,9 +462,11 @@ class _App:
         self.db = options.db or os.path.join(self.data_dir, "readings.db")
         self.rows = open_store(self.db)  # one per node; a bad URL or path fails here, clearly
         self.tenants: dict[str, _Tenant] = {}
-        self.graph = build_graph(lambda tenant: self.tenants[tenant].queue,
-                                 lambda tenant: self.rows)
+        self.queues: dict[str, DurableQueue] = {}
+        self.graph = build_graph(lambda tenant: self.queues[tenant], lambda tenant: self.rows)
         self.instances: dict[str, Any] = {}  # shared with the chaos actor
+        self.starting = 0  # tenants the starter has yet to start
+        self.starter: Any = None
 
     def start_tenant(self, rt: Runtime, tenant: str) -> None:
         options, scope, t = self.options, rt.tenant(tenant), _Tenant()
@@ -472,8 +474,8 @@ class _App:
         t.queue = DurableQueue(os.path.join(self.data_dir, f"{tenant}.queue"), tenant,
                                max_deliveries=5, visibility_timeout=10.0)
         t.base = t.queue.stats()  # a reused --data-dir: what was there before this run
-        self.tenants[tenant] = t
-        t.instance = self.instances[tenant] = self.graph.instantiate(rt, tenant)
+        self.queues[tenant] = t.queue
+        t.instance = self.graph.instantiate(rt, tenant)
         t.actors["alerts"] = scope.spawn(Alerts, t.tally, name="alerts")
         scope.pubsub.subscribe("alerts/#", t.actors["alerts"])
         t.actors["local-time"] = scope.spawn(LocalTime, TIMEZONES[seed % len(TIMEZONES)],
@@ -491,21 +493,33 @@ class _App:
                 MqttIngest, MqttOptions(host=host or "127.0.0.1", port=int(port or 1883),
                                         client_id=f"iot-cloud-{tenant}"),
                 t.queue, tenant=tenant, dead_letters=t.mqtt_dead, name="mqtt")
+        self.instances[tenant] = t.instance
+        self.tenants[tenant] = t  # the progress line sees it once it is complete
+
+    def stop_tenants(self, rt: Runtime, names: list[str]) -> None:
+        """Stop tenants in phases across all of them: first every producer (no new readings
+        anywhere, so the workers are free for the rest), then the graphs, the other actors, and
+        last the queues (what is still queued stays on disk for the next start)."""
+        tenants = [t for t in (self.tenants.pop(n, None) for n in names) if t is not None]
+        for name in names:
+            self.instances.pop(name, None)
+            self.queues.pop(name, None)
+        for t in tenants:
+            for name in ("fleet", "mqtt"):
+                if name in t.actors:
+                    rt.stop(t.actors.pop(name), "shutdown")
+        for t in tenants:
+            t.instance.stop()
+        for t in tenants:
+            for ref in t.actors.values():
+                rt.stop(ref, "shutdown")
+        for t in tenants:
+            for queue in (t.queue, t.mqtt_dead):
+                if queue is not None:
+                    queue.close()
 
     def stop_tenant(self, rt: Runtime, tenant: str) -> None:
-        t = self.tenants.pop(tenant, None)
-        if t is None:
-            return
-        self.instances.pop(tenant, None)
-        for name in ("fleet", "mqtt"):  # no new readings first, then the graph and the rest
-            if name in t.actors:
-                rt.stop(t.actors.pop(name), "shutdown")
-        t.instance.stop()
-        for ref in t.actors.values():
-            rt.stop(ref, "shutdown")
-        for queue in (t.queue, t.mqtt_dead):
-            if queue is not None:
-                queue.close()
+        self.stop_tenants(rt, [tenant])
 
     def progress(self) -> dict[str, Any]:
         """The progress line: no message to any tenant's actor (counters and one stats read
@@ -521,7 +535,8 @@ class _App:
             readings_in += mqtt_in
             extra = {"mqtt_in": mqtt_in, "mqtt_rejected": sum(s.dead_lettered for s in mqtt_stats)}
         restarts = sum(n.restarts for t in tenants for n in t.instance.statistics().nodes)
-        line = {"tenants": len(tenants), "in": readings_in,
+        line = {"tenants": len(tenants), **({"starting": self.starting} if self.starting else {}),
+                "in": readings_in,
                 "stored": sum(x.stored for x in lines),
                 "dead_lettered": sum(x.dead for x in lines),
                 "queued": sum(x.queued for x in lines),
@@ -537,6 +552,31 @@ class _App:
             first = min(self.tenants)
             line[f"{first}_time"] = self.tenants[first].tally.local_time
         return line
+
+
+class TenantStarter(Actor):
+    """Starts the node's tenants a few per turn, so that while a thousand start the node
+    already runs the first ones, prints its progress line and serves its status: a start is a
+    queue file to open and a few actors to spawn, done between other actors' turns."""
+
+    turn_budget = 1  # one "next" per turn: other actors run between two batches
+
+    def __init__(self, app: "_App", names: list[str], per_turn: int = 4) -> None:
+        self.app, self.pending, self.per_turn = app, list(reversed(names)), per_turn
+        app.starting = len(self.pending)
+
+    def on_start(self) -> None:
+        self.ref.tell("next")
+
+    def receive(self, message: Any) -> None:
+        for _ in range(min(self.per_turn, len(self.pending))):
+            self.app.start_tenant(self.runtime, self.pending.pop())
+            self.app.starting = len(self.pending)
+        if self.pending:
+            self.ref.tell("next")  # behind whatever else arrived meanwhile
+
+    def on_stop(self, reason: Any) -> None:
+        self.app.starting = 0
 
 
 _app: _App | None = None  # this process's app (one per node)
@@ -558,8 +598,8 @@ def start(rt: Runtime, options: Any) -> Any:
     rt.spawn(Clock, name="clock")
     if options.chaos > 0:
         rt.spawn(Chaos, _app.instances, options.chaos, seed=7, name="chaos")
-    for tenant in names:
-        _app.start_tenant(rt, tenant)
+    if names:
+        _app.starter = rt.spawn(TenantStarter, _app, names, name="tenant-starter")
     print(f"iot_cloud: {options.devices} devices per tenant, readings -> {_app.db}")
     return _app.progress
 
@@ -576,8 +616,9 @@ def stop_tenant(rt: Runtime, tenant: str) -> None:
 
 def stop(rt: Runtime) -> None:
     assert _app is not None
-    for tenant in list(_app.tenants):
-        _app.stop_tenant(rt, tenant)
+    if _app.starter is not None:
+        rt.stop(_app.starter, "shutdown")  # no tenant starts from now on
+    _app.stop_tenants(rt, list(_app.tenants))
     _app.rows.close()
     rows = count_rows(_app.db)
     print("rows stored per tenant: " + ", ".join(f"{t}={n}" for t, n in rows))

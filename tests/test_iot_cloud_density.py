@@ -4,6 +4,7 @@ tenants start and stop while the others keep running. On the ManualClock (inline
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from actors import Runtime
+from actors import Actor, Runtime
 from supervisors.cli import load_app
-from tests.conftest import settle
+from tests.conftest import run_script, settle
 from tests.test_stream_kit import advance
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,6 +172,34 @@ def test_tenants_named_by_a_count_store_their_readings(inline_rt, tmp_path):
         app.stop(rt)
     assert app.device_kind("cold-room-tenant-01.0003") == "cold-room"
     assert app.device_kind("server-a-b.0001") == "server" and app.device_kind("x") == "office"
+
+
+class Watcher(Actor):
+    """Notes how many tenants are up each time it runs, until none is left to start."""
+
+    turn_budget = 1
+
+    def __init__(self, seen: list[int]) -> None:
+        self.seen = seen
+
+    def receive(self, message: Any) -> None:
+        self.seen.append(len(app._app.tenants))
+        if app._app.starting:
+            self.ref.tell("look")
+
+
+def test_tenants_start_a_few_per_turn_while_other_actors_run(inline_rt, tmp_path):
+    rt, seen = inline_rt, []
+    names = [f"t{i}" for i in range(6)]
+    app._app = app._App(options(tmp_path, devices=0))
+    try:
+        run_script(rt, lambda: rt.spawn(app.TenantStarter, app._app, names, per_turn=2),
+                   lambda: rt.spawn(Watcher, seen).tell("look"))
+        # the watcher ran between every two tenant starts
+        assert [n for n, _ in itertools.groupby(seen)] == [2, 4, 6]
+        assert app._app.starting == 0 and sorted(app._app.tenants) == names
+    finally:
+        app.stop(rt)
 
 
 # -- the knobs ----------------------------------------------------------------------------------
