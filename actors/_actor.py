@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Hashable
 
 from ._cell import Cell, current_cell
+from ._checks import check_number
 from ._envelopes import Ask, Reply
 from ._errors import ActorDead, ActorError
 from ._mailbox import Overflow
@@ -38,7 +39,7 @@ class ActorRef:
         self._cell = cell
 
     def tell(self, message: Any) -> bool:
-        # Mailbox._tell's fast path, repeated here on purpose: a call per message fewer, and no
+        # Cell._tell's fast path, repeated here on purpose: a call per message fewer, and no
         # bound method kept per ref (memory per idle actor).
         cell = self._cell
         q = cell._queue
@@ -58,8 +59,7 @@ class ActorRef:
         ``ValueError`` for a timeout that is not a positive number. Called from inside an actor it
         blocks that actor's worker; the scheduler wakes another worker meanwhile.
         """
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ValueError(f"ask timeout must be a positive number of seconds, got {timeout!r}")
+        check_number(timeout, "ask timeout", positive=True, unit="seconds")
         cell = self._cell
         if current_cell() is cell:
             raise ActorError(f"{cell.path} asked itself {message!r}: that would deadlock; "

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._cell import current_cell
+from ._checks import check_number
 from ._envelopes import SKIP, Deferred
 from ._events import LifecycleEvent
 
@@ -135,9 +136,7 @@ class EventBus:
                 raise ValueError("bus channel names must be non-empty strings")
         elif not isinstance(topic, type):
             raise ValueError(f"subscribe to a channel name or an event class, got {topic!r}")
-        if max_age is not None and (isinstance(max_age, bool) or
-                                    not isinstance(max_age, (int, float)) or not max_age > 0):
-            raise ValueError(f"max_age must be a positive number of seconds, got {max_age!r}")
+        check_number(max_age, "max_age", positive=True, unit="seconds", or_none=True)
         sub = BusSubscription(self, topic, ref, max_age)
         with self._lock:
             self._by_topic.setdefault(topic, []).append(sub)

@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Callable, Protocol
 
+from ._checks import check_number
+
 __all__ = ["Clock", "MonotonicClock", "ManualClock"]
 
 
@@ -57,8 +59,7 @@ class ManualClock:
 
     def advance(self, seconds: float) -> float:
         """Move time forward by ``seconds`` (>= 0) and fire what became due. Returns the new time."""
-        if not isinstance(seconds, (int, float)) or seconds != seconds or seconds < 0:
-            raise ValueError(f"ManualClock.advance: seconds must be a number >= 0, got {seconds!r}")
+        check_number(seconds, "ManualClock.advance: seconds", low=0)
         with self._lock:
             self._now += seconds
             now = self._now

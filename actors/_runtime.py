@@ -14,6 +14,7 @@ from typing import Any
 from ._actor import Actor, ActorRef, _cell_of
 from ._bus import EventBus
 from ._cell import Cell, current_cell
+from ._checks import check_number
 from ._clock import Clock, ManualClock, MonotonicClock
 from ._errors import ActorError
 from ._events import ActorExited, ActorStarted, HandlerOverrun, MessageDropped
@@ -28,13 +29,6 @@ from .pubsub import PubSub
 __all__ = ["Runtime"]
 
 
-def _positive(value: Any, what: str, *, integer: bool = False) -> None:
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
-        kind = "a positive integer" if integer else "a positive number"
-        raise ValueError(f"{what} must be {kind}, got {value!r}")
-
-
 class Runtime:
     """One node's actor runtime.
 
@@ -47,9 +41,9 @@ class Runtime:
     def __init__(self, workers: int = 2, clock: Clock | None = None, *, inline: bool = False,
                  budget: int = 128, time_slice: float = 0.01, node: str | None = None) -> None:
         if not inline:
-            _positive(workers, "Runtime workers", integer=True)
-        _positive(budget, "Runtime budget", integer=True)
-        _positive(time_slice, "Runtime time_slice")
+            check_number(workers, "Runtime workers", integer=True, positive=True)
+        check_number(budget, "Runtime budget", integer=True, positive=True)
+        check_number(time_slice, "Runtime time_slice", positive=True, unit="seconds")
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self.node = node or f"{socket.gethostname()}:{os.getpid()}"
         self._log = get_logger(node=self.node)
@@ -112,12 +106,13 @@ class Runtime:
             raise TypeError(f"spawn needs a subclass of actors.Actor, got {cls!r}")
         size = cls.mailbox_size if mailbox_size is None else mailbox_size
         if size.__class__ is not int or size <= 0:  # (the message is built only when needed)
-            _positive(size, f"mailbox_size of {cls.__name__}", integer=True)
+            check_number(size, f"mailbox_size of {cls.__name__}", integer=True, positive=True)
         policy = cls.overflow if overflow is None else overflow
         if policy.__class__ is not Overflow:
             policy = Overflow.parse(policy)
         if cls.turn_budget is not None:
-            _positive(cls.turn_budget, f"turn_budget of {cls.__name__}", integer=True)
+            check_number(cls.turn_budget, f"turn_budget of {cls.__name__}", integer=True,
+                         positive=True)
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"actor name must be a non-empty string without '/', got {name!r}")
         cell = Cell(self, 1 if policy is Overflow.LATEST else size, policy, name, parent)
@@ -180,7 +175,7 @@ class Runtime:
         waits as long as it takes (OTP's ``infinity``). From inside an actor it blocks that
         actor's worker (the scheduler wakes another one meanwhile)."""
         if timeout is not None:
-            _positive(timeout, "stop timeout")
+            check_number(timeout, "stop timeout", positive=True, unit="seconds")
         cell = _cell_of(ref)
         if cell is current_cell():
             raise ActorError(f"{cell.path} cannot stop itself synchronously; call self.stop()")
@@ -198,13 +193,13 @@ class Runtime:
     def wait_idle(self, timeout: float | None = 5.0) -> bool:
         """Block until no actor has work (timers may still be pending). True if idle in time."""
         if timeout is not None:
-            _positive(timeout, "wait_idle timeout")
+            check_number(timeout, "wait_idle timeout", positive=True, unit="seconds")
         return self._scheduler.wait_idle(timeout)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop every actor - top-level ones one by one in reverse start order with reason
         ``"shutdown"`` - then the workers. Kills what does not stop in time. Idempotent."""
-        _positive(timeout, "shutdown timeout")
+        check_number(timeout, "shutdown timeout", positive=True, unit="seconds")
         if current_cell() is not None:
             raise ActorError("shutdown() cannot be called from inside an actor")
         with self._lock:

@@ -19,6 +19,14 @@ A turn that runs ten time slices (at least 50 ms) is a stall: reported while it 
 While workers are busy the service thread looks every ``stall_after / 2`` seconds (it takes the
 GIL each time, so it looks no more often than stall detection needs).
 
+Directed helping (``wait_for``): a turn that waits for another actor - a supervisor waiting for
+a child's ``on_start`` or exit - runs that actor's turn on its own worker when the actor is
+queued, instead of holding a worker idle while another one runs it. A tree then starts and
+stops on any pool size: with plain blocking, every level holds one worker and a two-level tree
+starves a two-worker pool. When the actor runs on another worker, the waiting one parks as
+*blocked* (the pool wakes a parked worker or a spare) and looks again after a short pause
+(doubling from 0.2 ms to at most 5 ms; an exit wakes it at once).
+
 ``InlineScheduler`` runs everything on the calling thread, deterministically (FIFO run queue):
 work submitted from outside a turn is run before the call returns. For tests.
 """
@@ -42,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = ["ThreadScheduler", "InlineScheduler"]
 
 _tls = threading.local()
+_FIRST_PAUSE = 0.0002  # wait_for's first look again, doubling up to _MAX_PAUSE
+_MAX_PAUSE = 0.005
 
 
 def _gil_enabled() -> bool:
@@ -239,6 +249,38 @@ class ThreadScheduler:
     def wait_exit(self, cell: "Cell", timeout: float | None) -> bool:
         return bool(self._blocking(lambda: cell.wait_exit(timeout)))
 
+    def wait_for(self, cell: "Cell", done: Callable[[], bool], timeout: float | None) -> bool:
+        """Block until ``done()`` holds, helping ``cell`` (the actor it depends on) along: on a
+        pool worker, a queued turn of ``cell`` runs right here (directed helping; see the module
+        docstring). True once ``done()`` holds; after ``timeout`` seconds (None: no limit) the
+        value of ``done()``. Any thread; only pool workers help."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = _FIRST_PAUSE
+        while not done():
+            if self._help(cell):
+                pause = _FIRST_PAUSE
+                continue
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return done()
+                pause = min(pause, left)
+            self.wait_exit(cell, pause)  # parks this worker as blocked; returns early on the exit
+            pause = min(pause * 2, _MAX_PAUSE)
+        return True
+
+    def _help(self, cell: "Cell") -> bool:
+        """Run ``cell``'s turn on this worker if it waits in the run queue. True if it ran."""
+        if not getattr(_tls, "worker", False):
+            return False
+        try:
+            self._runq.remove(cell)  # whoever removes it owns its turn (the token stays held)
+        except ValueError:
+            return False
+        if cell._run(self.budget, self.time_slice):  # (_run puts the current cell back)
+            self.submit(cell)
+        return True
+
     def wait_idle(self, timeout: float | None) -> bool:
         """Block until the run queue is empty and every worker is parked."""
         with self._lock:
@@ -369,6 +411,11 @@ class InlineScheduler:
     def wait_exit(self, cell: "Cell", timeout: float | None) -> bool:
         self.run(until=lambda: cell._finished)
         return cell._finished
+
+    def wait_for(self, cell: "Cell", done: Callable[[], bool], timeout: float | None) -> bool:
+        """Run turns until ``done()`` holds or nothing is left to run; then ``done()``."""
+        self.run(until=done)
+        return done()
 
     def wait_idle(self, timeout: float | None) -> bool:
         if not self._manual:

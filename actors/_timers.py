@@ -12,6 +12,7 @@ import itertools
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Hashable
 
+from ._checks import check_number
 from ._errors import ActorError
 
 if TYPE_CHECKING:
@@ -46,8 +47,7 @@ class Timers:
         self._cancelled = 0
 
     def schedule(self, cell: "Cell", delay: float, message: Any, key: Hashable | None) -> Hashable:
-        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay >= 0:
-            raise ValueError(f"send_after delay must be a number of seconds >= 0, got {delay!r}")
+        check_number(delay, "send_after delay", low=0, unit="seconds")
         if key is None:
             key = TimerKey(next(self._keys))
         entry = [self._clock.now() + delay, next(self._seq), cell, key, message, True]

@@ -21,6 +21,7 @@ from typing import Any, Callable, NamedTuple
 
 from ._actor import Actor, ActorRef, _cell_of
 from ._cell import Cell
+from ._checks import check_number
 from ._clock import ManualClock
 from ._runtime import Runtime
 
@@ -72,9 +73,7 @@ class Injection:
 
     def __init__(self, what: str, times: int | None, remove: Callable[[], None] | None = None
                  ) -> None:
-        if times is not None and (isinstance(times, bool) or not isinstance(times, int)
-                                  or times < 1):
-            raise ValueError(f"{what}: times must be a positive integer or None, got {times!r}")
+        check_number(times, f"{what}: times", integer=True, positive=True, or_none=True)
         self.what = what
         self.times = times
         self.fired = 0
@@ -145,8 +144,7 @@ class Faults:
         or registered name applies to every later spawn, ``times`` crashes in all. ``error``: an
         exception instance or class (default ``InjectedFault``). Asked messages count too (the
         asker gets ``ActorCrashed``)."""
-        if nth is not None and (isinstance(nth, bool) or not isinstance(nth, int) or nth < 1):
-            raise ValueError(f"crash_on: nth must be a positive integer or None, got {nth!r}")
+        check_number(nth, "crash_on: nth", integer=True, positive=True, or_none=True)
         n = 1 if nth is None else nth
 
         def install(cell: Cell, injection: Injection) -> None:
@@ -194,8 +192,7 @@ class Faults:
         it again ``seconds`` later on the runtime clock (``ManualClock.advance`` releases it); it
         then comes after what arrived meanwhile, and is not held again. At most ``times``
         messages (None: all). Asked messages are never held (their asker waits for the reply)."""
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
-            raise ValueError(f"delay: seconds must be a number >= 0, got {seconds!r}")
+        check_number(seconds, "delay: seconds", low=0)
         timers = self.runtime._timers
 
         def install(cell: Cell, injection: Injection) -> None:

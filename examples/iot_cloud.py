@@ -6,12 +6,17 @@
 Every tenant gets the same supervised graph (REST_FOR_ONE along the pipeline):
 
     devices -> DurableQueue -> queue -> categorise -> validate -> sanity -> store (SQLite)
-                                                        |            |
+                                                        |            |  \\-> minute (Window) -> minutes
+                                                        |            |      (table minute_averages)
                                      bad readings: dead letters   alerts -> pub/sub "alerts/<device>"
                                      with the reason (validate, sanity)      -> a wildcard subscriber
 
 - a ``Fleet`` actor per tenant simulates its devices and puts their readings into the tenant's
   durable queue (acknowledged = on disk); some devices send malformed or impossible readings;
+- ``minute`` (a ``Window``) keeps per-device minute averages in event time (the readings'
+  ``ts``, 15 s of lateness, silent devices closed after 90 s) and ``minutes`` upserts them into
+  ``minute_averages(tenant, device, start, end, mean_temp, n)``, keyed (tenant, device, start);
+  a reading redelivered after a crash is counted once (the window keeps temperatures by ts);
 - the ``queue`` source leases readings only when the graph has credit; ``store`` inserts them
   into the ``readings`` table (tenant, device, ts, temp, hum), idempotently, then acknowledges
   them: a reading lost in a crash comes back from the queue and is stored exactly once;
@@ -31,6 +36,7 @@ import os
 import random
 import sqlite3
 import tempfile
+import threading
 import time
 from contextlib import closing
 from datetime import datetime, timezone
@@ -39,9 +45,9 @@ from zoneinfo import ZoneInfo
 
 from actors import Actor, Runtime
 from actors.pubsub import Publish
-from actors.queue import DurableQueue, QueueSink, QueueSource
+from actors.queue import DurableQueue, QueueSink, QueueSource, stats_many
 from actors.connectors import MqttIngest, MqttOptions, PostgresStore, SqliteStore
-from actors.stream import Graph, Node
+from actors.stream import Graph, Node, Sink, Tumbling, Window
 from actors.testing import Faults
 from supervisors import GraphSupervision
 
@@ -125,20 +131,26 @@ class Sanity(Node):
 
 class Store(QueueSink):
     """Inserts readings (one transaction per batch, idempotent on tenant, device and ts) into
-    SQLite or PostgreSQL, then acknowledges them. ``rows_of(tenant)`` is the store to write to:
-    one per node, shared by every tenant (one connection, not one per tenant)."""
+    SQLite or PostgreSQL, then acknowledges them. ``shared``: the node's one store (one
+    connection for every tenant, thread-safe); otherwise the node opens its own ``db``. The
+    tenant column always comes from this node's identity, never from the reading."""
 
-    def __init__(self, queue: Any, rows_of: Any) -> None:
+    def __init__(self, queue: Any, db: str, shared: Any = None) -> None:
         super().__init__(queue)
-        self.rows_of = rows_of
+        self.db = db
+        self.shared = shared
 
     def on_start(self) -> None:
-        self.rows = self.rows_of(self.ref.tenant)
+        self.rows = self.shared if self.shared is not None else open_store(self.db)
 
     def store(self, items: list[Any]) -> None:
         tenant = self.ref.tenant
         self.rows.insert([(tenant, i.payload["device"], float(i.payload["ts"]),
                            float(i.payload["temp"]), float(i.payload["hum"])) for i in items])
+
+    def on_stop(self, reason: Any) -> None:
+        if self.rows is not self.shared:
+            self.rows.close()
 
 
 class TenantQueueSource(QueueSource):
@@ -148,6 +160,93 @@ class TenantQueueSource(QueueSource):
     out) and readings put by anyone that does not wake it."""
 
     poll_interval = 1.0
+
+
+# -- per-device minute averages: a Window node, an idempotent upsert -------------------------------
+def _device(item: Any) -> str:
+    return item.payload["device"]
+
+
+def _ts(item: Any) -> float:
+    return item.payload["ts"]
+
+
+def _keep(acc: dict[float, float], item: Any) -> dict[float, float]:
+    acc[item.payload["ts"]] = item.payload["temp"]  # by ts: a redelivered reading counts once
+    return acc
+
+
+def _mean(acc: dict[float, float]) -> tuple[float, int]:
+    return sum(acc.values()) / len(acc), len(acc)
+
+
+class MinuteStore(Sink):
+    """Upserts ``WindowResult``s into ``minute_averages(tenant, device, start, end, mean_temp,
+    n)``, keyed (tenant, device, start): a minute emitted again after a restart overwrites its
+    row, never doubles it."""
+
+    def __init__(self, db: str, shared: "MinuteTable | None" = None) -> None:
+        self.db = db
+        self.shared = shared  # the node's one table connection, for every tenant
+
+    def on_start(self) -> None:
+        self.table = self.shared if self.shared is not None else MinuteTable(self.db)
+
+    def process_batch(self, results: Any, port: str) -> None:
+        tenant = self.ref.tenant
+        self.table.upsert([(tenant, r.key, r.start, r.end, r.value[0], r.value[1])
+                           for r in results])
+
+    def on_stop(self, reason: Any) -> None:
+        if self.table is not self.shared:
+            self.table.close()
+
+
+class MinuteTable:
+    """The ``minute_averages`` table in SQLite (a path) or PostgreSQL (a ``postgresql://`` URL).
+    Thread-safe: one upsert at a time (a node shares one table connection among its tenants)."""
+
+    COLUMNS = "(tenant, device, start, \"end\", mean_temp, n)"
+    UPSERT = (" ON CONFLICT (tenant, device, start) DO UPDATE SET \"end\" = excluded.\"end\", "
+              "mean_temp = excluded.mean_temp, n = excluded.n")
+
+    def __init__(self, db: str) -> None:
+        self.pg = db.startswith(("postgresql://", "postgres://"))
+        self.lock = threading.Lock()
+        if self.pg:
+            import psycopg
+            self.conn: Any = psycopg.connect(db, autocommit=True)
+            mark = "%s"
+        else:
+            # an actor runs on any worker thread, one handler at a time
+            self.conn = sqlite3.connect(db, timeout=30, isolation_level=None,
+                                        check_same_thread=False)
+            mark = "?"
+        self.conn.execute("CREATE TABLE IF NOT EXISTS minute_averages (tenant TEXT NOT NULL, "
+                          "device TEXT NOT NULL, start DOUBLE PRECISION NOT NULL, \"end\" "
+                          "DOUBLE PRECISION NOT NULL, mean_temp DOUBLE PRECISION NOT NULL, "
+                          "n INTEGER NOT NULL, PRIMARY KEY (tenant, device, start))")
+        self.sql = (f"INSERT INTO minute_averages {self.COLUMNS} VALUES "
+                    f"({', '.join([mark] * 6)})" + self.UPSERT)
+
+    def upsert(self, rows: list[tuple[Any, ...]]) -> None:
+        with self.lock:
+            if self.pg:
+                with self.conn.transaction(), self.conn.cursor() as cur:
+                    cur.executemany(self.sql, rows)
+            else:
+                with closing(self.conn.cursor()) as cur:
+                    cur.execute("BEGIN")
+                    try:
+                        cur.executemany(self.sql, rows)
+                    except BaseException:
+                        cur.execute("ROLLBACK")  # the shared connection stays usable
+                        raise
+                    cur.execute("COMMIT")
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
 
 
 def open_store(db: str) -> Any:
@@ -168,32 +267,40 @@ def count_rows(db: str) -> list[tuple[str, int]]:
                                  "ORDER BY tenant").fetchall())
 
 
-def build_graph(queue_of: Any, rows_of: Any) -> Graph:
+def build_graph(queue_of: Any, db: str, store: Any = None, minutes: Any = None) -> Graph:
     """The one graph every tenant gets; ``queue_of(tenant)`` is that tenant's durable queue,
-    ``rows_of(tenant)`` the store its readings go to."""
+    ``store`` and ``minutes`` the node's shared readings store and minute table (``None``:
+    each instance opens ``db``)."""
     g = Graph("ingest", supervision=GraphSupervision(intensity=10, period=10.0))
     g.add("queue", TenantQueueSource, queue_of)
     g.add("categorise", Categorise)
     g.add("validate", Validate)
     g.add("sanity", Sanity)
-    g.add("store", Store, queue_of, rows_of)
+    g.add("store", Store, queue_of, db, store)
     g.pipe("queue", "categorise", "validate", "sanity", "store")
+    # per-device minute averages in event time; lateness above the queue's visibility timeout,
+    # so that a reading redelivered after a crash still finds its minute open
+    g.add("minute", Window, key=_device, time=_ts, windows=Tumbling(60.0), lateness=15.0,
+          idle=90.0, init=dict, fold=_keep, result=_mean)
+    g.add("minutes", MinuteStore, db, minutes)
+    g.connect("sanity", "minute")
+    g.connect("minute.out", "minutes")
     return g
 
 
 def graph() -> Graph:
-    """The graph for ``streamvisor graph examples/iot_cloud.py`` (queues and store are
+    """The graph for ``streamvisor graph examples/iot_cloud.py`` (queues and database are
     placeholders: only the shape matters there)."""
-    return build_graph(lambda tenant: None, lambda tenant: None)
+    return build_graph(lambda tenant: None, "readings.db")
 
 
 # -- actors around the graph ------------------------------------------------------------------------
 class Ledger:
-    """What one tenant's producers put into its queue, read by the progress line without a
-    message. One writer (the fleet's turn), any number of readers; each field is a single int
-    store (atomic under the GIL). ``seq`` is a sequence lock: odd while a put is under way.
-    ``putting`` is set before ``seq`` turns odd, so a reader that sees an odd ``seq`` also
-    sees the size of that put."""
+    """What one producer (the tenant's fleet, or the node's MQTT ingest for that tenant) put
+    into the tenant's queue, read by the progress line without a message. One writer (that
+    producer's turns), any number of readers; each field is a single int store (atomic under
+    the GIL). ``seq`` is a sequence lock: odd while a put is under way; ``putting`` (its size)
+    is set before ``seq`` turns odd, so a reader that sees an odd ``seq`` also sees it."""
 
     __slots__ = ("seq", "sent", "putting", "refused")
 
@@ -201,37 +308,46 @@ class Ledger:
         self.seq = 0        # even: no put under way
         self.sent = 0       # readings the queue accepted (on disk)
         self.putting = 0    # readings of the put under way
-        self.refused = 0    # readings the queue refused (full, unavailable): counted, not in
+        self.refused = 0    # readings of puts the queue refused (full, unavailable)
 
-    def put(self, queue: DurableQueue, batch: list[Any]) -> bool:
-        """``queue.put_many(batch)``, counted. False (and counted in ``refused``) if the queue
-        refused it."""
+    def put(self, queue: DurableQueue, batch: list[Any]) -> None:
+        """``queue.put_many(batch)``, counted; a refusal is counted and raised."""
         self.putting = len(batch)
         self.seq += 1
         try:
             queue.put_many(batch)
-        except Exception:
+        except BaseException:
             self.refused += len(batch)
-            ok = False
+            raise
         else:
             self.sent += len(batch)
-            ok = True
-        self.seq += 1
-        self.putting = 0
-        return ok
+        finally:
+            self.seq += 1
+            self.putting = 0
+
+
+class CountedQueue:
+    """A tenant's queue as one producer sees it: ``put_many`` counted in that producer's
+    ``Ledger``, then ``wake()`` (the tenant's graph reads at once instead of at its next poll)."""
+
+    def __init__(self, queue: DurableQueue, ledger: Ledger, wake: Any = None) -> None:
+        self.queue, self.ledger, self.wake = queue, ledger, wake
+
+    def put_many(self, batch: list[Any]) -> None:
+        self.ledger.put(self.queue, batch)
+        if self.wake is not None:
+            self.wake()
 
 
 class Fleet(Actor):
-    """A tenant's devices: every ``period`` each sends a reading into the durable queue (the
-    first tick at a random phase, so a thousand fleets do not all put at the same instant).
-    After each put it calls ``wake`` (the graph's source reads at once)."""
+    """A tenant's devices: every ``period`` each sends a reading into the durable queue (a
+    ``CountedQueue``; the first tick at a random phase, so a thousand fleets do not all put at
+    the same instant). A refused put is counted in the ledger and the readings dropped."""
 
-    def __init__(self, queue: DurableQueue, devices: int, period: float, seed: int,
-                 ledger: Ledger, wake: Any = None) -> None:
+    def __init__(self, queue: Any, devices: int, period: float, seed: int) -> None:
         self.queue, self.devices, self.period = queue, devices, period
         self.random = random.Random(seed)
         self.seed = seed
-        self.ledger, self.wake = ledger, wake
 
     def on_start(self) -> None:
         kinds = list(CATEGORIES)
@@ -256,8 +372,10 @@ class Fleet(Actor):
             elif roll < 0.02:
                 del reading["hum"]  # malformed firmware
             batch.append(reading)
-        if self.ledger.put(self.queue, batch) and self.wake is not None:
-            self.wake()
+        try:
+            self.queue.put_many(batch)
+        except OSError:  # QueueFull / QueueUnavailable: dropped, counted in the ledger
+            pass
         self.send_after(self.period, "tick")
 
 
@@ -359,10 +477,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--period", type=float, default=0.1, help="seconds between readings")
     parser.add_argument("--db", default=None,
                         help="SQLite file or postgresql://... URL for the readings table")
-    parser.add_argument("--mqtt", default=None, metavar="HOST:PORT",
-                        help="also ingest tenants/<tenant>/devices/<device>/readings from a broker")
+    parser.add_argument("--mqtt", default=None, metavar="URL",
+                        help="also ingest tenants/<tenant>/devices/<device>/readings from a broker: "
+                             "HOST:PORT, mqtt://[USER@]HOST[:PORT] or mqtts://[USER@]HOST[:PORT] "
+                             "(TLS); the password comes from $STREAMVISOR_MQTT_PASSWORD")
+    parser.add_argument("--mqtt-ca", default=None, metavar="FILE",
+                        help="CA certificate that signed the broker's (default: the system's)")
+    parser.add_argument("--mqtt-cert", default=None, metavar="FILE", help="client certificate")
+    parser.add_argument("--mqtt-key", default=None, metavar="FILE", help="client certificate key")
+    parser.add_argument("--mqtt-allow-insecure-password", action="store_true",
+                        help="allow a password over plain TCP to a host that is not loopback")
+    parser.add_argument("--mqtt-client-id", default=None, metavar="ID",
+                        help="the node's MQTT session (default iot-cloud, in a cluster "
+                             "iot-cloud-<node>): a restart resumes it, unacked readings included")
+    parser.add_argument("--mqtt-group", default=None, metavar="NAME",
+                        help="shared subscription $share/NAME/...: nodes with the same group "
+                             "split the readings (each goes to one of them)")
     parser.add_argument("--data-dir", default=None, help="where the durable queues live")
     parser.add_argument("--chaos", type=float, default=3.0, help="seconds between injected crashes (0: none)")
+
+
+def mqtt_options(options: Any, client_id: str) -> MqttOptions:
+    """The broker settings of ``--mqtt*``; a bad URL, file or an insecure password stops the app
+    with the reason."""
+    try:
+        return MqttOptions.from_url(
+            options.mqtt, ca_file=options.mqtt_ca, cert_file=options.mqtt_cert,
+            key_file=options.mqtt_key, client_id=client_id,
+            allow_insecure_password=options.mqtt_allow_insecure_password)
+    except ValueError as exc:
+        raise SystemExit(f"iot_cloud: --mqtt: {exc}") from None
 
 
 def tenant_names(value: str) -> list[str]:
@@ -385,45 +529,50 @@ def tenant_names(value: str) -> list[str]:
 
 
 class Line(NamedTuple):
-    """One tenant's ledger at one consistent moment: ``in`` = ``stored`` + ``dead`` +
-    ``queued`` + ``unaccounted`` (which is 0 unless a reading went missing)."""
+    """One tenant's ledger at one consistent moment: ``readings_in`` = ``stored`` + ``dead`` +
+    ``queued`` + ``unaccounted`` (which is 0 unless a reading went missing). ``mqtt_in``: the
+    part of ``readings_in`` that came over MQTT."""
 
     readings_in: int
     stored: int
     dead: int
     queued: int
     unaccounted: int
+    mqtt_in: int = 0
 
 
 _ZERO = Line(0, 0, 0, 0, 0)
+QUEUE = "readings"  # every tenant's queue has this name, in the node's one queue file
 
 
 class _Tenant:
     """What one tenant runs on this node."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.queue: DurableQueue | None = None
-        self.mqtt_dead: DurableQueue | None = None
         self.instance: Any = None
-        self.actors: dict[str, Any] = {}  # fleet, mqtt, alerts, local-time
-        self.ledger = Ledger()   # what the fleet put
+        self.actors: dict[str, Any] = {}  # fleet, alerts, local-time
+        self.fleet = Ledger()    # what its fleet put
+        self.mqtt = Ledger()     # what the node's MQTT ingest put for it
         self.tally = Tally()     # alerts, local time
-        self.base: dict[str, int] = {}  # the queue's counts when the tenant started
+        self.base: dict[str, int] = {}  # its queue's counts when it started (a reused data dir)
         self.line = _ZERO        # its last consistent ledger
 
 
-def queue_lines(tenants: list[_Tenant], read: Any) -> list[Line]:
+def queue_lines(tenants: list[Any], read: Any) -> list[Line]:
     """Each tenant's ledger, consistent per tenant, without a message to any actor.
 
-    ``read(queues)`` returns each queue's ``stats()`` (None if it cannot be read). The producers'
-    ledgers are read before and after it: a tenant whose ledger did not move meanwhile gets a
-    new line (a put under way counts as in once the queue has it); one that moved keeps its
-    last consistent line (the next read catches up), so every line's sums hold."""
-    before = [(t.ledger.seq, t.ledger.sent, t.ledger.putting) for t in tenants]
-    stats = read([t.queue for t in tenants])
-    after = [t.ledger.seq for t in tenants]
-    for t, (seq, sent, putting), s, seq_after in zip(tenants, before, stats, after):
-        if s is None or seq != seq_after:
+    ``read(tenants)`` returns each tenant's queue counts (``stats()``; None if unreadable), all
+    of one instant. The producers' ledgers are read before and after it: a tenant whose ledgers
+    did not move meanwhile gets a new line (a put under way counts as in once the queue has
+    it); one that moved keeps its last consistent line (the next read catches up), so every
+    line's sums hold."""
+    before = [[(g.seq, g.sent, g.putting) for g in (t.fleet, t.mqtt)] for t in tenants]
+    stats = read(tenants)
+    after = [[g.seq for g in (t.fleet, t.mqtt)] for t in tenants]
+    for t, seen, s, seqs in zip(tenants, before, stats, after):
+        if s is None or [seq for seq, _, _ in seen] != seqs:
             continue
         base = t.base
         stored = s["acked"] - base.get("acked", 0)
@@ -431,27 +580,29 @@ def queue_lines(tenants: list[_Tenant], read: Any) -> list[Line]:
         queued = s["ready"] + s["in_flight"] + s["delayed"]
         carried = base.get("ready", 0) + base.get("in_flight", 0) + base.get("delayed", 0)
         held = stored + dead + queued
-        readings_in = carried + sent
-        if seq % 2 and held == readings_in + putting:
-            readings_in += putting  # the put under way is on disk already
-        t.line = Line(readings_in, stored, dead, queued, held - readings_in)
+        landed = [0, 0]  # of the puts under way (fleet, mqtt): what the queue has already
+        for fleet_done in (0, 1) if seen[0][0] % 2 else (0,):
+            for mqtt_done in (0, 1) if seen[1][0] % 2 else (0,):
+                extra = fleet_done * seen[0][2] + mqtt_done * seen[1][2]
+                if extra and held == carried + seen[0][1] + seen[1][1] + extra:
+                    landed = [fleet_done * seen[0][2], mqtt_done * seen[1][2]]
+        mqtt_in = seen[1][1] + landed[1]
+        readings_in = carried + seen[0][1] + landed[0] + mqtt_in
+        t.line = Line(readings_in, stored, dead, queued, held - readings_in, mqtt_in)
     return [t.line for t in tenants]
 
 
-def read_each(queues: list[DurableQueue | None]) -> list[dict[str, int] | None]:
-    """Every queue's ``stats()`` (one read each; None for a closed or failing queue)."""
-    out: list[dict[str, int] | None] = []
-    for q in queues:
-        try:
-            out.append(q.stats() if q is not None else None)
-        except Exception:  # a queue closing under us (a tenant stopping): no line this time
-            out.append(None)
-    return out
+def _queued(s: dict[str, int]) -> int:
+    """Every record a queue ever took (in any state)."""
+    return s["ready"] + s["in_flight"] + s["delayed"] + s["dead"] + s["acked"]
 
 
 class _App:
     """The node's share of the IoT cloud: shared settings and its tenants (a cluster may move
-    tenants in and out; a single node hosts them all)."""
+    tenants in and out; a single node hosts them all). Per tenant it costs no thread and no
+    file: every tenant's queue lives in the node's one queue file (``queues.db``, one committer
+    thread), its rows go through the node's one store connection, its readings arrive through
+    the node's one MQTT client."""
 
     def __init__(self, options: Any) -> None:
         if options.devices < 0 or not options.period > 0:
@@ -459,95 +610,144 @@ class _App:
         self.options = options
         self.data_dir = options.data_dir or tempfile.mkdtemp(prefix="iot-cloud-")
         os.makedirs(self.data_dir, exist_ok=True)
+        self.queues_path = os.path.join(self.data_dir, "queues.db")
         self.db = options.db or os.path.join(self.data_dir, "readings.db")
-        self.rows = open_store(self.db)  # one per node; a bad URL or path fails here, clearly
+        # One connection for every tenant's rows (creates the table; a bad URL or path fails
+        # here, clearly). Each tenant's store node writes its own tenant column.
+        self.store = open_store(self.db)
+        self.minutes = MinuteTable(self.db)
         self.tenants: dict[str, _Tenant] = {}
-        self.queues: dict[str, DurableQueue] = {}
-        self.graph = build_graph(lambda tenant: self.queues[tenant], lambda tenant: self.rows)
+        self.queues: dict[str, DurableQueue] = {}  # what the graphs' queue nodes read
+        self.graph = build_graph(lambda tenant: self.queues[tenant], self.db, self.store,
+                                 self.minutes)
         self.instances: dict[str, Any] = {}  # shared with the chaos actor
+        self.mqtt: Any = None  # the node's one MQTT client (MqttIngest) for every tenant
+        self.mqtt_dead: DurableQueue | None = None
+        self.mqtt_stats: Any = None  # its last statistics
+        self.mqtt_rejected = 0  # readings in its dead letters since the start
+        self.mqtt_base = 0      # ... and before (a reused --data-dir)
+        self.in_cluster = getattr(options, "cluster", None) is not None
         self.starting = 0  # tenants the starter has yet to start
         self.starter: Any = None
+        self.routes: dict[str, CountedQueue] = {}  # tenant -> its queue, as the MQTT ingest puts
+
+    def start_mqtt(self, rt: Runtime) -> None:
+        """One MQTT client for the whole node: readings are routed to their tenant's queue (the
+        broker is acked after the commit); readings of a tenant this node does not host, and
+        bad payloads, go to the node's dead letters (queue ``mqtt-dead``), with their reason. A
+        single node reads every tenant's topic; a cluster node subscribes to its own tenants."""
+        options = self.options
+        node = getattr(options.cluster, "id", None) if self.in_cluster else None
+        client_id = options.mqtt_client_id or ("iot-cloud" if node is None else f"iot-cloud-{node}")
+        mqtt = mqtt_options(options, client_id)
+        self.mqtt_dead = DurableQueue(self.queues_path, "mqtt-dead")
+        self.mqtt_base = _queued(self.mqtt_dead.stats())
+        self.mqtt = rt.spawn(MqttIngest, mqtt, self.routes.get, dead_letters=self.mqtt_dead,
+                             filters=[] if self.in_cluster else None, group=options.mqtt_group,
+                             capacity=2000, batch_size=1000, name="mqtt")
 
     def start_tenant(self, rt: Runtime, tenant: str) -> None:
-        options, scope, t = self.options, rt.tenant(tenant), _Tenant()
+        options, scope, t = self.options, rt.tenant(tenant), _Tenant(tenant)
         seed = sum(map(ord, tenant))
-        t.queue = DurableQueue(os.path.join(self.data_dir, f"{tenant}.queue"), tenant,
-                               max_deliveries=5, visibility_timeout=10.0)
+        t.queue = DurableQueue(self.queues_path, QUEUE, tenant=tenant, max_deliveries=5,
+                               visibility_timeout=10.0)
         t.base = t.queue.stats()  # a reused --data-dir: what was there before this run
         self.queues[tenant] = t.queue
-        t.instance = self.graph.instantiate(rt, tenant)
+        t.instance = instance = self.graph.instantiate(rt, tenant)
+
+        def wake() -> None:
+            instance.wake("queue")
         t.actors["alerts"] = scope.spawn(Alerts, t.tally, name="alerts")
         scope.pubsub.subscribe("alerts/#", t.actors["alerts"])
         t.actors["local-time"] = scope.spawn(LocalTime, TIMEZONES[seed % len(TIMEZONES)],
                                              t.tally, name="local-time")
         if options.devices:
-            instance = t.instance
-            t.actors["fleet"] = scope.spawn(Fleet, t.queue, options.devices, options.period,
-                                            seed=seed, ledger=t.ledger,
-                                            wake=lambda: instance.wake("queue"))
-        if options.mqtt:
-            host, _, port = options.mqtt.rpartition(":")
-            t.mqtt_dead = DurableQueue(os.path.join(self.data_dir, f"{tenant}.mqtt-dead"),
-                                       f"{tenant}-mqtt-dead")
-            t.actors["mqtt"] = scope.spawn(
-                MqttIngest, MqttOptions(host=host or "127.0.0.1", port=int(port or 1883),
-                                        client_id=f"iot-cloud-{tenant}"),
-                t.queue, tenant=tenant, dead_letters=t.mqtt_dead, name="mqtt")
-        self.instances[tenant] = t.instance
+            t.actors["fleet"] = scope.spawn(Fleet, CountedQueue(t.queue, t.fleet, wake),
+                                            options.devices, options.period, seed=seed)
+        self.instances[tenant] = instance
         self.tenants[tenant] = t  # the progress line sees it once it is complete
+        self.routes[tenant] = CountedQueue(t.queue, t.mqtt, wake)  # MQTT readings from now on
+        if self.mqtt is not None and self.in_cluster:
+            self.mqtt.tell(("subscribe", tenant))
 
     def stop_tenants(self, rt: Runtime, names: list[str]) -> None:
         """Stop tenants in phases across all of them: first every producer (no new readings
         anywhere, so the workers are free for the rest), then the graphs, the other actors, and
         last the queues (what is still queued stays on disk for the next start)."""
         tenants = [t for t in (self.tenants.pop(n, None) for n in names) if t is not None]
-        for name in names:
-            self.instances.pop(name, None)
-            self.queues.pop(name, None)
         for t in tenants:
-            for name in ("fleet", "mqtt"):
-                if name in t.actors:
-                    rt.stop(t.actors.pop(name), "shutdown")
+            self.routes.pop(t.name, None)  # MQTT readings for it are dead-lettered from now on
+            self.instances.pop(t.name, None)
+            if self.mqtt is not None and self.in_cluster:
+                self.mqtt.tell(("unsubscribe", t.name))  # (unacked: redelivered elsewhere)
+        for t in tenants:
+            if "fleet" in t.actors:
+                rt.stop(t.actors.pop("fleet"), "shutdown")
         for t in tenants:
             t.instance.stop()
         for t in tenants:
             for ref in t.actors.values():
                 rt.stop(ref, "shutdown")
         for t in tenants:
-            for queue in (t.queue, t.mqtt_dead):
-                if queue is not None:
-                    queue.close()
+            self.queues.pop(t.name, None)
+            if t.queue is not None:
+                t.queue.close()
 
     def stop_tenant(self, rt: Runtime, tenant: str) -> None:
         self.stop_tenants(rt, [tenant])
 
+    def stop(self, rt: Runtime) -> None:
+        if self.starter is not None:
+            rt.stop(self.starter, "shutdown")  # no tenant starts from now on
+        if self.mqtt is not None:  # no new readings first
+            rt.stop(self.mqtt, "shutdown")
+            self.mqtt = None
+        self.stop_tenants(rt, list(self.tenants))
+        if self.mqtt_dead is not None:
+            self.mqtt_dead.close()
+        self.store.close()
+        self.minutes.close()
+
+    def read_queues(self, tenants: list[_Tenant]) -> list[dict[str, int] | None]:
+        """Every tenant's queue counts (and the MQTT dead letters') in one transaction."""
+        try:
+            found = stats_many(self.queues_path, [(t.name, QUEUE) for t in tenants]
+                               + ([(None, "mqtt-dead")] if self.mqtt_dead is not None else []))
+        except OSError:  # the file busy beyond its timeout: no new line this time
+            return [None] * len(tenants)
+        if self.mqtt_dead is not None and (None, "mqtt-dead") in found:
+            self.mqtt_rejected = _queued(found[(None, "mqtt-dead")]) - self.mqtt_base
+        return [found.get((t.name, QUEUE)) for t in tenants]
+
     def progress(self) -> dict[str, Any]:
-        """The progress line: no message to any tenant's actor (counters and one stats read
-        per queue), so a busy tenant delays nothing."""
+        """The progress line: no message to any tenant's actor (ledgers, tallies and one
+        consistent read of every queue), so a busy tenant delays nothing."""
         tenants = list(self.tenants.values())
-        lines = queue_lines(tenants, read_each)
-        readings_in = sum(x.readings_in for x in lines)
-        extra: dict[str, Any] = {}
-        if self.options.mqtt:  # a reading is acked to the broker once it is in the queue
-            mqtt_stats = [s for t in tenants if "mqtt" in t.actors
-                          if (s := t.actors["mqtt"].ask("statistics")) is not None]
-            mqtt_in = sum(s.acked for s in mqtt_stats)
-            readings_in += mqtt_in
-            extra = {"mqtt_in": mqtt_in, "mqtt_rejected": sum(s.dead_lettered for s in mqtt_stats)}
-        restarts = sum(n.restarts for t in tenants for n in t.instance.statistics().nodes)
-        line = {"tenants": len(tenants), **({"starting": self.starting} if self.starting else {}),
-                "in": readings_in,
-                "stored": sum(x.stored for x in lines),
-                "dead_lettered": sum(x.dead for x in lines),
-                "queued": sum(x.queued for x in lines),
-                "alerts": sum(t.tally.alerts for t in tenants),
-                "restarts": restarts, **extra}
+        lines = queue_lines(tenants, self.read_queues)
+        line: dict[str, Any] = {"tenants": len(tenants)}
+        if self.starting:
+            line["starting"] = self.starting
+        line.update({"in": sum(x.readings_in for x in lines),
+                     "stored": sum(x.stored for x in lines),
+                     "dead_lettered": sum(x.dead for x in lines),
+                     "queued": sum(x.queued for x in lines),
+                     "alerts": sum(t.tally.alerts for t in tenants),
+                     "restarts": sum(n.restarts for t in tenants
+                                     for n in t.instance.statistics().nodes)})
+        if self.mqtt is not None:  # a reading is acked to the broker once it is in its queue
+            line["mqtt_in"] = sum(x.mqtt_in for x in lines)
+            line["mqtt_rejected"] = self.mqtt_rejected
+            try:  # the node's one client: its connection state (a bounded wait, never a tenant)
+                self.mqtt_stats = self.mqtt.ask("statistics", timeout=0.5)
+            except Exception:  # busy or restarting: the last known state
+                pass
+            line["mqtt_subscribed"] = int(bool(self.mqtt_stats and self.mqtt_stats.subscribed))
         unaccounted = sum(x.unaccounted for x in lines)
         if unaccounted:
             line["unaccounted"] = unaccounted
-        refused = sum(t.ledger.refused for t in tenants)
+        refused = sum(t.fleet.refused for t in tenants)
         if refused:
-            line["refused"] = refused
+            line["refused"] = refused  # the fleets' readings a full queue refused (dropped)
         if tenants:
             first = min(self.tenants)
             line[f"{first}_time"] = self.tenants[first].tally.local_time
@@ -561,8 +761,10 @@ class TenantStarter(Actor):
 
     turn_budget = 1  # one "next" per turn: other actors run between two batches
 
-    def __init__(self, app: "_App", names: list[str], per_turn: int = 4) -> None:
+    def __init__(self, app: "_App", names: list[str], per_turn: int = 4,
+                 then: Any = None) -> None:
         self.app, self.pending, self.per_turn = app, list(reversed(names)), per_turn
+        self.then = then  # called once every tenant is up
         app.starting = len(self.pending)
 
     def on_start(self) -> None:
@@ -574,6 +776,9 @@ class TenantStarter(Actor):
             self.app.starting = len(self.pending)
         if self.pending:
             self.ref.tell("next")  # behind whatever else arrived meanwhile
+        elif self.then is not None:
+            then, self.then = self.then, None
+            then()
 
     def on_stop(self, reason: Any) -> None:
         self.app.starting = 0
@@ -583,8 +788,9 @@ _app: _App | None = None  # this process's app (one per node)
 
 
 def start(rt: Runtime, options: Any) -> Any:
-    """Once per node. A single node (``streamvisor run``) hosts every tenant of ``--tenants``; in
-    a cluster the node calls ``start_tenant`` for the tenants placed on it."""
+    """Once per node. A single node (``streamvisor run``) hosts every tenant of ``--tenants``
+    (started a few per turn by a ``TenantStarter``); in a cluster the node calls
+    ``start_tenant`` for the tenants placed on it."""
     global _app
     names: list[str] = []
     if getattr(options, "cluster", None) is None:
@@ -598,8 +804,14 @@ def start(rt: Runtime, options: Any) -> Any:
     rt.spawn(Clock, name="clock")
     if options.chaos > 0:
         rt.spawn(Chaos, _app.instances, options.chaos, seed=7, name="chaos")
+    app = _app
+    # MQTT after the tenants: a reading never finds its tenant missing (it would be
+    # dead-lettered as unknown)
+    mqtt = (lambda: app.start_mqtt(rt)) if options.mqtt else None
     if names:
-        _app.starter = rt.spawn(TenantStarter, _app, names, name="tenant-starter")
+        _app.starter = rt.spawn(TenantStarter, _app, names, then=mqtt, name="tenant-starter")
+    elif mqtt is not None:
+        mqtt()
     print(f"iot_cloud: {options.devices} devices per tenant, readings -> {_app.db}")
     return _app.progress
 
@@ -616,10 +828,7 @@ def stop_tenant(rt: Runtime, tenant: str) -> None:
 
 def stop(rt: Runtime) -> None:
     assert _app is not None
-    if _app.starter is not None:
-        rt.stop(_app.starter, "shutdown")  # no tenant starts from now on
-    _app.stop_tenants(rt, list(_app.tenants))
-    _app.rows.close()
+    _app.stop(rt)
     rows = count_rows(_app.db)
     print("rows stored per tenant: " + ", ".join(f"{t}={n}" for t, n in rows))
 
@@ -627,5 +836,5 @@ def stop(rt: Runtime) -> None:
 if __name__ == "__main__":
     import sys
 
-    from supervisors.cli import main
+    from streamvisor.cli import main
     sys.exit(main(["run", __file__, "--duration", "10", *sys.argv[1:]]))

@@ -90,5 +90,5 @@ def start(rt: Runtime, options: Any) -> Any:
 if __name__ == "__main__":
     import sys
 
-    from supervisors.cli import main
+    from streamvisor.cli import main
     sys.exit(main(["run", __file__, "--duration", "5", *sys.argv[1:]]))

@@ -24,6 +24,9 @@ from supervisors._handle import ChildHandle
 from supervisors._spec import AutoShutdown, ChildSpec, Restart, Shutdown, Strategy
 from supervisors._streams import GraphSupervision, start_graph
 from supervisors._supervisor import Supervisor
+from supervisors import _moved
+
+_moved.install()  # supervisors.cli/top/metrics/graph -> streamvisor.*, for one release
 
 __all__ = [
     "Supervisor", "ChildSpec", "ChildInfo", "Strategy", "Restart", "Shutdown", "Backoff",

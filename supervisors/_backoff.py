@@ -29,10 +29,10 @@ supervisor drops the rest and reports every drop. 0 means every such message is 
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
-from typing import Final, TypeGuard
+from typing import Final
+
+from actors.lowlevel import check_number
 
 __all__ = [
     "OVERFLOW_GUARD",
@@ -46,15 +46,6 @@ __all__ = [
 
 OVERFLOW_GUARD: Final = 30
 """From this restart count on, the delay is exactly ``max`` (Akka's overflow guard)."""
-
-
-def _is_seconds(value: object) -> TypeGuard[float]:
-    """A real, finite number that is not a bool."""
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
 
 
 @dataclass(frozen=True)
@@ -73,34 +64,12 @@ class Backoff:
     stash_size: int = 1000
 
     def __post_init__(self) -> None:
-        if not _is_seconds(self.min) or self.min <= 0:
-            raise ValueError(
-                f"backoff: min must be a positive number of seconds, got {self.min!r}"
-            )
-        if not _is_seconds(self.max) or self.max < self.min:
-            raise ValueError(
-                f"backoff: max must be a number of seconds >= min ({self.min!r}), "
-                f"got {self.max!r}"
-            )
-        if not _is_seconds(self.jitter) or not 0 <= self.jitter <= 1:
-            raise ValueError(
-                f"backoff: jitter must be a number between 0 and 1, got {self.jitter!r}"
-            )
-        if self.reset_after is not None and (
-            not _is_seconds(self.reset_after) or self.reset_after <= 0
-        ):
-            raise ValueError(
-                "backoff: reset_after must be a positive number of seconds or None, "
-                f"got {self.reset_after!r}"
-            )
-        if (
-            not isinstance(self.stash_size, int)
-            or isinstance(self.stash_size, bool)
-            or self.stash_size < 0
-        ):
-            raise ValueError(
-                f"backoff: stash_size must be an integer >= 0, got {self.stash_size!r}"
-            )
+        low = check_number(self.min, "backoff: min", positive=True, unit="seconds")
+        check_number(self.max, "backoff: max", low=low, unit="seconds")
+        check_number(self.jitter, "backoff: jitter", low=0, high=1)
+        check_number(self.reset_after, "backoff: reset_after", positive=True, unit="seconds",
+                     or_none=True)
+        check_number(self.stash_size, "backoff: stash_size", integer=True, low=0)
         for name in ("min", "max", "jitter", "reset_after"):
             value = getattr(self, name)
             if value is not None:
@@ -129,7 +98,7 @@ def backoff_delay(backoff: Backoff, restart_count: int, rand: float) -> float:
     non-integer ``restart_count`` or a ``rand`` outside ``[0, 1)``.
     """
     _check_count(restart_count)
-    if not _is_seconds(rand) or not 0 <= rand < 1:
+    if isinstance(rand, bool) or not isinstance(rand, (int, float)) or not 0 <= rand < 1:
         raise ValueError(f"rand must be a number in [0, 1), got {rand!r}")
     if restart_count >= OVERFLOW_GUARD:
         return backoff.max
@@ -161,9 +130,4 @@ def next_backoff(
 
 
 def _check_count(restart_count: int) -> None:
-    if (
-        not isinstance(restart_count, int)
-        or isinstance(restart_count, bool)
-        or restart_count < 0
-    ):
-        raise ValueError(f"restart_count must be an integer >= 0, got {restart_count!r}")
+    check_number(restart_count, "restart_count", integer=True, low=0)

@@ -30,7 +30,7 @@ from functools import partial
 from typing import Any
 
 from actors import ActorRef, Overflow
-from supervisors import _bridge
+from actors import lowlevel
 
 __all__ = ["ChildHandle", "Slot"]
 
@@ -41,7 +41,7 @@ DEFAULT_STASH = 1000
 class Slot:
     """The shared state behind the handles of one child; the supervisor moves it between states.
 
-    Lock rule (``_lock``): guards every field. Deliveries (``_bridge.deliver``) and logging happen
+    Lock rule (``_lock``): guards every field. Deliveries (``lowlevel.deliver``) and logging happen
     after it is released; ``_open`` runs in the child's turn and only pops under it.
     """
 
@@ -70,12 +70,12 @@ class Slot:
                 return
             self._gen += 1
             self._state, self._ref = RUNNING, ref
-            self._envelope = _bridge.Deferred(partial(self._open, self._gen))
+            self._envelope = lowlevel.Deferred(partial(self._open, self._gen))
             self._limit = stats.capacity
             self._drop_oldest = stats.overflow in (Overflow.DROP_OLDEST.name, Overflow.LATEST.name)
             envelope, n = self._envelope, len(self._queue)
         for _ in range(n):
-            if not _bridge.deliver(ref, envelope):
+            if not lowlevel.deliver(ref, envelope):
                 break  # died already: the queue waits for the next incarnation
         self._report(force=True)
 
@@ -103,7 +103,7 @@ class Slot:
     def _open(self, gen: int) -> Any:
         with self._lock:
             if gen != self._gen or not self._queue:
-                return _bridge.SKIP
+                return lowlevel.SKIP
             return self._queue.popleft()
 
     # -- any thread ---------------------------------------------------------------------------
@@ -125,7 +125,7 @@ class Slot:
                 if self._state == RUNNING:
                     ref, envelope = self._ref, self._envelope
         if ref is not None:
-            _bridge.deliver(ref, envelope)  # False: it died; the message waits in the queue
+            lowlevel.deliver(ref, envelope)  # False: it died; the message waits in the queue
         if self.dropped != self._reported:
             self._report()
         return accepted

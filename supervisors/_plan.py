@@ -6,7 +6,7 @@ tables. The Supervisor actor asks, in this order, when a child exits on its own:
 1. ``exit_action`` (OTP ``do_restart``): RESTART, KEEP the spec without a ref, REMOVE the spec, or
    AUTO_SHUTDOWN the supervisor.
 2. On RESTART, ``add_restart`` (OTP ``add_restart/1``): may it restart, or has the intensity been
-   exceeded (terminate the children in ``shutdown_order`` and exit ``"shutdown"``)?
+   exceeded (terminate the children in reverse start order and exit ``"shutdown"``)?
 3. ``plan_restart``: which children to terminate (reverse start order), which to start (start
    order). If a start fails, the supervisor counts another restart and plans again from the child
    that failed to start (ONE_FOR_ALL: the whole group again; REST_FOR_ONE: from that child on).
@@ -15,11 +15,8 @@ Exit reasons are values: ``"normal"``, ``"shutdown"``, ``("shutdown", term)``, `
 string, or the exception that ended the child. ``"normal"``, ``"shutdown"`` and ``("shutdown", term)``
 are the normal ones.
 
-| Restart   | "normal" | "shutdown", ("shutdown", term) | "killed", other, exception |
-|-----------|----------|--------------------------------|----------------------------|
-| PERMANENT | restart  | restart                        | restart                    |
-| TRANSIENT | -        | -                              | restart                    |
-| TEMPORARY | -        | -                              | -                          |
+Which restart type restarts after which reason: the table in ``supervisors._supervisor``
+(``should_restart`` is that table as code). What ``plan_restart`` answers, for child b of a, b, c:
 
 | Strategy           | failed   | terminate (in this order) | restart (in this order) |
 |--------------------|----------|---------------------------|-------------------------|
@@ -54,7 +51,6 @@ __all__ = [
     "is_normal_exit",
     "plan_restart",
     "should_restart",
-    "shutdown_order",
 ]
 
 ExitReason: TypeAlias = str | BaseException | tuple[str, object]
@@ -190,13 +186,6 @@ def plan_restart(
         restart=tuple(child for child in group if child not in temporary),
         remove=tuple(child for child in victims if child in temporary),
     )
-
-
-def shutdown_order(order: Sequence[str]) -> tuple[str, ...]:
-    """The order in which a stopping supervisor terminates its children: reverse start order."""
-    if len(set(order)) != len(order):
-        raise ValueError(f"order must not repeat a child id, got {list(order)!r}")
-    return tuple(reversed(order))
 
 
 def add_restart(

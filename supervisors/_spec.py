@@ -1,21 +1,7 @@
 """Child specs and supervisor flags, validated once, up front (OTP ``check_childspec``/``check_flags``).
 
-Strategies (what happens when a child dies and is to be restarted):
-
-| Strategy           | terminated (reverse start order)    | restarted (start order)          |
-|--------------------|-------------------------------------|----------------------------------|
-| ONE_FOR_ONE        | nothing                             | the dead child                   |
-| ONE_FOR_ALL        | every other child                   | every child                      |
-| REST_FOR_ONE       | the children started after it       | the dead child and those after it|
-| SIMPLE_ONE_FOR_ONE | nothing (one spec, many instances)  | the dead instance                |
-
-Restart types (which exit reasons restart a child, and what is kept when it is not restarted):
-
-| Restart   | "normal" | "shutdown", ("shutdown", term) | "killed", other, exception | not restarted -> |
-|-----------|----------|--------------------------------|----------------------------|------------------|
-| PERMANENT | restart  | restart                        | restart                    | (never happens)  |
-| TRANSIENT | no       | no                             | restart                    | spec kept, no ref|
-| TEMPORARY | no       | no                             | no                         | spec removed     |
+What the strategies and restart types mean: the tables in ``supervisors._supervisor``'s
+docstring (the one place they are written).
 
 Defaults are OTP's: restart PERMANENT; shutdown 5 s for workers and ``"infinity"`` for supervisors;
 intensity 1 restart per period of 5 s; auto-shutdown NEVER. Shutdown is a positive number of
@@ -29,14 +15,14 @@ child and the field.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from types import MappingProxyType
-from typing import Any, Final, TypeGuard
+from typing import Any, Final
 
+from actors import Actor
+from actors.lowlevel import check_number
 from supervisors._backoff import Backoff
 
 __all__ = [
@@ -48,6 +34,7 @@ __all__ = [
     "Shutdown",
     "Strategy",
     "SupervisorFlags",
+    "check_shutdown",
     "is_actor_class",
     "is_supervisor_class",
     "validate_child",
@@ -109,38 +96,16 @@ _SHUTDOWN_WORDS: Final = frozenset(member.value for member in Shutdown)
 
 
 def is_actor_class(obj: object) -> bool:
-    """Hook: may ``obj`` be a child's ``start``? True for subclasses of ``actors.Actor``.
-
-    Imports ``actors`` lazily; while the core does not export ``Actor``, any class is accepted.
-    Pure and thread-safe; never raises.
-    """
-    if not isinstance(obj, type):
-        return False
-    try:
-        from actors import Actor
-    except ImportError:
-        return True
-    return issubclass(obj, Actor)
+    """May ``obj`` be a child's ``start``? True for subclasses of ``actors.Actor``. Never raises."""
+    return isinstance(obj, type) and issubclass(obj, Actor)
 
 
 def is_supervisor_class(obj: object) -> bool:
-    """Hook: is ``obj`` a ``supervisors.Supervisor`` (sub)class? False while none is importable."""
-    if not isinstance(obj, type):
-        return False
-    try:
-        from supervisors import Supervisor
-    except ImportError:
-        return False
-    return issubclass(obj, Supervisor)
+    """Is ``obj`` a ``supervisors.Supervisor`` (sub)class? Never raises. (Looked up at call time:
+    the supervisor module imports this one.)"""
+    import supervisors
 
-
-def _is_seconds(value: object) -> TypeGuard[float]:
-    """A real, finite number that is not a bool."""
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
+    return isinstance(obj, type) and issubclass(obj, supervisors.Supervisor)
 
 
 def _names(enum: type[Enum]) -> str:
@@ -236,12 +201,22 @@ def _resolve_shutdown(child: str, shutdown: object, kind: ChildKind) -> float | 
         if kind is ChildKind.SUPERVISOR:
             return Shutdown.INFINITY
         return DEFAULT_WORKER_SHUTDOWN
-    if isinstance(shutdown, str) and shutdown in _SHUTDOWN_WORDS:
-        return Shutdown(shutdown)
-    if _is_seconds(shutdown) and shutdown > 0:
-        return float(shutdown)
+    return check_shutdown(shutdown, child)
+
+
+def check_shutdown(shutdown: object, what: str) -> float | Shutdown:
+    """``shutdown`` as a ``Shutdown`` word or float seconds; ``ValueError`` starting with
+    ``what`` unless it is ``"brutal_kill"``, ``"infinity"`` or a positive number of seconds."""
+    if isinstance(shutdown, str):
+        if shutdown in _SHUTDOWN_WORDS:
+            return Shutdown(shutdown)
+    elif shutdown is not None:
+        try:
+            return float(check_number(shutdown, "shutdown", positive=True))
+        except ValueError:
+            pass
     raise ValueError(
-        f"{child}: shutdown must be a positive number of seconds, 'brutal_kill' or "
+        f"{what}: shutdown must be a positive number of seconds, 'brutal_kill' or "
         f"'infinity', got {shutdown!r}"
     )
 
@@ -262,20 +237,8 @@ class SupervisorFlags:
 
     def __post_init__(self) -> None:
         _check_strategy_and_auto_shutdown(self.strategy, self.auto_shutdown)
-        if (
-            not isinstance(self.intensity, int)
-            or isinstance(self.intensity, bool)
-            or self.intensity < 0
-        ):
-            raise ValueError(
-                "supervisor flags: intensity must be an integer >= 0, "
-                f"got {self.intensity!r}"
-            )
-        if not _is_seconds(self.period) or self.period <= 0:
-            raise ValueError(
-                "supervisor flags: period must be a positive, finite number of seconds, "
-                f"got {self.period!r}"
-            )
+        check_number(self.intensity, "supervisor flags: intensity", integer=True, low=0)
+        check_number(self.period, "supervisor flags: period", positive=True, unit="seconds")
         object.__setattr__(self, "period", float(self.period))
 
 

@@ -22,12 +22,12 @@ only ``actors``' public names - ``NodeStart`` values are read by attribute.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 from actors import ActorRef
 from supervisors._backoff import Backoff
-from supervisors._spec import ChildSpec, Restart, Shutdown, Strategy, SupervisorFlags
+from supervisors._spec import (ChildSpec, Restart, Shutdown, Strategy, SupervisorFlags,
+                               check_shutdown)
 from supervisors._supervisor import Supervisor
 
 __all__ = ["GraphSupervision", "start_graph"]
@@ -55,13 +55,8 @@ class GraphSupervision:
                              f"got {backoff!r}")
         if not isinstance(restart, Restart):
             raise ValueError(f"graph supervision: restart must be a Restart, got {restart!r}")
-        if not (shutdown in (Shutdown.BRUTAL_KILL, Shutdown.INFINITY) or (
-                isinstance(shutdown, (int, float)) and not isinstance(shutdown, bool)
-                and math.isfinite(shutdown) and shutdown > 0)):
-            raise ValueError(f"graph supervision: shutdown must be a positive number of seconds, "
-                             f"'brutal_kill' or 'infinity', got {shutdown!r}")
         self.backoff = backoff
-        self.shutdown = shutdown
+        self.shutdown = check_shutdown(shutdown, "graph supervision")
         self.restart = restart
         self.seed = seed
         self.retry_delay = retry_delay

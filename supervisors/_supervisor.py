@@ -53,30 +53,31 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import random
 import time
 from collections.abc import Iterable
 from typing import Any
 
 from actors import Actor, ActorError, ActorRef, Exit, MailboxFull
-from supervisors import _bridge
-from supervisors._api import Refusal, Request
+from actors import lowlevel
+from actors.lowlevel import check_number
+from supervisors._api import (CountChildren, DeleteChild, GetHandle, Refusal, ResetBackoff,
+                              RestartChild, StartChild, TerminateChild, WhichChildren)
 from supervisors._backoff import next_backoff
-from supervisors._board import Board
+from supervisors._board import Board, info_of
 from supervisors._child import IGNORED, Child, Failed, TryAgain, describe
-from supervisors._events import (ChildExited, ChildRestarted, ChildStarted, Ignore,
+from supervisors._events import (ChildExited, ChildInfo, ChildRestarted, ChildStarted, Ignore,
                                  SupervisionEvent, SupervisorError, SupervisorGaveUp)
 from supervisors._plan import (ExitAction, IntensityWindow, RestartPlan, exit_action,
                                is_normal_exit, plan_restart)
-from supervisors._requests import Requests
-from supervisors._spec import (AutoShutdown, ChildSpec, Restart, Shutdown, Strategy,
-                               SupervisorFlags, validate_children)
+from supervisors._handle import DEFAULT_STASH, Slot
+from supervisors._spec import (AutoShutdown, ChildKind, ChildSpec, Restart, Shutdown, Strategy,
+                               SupervisorFlags, validate_child, validate_children)
 
 __all__ = ["Supervisor"]
 
 
-class Supervisor(Requests, Actor):
+class Supervisor(Actor):
     """Keeps its children running (see the module docstring for the rules).
 
     ``Supervisor(strategy=ONE_FOR_ONE, intensity=1, period=5.0, children=(),
@@ -94,10 +95,7 @@ class Supervisor(Requests, Actor):
                  seed: int | str | bytes | None = None, retry_delay: float = 0.0) -> None:
         self._flags = SupervisorFlags(strategy, intensity, period, auto_shutdown)
         specs = validate_children(children, strategy, auto_shutdown)
-        if (isinstance(retry_delay, bool) or not isinstance(retry_delay, (int, float))
-                or not math.isfinite(retry_delay) or retry_delay < 0):
-            raise ValueError(f"supervisor: retry_delay must be a number of seconds >= 0, "
-                             f"got {retry_delay!r}")
+        check_number(retry_delay, "supervisor: retry_delay", low=0, unit="seconds")
         self._strategy = strategy
         self._template = specs[0] if strategy is Strategy.SIMPLE_ONE_FOR_ONE else None
         self._children: dict[Any, Child] = {}  # in start order
@@ -137,24 +135,168 @@ class Supervisor(Requests, Actor):
 
     def receive(self, message: Any) -> Any:
         try:
-            return self._handle(message)
+            return self._dispatch(message)
         finally:
-            self._board.publish(self._children)
+            self._board.publish(self._children)  # what peek_children shows from now on
 
-    def _handle(self, message: Any) -> Any:
-        cls = message.__class__
-        if cls is Exit:
-            self._on_exit(message.ref, message.reason)
-        elif cls is Request:
-            handler = getattr(self, f"_op_{message.op}", None)
-            if handler is None:
-                return Refusal("value_error", f"unknown supervisor request {message.op!r}")
-            return handler(*message.args)
-        elif cls is TryAgain:
-            self._on_try_again(message)
-        else:
-            self.log.warning("supervisor ignored a message", message=repr(message)[:200])
+    def _dispatch(self, message: Any) -> Any:
+        match message:
+            case Exit(ref=ref, reason=reason):
+                self._on_exit(ref, reason)
+            case TryAgain():
+                self._on_try_again(message)
+            case WhichChildren():
+                return self._which_children()
+            case CountChildren():
+                return self._count_children()
+            case StartChild(args=args):
+                return self._start_child(args)
+            case TerminateChild(target=target):
+                return self._terminate_child(target)
+            case RestartChild(child_id=child_id):
+                return self._restart_child(child_id)
+            case DeleteChild(child_id=child_id):
+                return self._delete_child(child_id)
+            case GetHandle(child_id=child_id):
+                return self._handle(child_id)
+            case ResetBackoff(child_id=child_id):
+                return self._reset_backoff(child_id)
+            case _:
+                self.log.warning("supervisor ignored a message", message=repr(message)[:200])
         return None
+
+    # -- management requests: answers are values, refusals are Refusal values (the caller raises
+    # them); nothing here raises in the supervisor itself -----------------------------------
+    def _which_children(self) -> list[ChildInfo]:
+        return [info_of(c) for c in self._children.values()]
+
+    def _count_children(self) -> dict[str, int]:
+        members = list(self._children.values())
+        active = sum(1 for c in members if c.ref is not None and c.ref.is_alive())
+        if self._template is not None:
+            sups = len(members) if self._template.kind is ChildKind.SUPERVISOR else 0
+            return {"specs": 1, "active": active, "supervisors": sups,
+                    "workers": len(members) - sups}
+        sups = sum(1 for c in members if c.spec.kind is ChildKind.SUPERVISOR)
+        return {"specs": len(members), "active": active, "supervisors": sups,
+                "workers": len(members) - sups}
+
+    def _start_child(self, args: tuple[Any, ...]) -> Any:
+        if self._stopping:
+            return Refusal("start_failed", f"{self.ref.path} is shutting down")
+        if self._template is not None:
+            c = Child(next(self._dynamic_keys), self._template, self._template.args + args,
+                      self._board)
+        else:
+            if len(args) != 1:
+                return Refusal("value_error", "start_child(sup, spec) takes one ChildSpec; extra "
+                               "arguments are for SIMPLE_ONE_FOR_ONE supervisors")
+            try:
+                spec = validate_child(args[0], self._flags.auto_shutdown)
+            except ValueError as exc:
+                return Refusal("value_error", str(exc))
+            old = self._children.get(spec.id)
+            if old is not None and old.ref is not None:
+                return Refusal("already_started", f"child {spec.id!r} is running", ref=old.ref)
+            if old is not None:
+                return Refusal("already_present", f"child {spec.id!r} is known (not running); "
+                               "use restart_child, or delete_child first")
+            c = Child(spec.id, spec, spec.args, self._board)
+        self._children[c.key] = c
+        outcome = self._start(c)
+        if isinstance(outcome, Failed):
+            self._children.pop(c.key, None)
+            return self._refuse_start(c, outcome)
+        return None if outcome is IGNORED else outcome
+
+    def _refuse_start(self, c: Child, failed: Failed) -> Refusal:
+        if failed.holder is not None:
+            return Refusal("already_started", f"child {c.label!r}: its name is held by "
+                           f"{failed.holder.path}, outside this supervisor", ref=failed.holder)
+        self.log.error("child failed to start", child=c.label, error=describe(failed.error))
+        return Refusal("start_failed", f"child {c.label!r} failed to start "
+                       f"({describe(failed.error)})", error=failed.error)
+
+    def _find(self, child_id: Any) -> Child | Refusal:
+        if self._template is not None:
+            return Refusal("not_found", "SIMPLE_ONE_FOR_ONE children have no ids "
+                           "(terminate_child takes an instance's ref)")
+        c = self._children.get(child_id) if isinstance(child_id, str) else None
+        if c is None:
+            return Refusal("not_found", f"no child {child_id!r}")
+        return c
+
+    def _terminate_child(self, target: Any) -> Refusal | None:
+        if self._template is not None and isinstance(target, ActorRef):
+            instance = self._by_ref.get(target) or next(
+                (m for m in self._children.values() if m.restarting and m.last_ref == target),
+                None)
+            if instance is None:
+                if target.is_alive():
+                    return Refusal("not_found", f"{target.path} is not a child of {self.ref.path}")
+                return None  # an instance that is gone already
+            self._terminate(instance)
+            self._forget(instance)
+            return None
+        c = self._find(target)
+        if isinstance(c, Refusal):
+            return c
+        self._terminate(c)
+        if c.spec.restart is Restart.TEMPORARY:
+            self._forget(c)
+        return None
+
+    def _find_stopped(self, child_id: Any) -> Any:
+        """The child, if it is neither running nor restarting (what restart_child and
+        delete_child need), else the ``Refusal`` in OTP's words."""
+        c = self._find(child_id)
+        if isinstance(c, Refusal):
+            return c
+        if c.ref is not None:
+            return Refusal("running", f"child {c.label!r} is running")
+        if c.restarting:
+            return Refusal("restarting", f"child {c.label!r} is restarting")
+        return c
+
+    def _restart_child(self, child_id: Any) -> Any:
+        c = self._find_stopped(child_id)
+        if isinstance(c, Refusal):
+            return c
+        outcome = self._start(c)
+        if isinstance(outcome, Failed):
+            return self._refuse_start(c, outcome)
+        if outcome is IGNORED:
+            return None
+        self._restarted(c, outcome)
+        return outcome
+
+    def _delete_child(self, child_id: Any) -> Refusal | None:
+        c = self._find_stopped(child_id)
+        if isinstance(c, Refusal):
+            return c
+        self._forget(c)
+        return None
+
+    def _handle(self, child_id: Any) -> Slot | Refusal:
+        c = self._find(child_id)
+        if isinstance(c, Refusal):
+            return c
+        if c.slot is None:
+            backoff = c.spec.backoff
+            c.slot = Slot(c.label, self.log, DEFAULT_STASH if backoff is None
+                          else backoff.stash_size)
+            if c.ref is not None:
+                c.slot.attach(c.ref)
+            elif c.restarting:
+                c.slot.suspend()
+        return c.slot
+
+    def _reset_backoff(self, child_id: Any) -> int | Refusal:
+        c = self._find(child_id)
+        if isinstance(c, Refusal):
+            return c
+        count, c.backoff_count = c.backoff_count, 0
+        return count
 
     # -- starting -----------------------------------------------------------------------------
     def _start(self, c: Child) -> Any:
@@ -173,8 +315,8 @@ class Supervisor(Requests, Actor):
             return self._ignored(c)
         except Exception as exc:  # the one wrapper around a child's start: a crash becomes a value
             return Failed(exc)
-        if not _bridge.start_confirmed(ref):
-            reason = _bridge.exit_reason(ref)
+        if not lowlevel.wait_started(ref):
+            reason = lowlevel.exit_reason(ref)
             return self._ignored(c) if isinstance(reason, Ignore) else Failed(reason)
         if c.restarting:
             self.cancel_timer(("restart", c.key))
@@ -185,7 +327,7 @@ class Supervisor(Requests, Actor):
         if spec.restart is Restart.TEMPORARY:  # keep nothing of a temporary child's arguments
             c.args = ()
             c.spec = dataclasses.replace(spec, args=(), kwargs={})
-        _bridge.set_restarts(ref, c.restarts)
+        lowlevel.set_restarts(ref, c.restarts)
         if c.slot is not None:
             c.slot.attach(ref)
         self.log.info("child started", child=c.label, child_path=ref.path)
@@ -206,7 +348,7 @@ class Supervisor(Requests, Actor):
 
     def _restarted(self, c: Child, ref: ActorRef) -> None:
         c.restarts += 1
-        _bridge.set_restarts(ref, c.restarts)
+        lowlevel.set_restarts(ref, c.restarts)
         self.log.info("child restarted", child=c.label, restarts=c.restarts)
         self._publish(ChildRestarted(ref, ref.path, tenant=ref.tenant, supervisor=self.ref,
                                      child_id=c.id, restarts=c.restarts))
@@ -215,7 +357,7 @@ class Supervisor(Requests, Actor):
     def _on_exit(self, ref: ActorRef, reason: Any) -> None:
         c = self._by_ref.pop(ref, None)
         if c is None:
-            if ref == _bridge.parent(self.ref):  # OTP: a supervisor dies with its parent
+            if ref == lowlevel.parent(self.ref):  # OTP: a supervisor dies with its parent
                 self.log.info("parent exited; stopping", parent=ref.path, reason=describe(reason))
                 self.stop(reason)
             return  # any other linked actor's exit is none of a supervisor's business (OTP)
@@ -366,8 +508,8 @@ class Supervisor(Requests, Actor):
         if how is Shutdown.BRUTAL_KILL:
             self.runtime.kill(ref)
         else:
-            _bridge.stop(ref, "shutdown", None if how is Shutdown.INFINITY else how)
-        return _bridge.exit_reason(ref)
+            lowlevel.stop(ref, "shutdown", None if how is Shutdown.INFINITY else how)
+        return lowlevel.exit_reason(ref)
 
     def _terminate_all(self) -> None:
         """Terminate every child: reverse start order; SIMPLE_ONE_FOR_ONE instances in parallel."""
@@ -396,14 +538,14 @@ class Supervisor(Requests, Actor):
                 self.runtime.kill(ref)
         else:
             for _, ref in running:
-                _bridge.request_stop(ref, "shutdown")
+                lowlevel.request_stop(ref, "shutdown")
             deadline = None if how is Shutdown.INFINITY else time.monotonic() + float(how)
             for _, ref in running:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not _bridge.wait_exited(ref, left):
+                if not lowlevel.wait_exited(ref, left):
                     self.runtime.kill(ref)
         for c, ref in running:
-            self._note_exit(c, ref, _bridge.exit_reason(ref))
+            self._note_exit(c, ref, lowlevel.exit_reason(ref))
             self._children.pop(c.key, None)
 
     def _forget(self, c: Child) -> None:

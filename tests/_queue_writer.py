@@ -6,6 +6,10 @@ The crash test SIGKILLs it at a random moment (sometimes before ``ready``, durin
 
 ``consume PATH [LIMIT]``: print ``ready``, wait for a line on stdin, then lease records ten at a
 time, print each delivered id and ack them, until the queue stays empty (or LIMIT are acked).
+
+``settle PATH N flush|buffered``: put N records, lease them (visibility 0.2 s), print
+``leased``, wait for a line on stdin, ``ack()`` each (buffered), then ``flush()`` and print
+``flushed``, or print ``acked`` without flushing; then wait to be killed.
 """
 
 from __future__ import annotations
@@ -70,5 +74,21 @@ def consume(path: str, limit: str = "0") -> None:
                 return
 
 
+def settle(path: str, n: str, mode: str) -> None:
+    q = _queue_class()(path, "crash", visibility_timeout=0.2)
+    q.put_many(list(range(int(n))))
+    batch = q.get(max_items=int(n))
+    print("leased", flush=True)
+    sys.stdin.readline()
+    for d in batch:
+        assert d.ack() is True
+    if mode == "flush":
+        q.flush()
+        print("flushed", flush=True)
+    else:
+        print("acked", flush=True)
+    sys.stdin.readline()  # killed here
+
+
 if __name__ == "__main__":
-    {"write": write, "consume": consume}[sys.argv[1]](*sys.argv[2:])
+    {"write": write, "consume": consume, "settle": settle}[sys.argv[1]](*sys.argv[2:])

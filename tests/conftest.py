@@ -76,3 +76,16 @@ def require_service(host: str, port: int, what: str) -> None:
         if in_ci():
             pytest.fail(f"{message}; CI=true requires it")
         pytest.skip(message)
+
+
+def require_program(name: str) -> str:
+    """The path of program ``name`` on PATH (or in /usr/sbin, where Debian puts mosquitto);
+    skip (or, under CI=true, fail) when it is not installed."""
+    import shutil
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+    if found:
+        return found
+    message = f"the program {name!r} is not installed (not on PATH nor in /usr/sbin)"
+    if in_ci():
+        pytest.fail(f"{message}; CI=true requires it")
+    pytest.skip(message)

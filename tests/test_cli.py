@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from supervisors.cli import main
+from streamvisor.cli import main
+from supervisors._moved import MOVED
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_run_executes_an_app_for_its_duration_and_prints_a_summary():
-    proc = subprocess.run([sys.executable, "-m", "supervisors.cli", "run",
+    proc = subprocess.run([sys.executable, "-m", "streamvisor.cli", "run",
                            str(ROOT / "examples" / "sensors.py"), "--duration", "1.2"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
@@ -40,3 +41,17 @@ def test_run_rejects_a_non_positive_duration(capsys):
     with pytest.raises(SystemExit):
         main(["run", "examples/sensors.py", "--duration", "0"])
     assert "--duration must be a positive number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("old, new", sorted(MOVED.items()))
+def test_the_old_import_paths_of_moved_modules_warn_and_give_the_same_module(old: str,
+                                                                           new: str) -> None:
+    code = (f"import warnings, importlib\n"
+            f"with warnings.catch_warnings(record=True) as caught:\n"
+            f"    warnings.simplefilter('always')\n"
+            f"    old = importlib.import_module({old!r})\n"
+            f"assert old is importlib.import_module({new!r}), 'not the same module'\n"
+            f"assert [str(w.message) for w in caught if w.category is DeprecationWarning] == "
+            f"[{old!r} + ' moved to ' + {new!r} + '; the old path is removed in release 0.3'], caught\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

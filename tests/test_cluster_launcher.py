@@ -245,9 +245,10 @@ def test_status_lists_every_node_and_a_second_start_is_refused(tmp_path):
 def test_nodes_started_with_join_become_members_of_the_existing_cluster(tmp_path):
     first, second = Cluster(tmp_path, "a"), Cluster(tmp_path, "b")
     try:
-        assert first.start("--nodes", "2").returncode == 0
-        admin_port = StateDir(first.state).read()["admin_port"]
-        proc = second.start("--nodes", "1", "--join", f"127.0.0.1:{admin_port}",
+        started = first.start("--nodes", "2")
+        assert started.returncode == 0, started.stderr
+        host, port = json.loads(started.stdout)["nodes"][0]["info"]["data"]
+        proc = second.start("--nodes", "1", "--join", f"{host}:{port}",
                             "--cookie-file", str(first.state / "cookie"))
         assert proc.returncode == 0, proc.stderr
         joined = json.loads(proc.stdout)["nodes"][0]["id"]

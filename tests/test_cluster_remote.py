@@ -274,7 +274,7 @@ def test_a_stream_with_a_bad_header_is_counted_and_closed(pair):
 
 def test_a_peer_without_the_cookie_is_refused(pair):
     a, _ = pair
-    with pytest.raises(HandshakeError, match="does not know the cluster cookie"):
+    with pytest.raises(HandshakeError, match="did not prove it knows the cookie"):
         _raw_client(a, cookie="wrong")
     wait_until(lambda: a.statistics()["auth_failures"] == 1, 3.0, "the refusal to be counted")
 

@@ -1,7 +1,7 @@
 """MQTT connectors: strict parsing of device topics and payloads (always), and against the real
 Mosquitto on 127.0.0.1:1883 (integration): QoS 1 ingestion, flow control by manual acks,
 redelivery after a reconnect, bad payloads dead-lettered with reasons, the publishing sink, the
-whole chain MQTT -> durable queue -> SQL, and the stream adapters per tenant."""
+whole chain MQTT -> durable queue -> SQL."""
 
 from __future__ import annotations
 
@@ -416,61 +416,6 @@ def test_ingest_chain_stores_each_reading_once_in_sqlite(broker, publisher, tmp_
                   f"(QoS 1 -> durable queue -> SQL, end to end)")
     finally:
         queue.close()
-
-
-@pytest.mark.integration
-def test_stream_adapters_keep_each_tenant_to_its_own_readings(broker, publisher, tmp_path):
-    from actors.connectors import MqttReadings, SqlSink
-    from actors.stream import Graph
-    run = uuid.uuid4().hex[:8]
-    acme, globex = f"acme{run}", f"globex{run}"
-    queues = {t: DurableQueue(tmp_path / f"{t}.db", "readings") for t in (acme, globex)}
-    dbs = {t: tmp_path / f"{t}-rows.db" for t in (acme, globex)}
-    try:
-        with Runtime(workers=2) as rt:
-            instances = {}
-            for tenant in (acme, globex):
-                g = Graph("ingest")
-                g.add("mqtt", MqttReadings, broker)
-                g.add("store", SqlSink, queues[tenant], lambda t=tenant: SqliteStore(dbs[t]))
-                g.pipe("mqtt", "store")
-                instances[tenant] = g.instantiate(rt, tenant)
-
-            def probe() -> bool:
-                for t in (acme, globex):
-                    publisher.publish(tenant_topic(t, "probe"), payload(ts=1))
-                return all(queues[t].stats()["acked"] >= 1 for t in (acme, globex))
-            wait_until(probe, timeout=15.0, message="both instances subscribed")
-            publisher.publish_many([(tenant_topic(acme, "a"), payload(ts=100 + i)) for i in range(50)]
-                                   + [(tenant_topic(globex, "g"), payload(ts=100 + i))
-                                      for i in range(30)])
-            for t, want in ((acme, 50), (globex, 30)):
-                wait_until(lambda t=t, w=want: _rows(dbs[t], t) == w, timeout=15.0,
-                           message=f"{want} rows of {t}")
-            for inst in instances.values():
-                inst.stop()
-        for t in (acme, globex):
-            store = SqliteStore(dbs[t])
-            try:
-                tenants = {r[0] for r in store._conn.execute("SELECT tenant FROM readings")}
-            finally:
-                store.close()
-            assert tenants == {t}
-    finally:
-        for q in queues.values():
-            q.close()
-
-
-def _rows(db: Any, tenant: str) -> int:
-    if not db.exists():
-        return -1
-    store = SqliteStore(db)
-    try:
-        return int(store._conn.execute(
-            "SELECT count(*) FROM readings WHERE tenant = ? AND device != 'probe'",
-            (tenant,)).fetchone()[0])
-    finally:
-        store.close()
 
 
 @pytest.mark.integration

@@ -134,7 +134,8 @@ def test_a_crash_between_commit_and_ack_redelivers_without_duplicate_rows(queue,
     wait_until(lambda: writer.drain().taken > 0, timeout=5.0, message="the redelivery")
     assert writer.totals["duplicates"] == 50 and writer.totals["inserted"] == 0
     assert sqlite_store.count() == 50
-    assert queue.stats() == {"ready": 0, "in_flight": 0, "delayed": 0, "dead": 0, "acked": 50}
+    assert queue.stats() == {"ready": 0, "in_flight": 0, "delayed": 0, "dead": 0, "acked": 50,
+                             "bytes": 0, "refused_full": 0}
 
 
 def test_an_unavailable_store_keeps_the_batch_and_consumes_no_delivery_attempts(queue, sqlite_store):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from supervisors.cli import main
+from streamvisor.cli import main
 
 APP = "examples/iot_cloud.py"
 NODES = ["queue", "categorise", "validate", "sanity", "store"]

@@ -12,7 +12,7 @@ import pytest
 
 from actors import ManualClock
 from actors.testing import wait_until
-from supervisors._http import HttpServer
+from streamvisor._http import HttpServer
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ TENANTS = ("acme", "globex", "initech")
 def test_the_iot_cloud_stores_every_valid_reading_once_and_dead_letters_the_rest(tmp_path):
     db = tmp_path / "readings.db"
     proc = subprocess.run(
-        [sys.executable, "-m", "supervisors.cli", "run", str(ROOT / "examples" / "iot_cloud.py"),
+        [sys.executable, "-m", "streamvisor.cli", "run", str(ROOT / "examples" / "iot_cloud.py"),
          "--duration", "4", "--chaos", "1", "--devices", "30", "--db", str(db),
          "--data-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=120, cwd=ROOT)
@@ -37,7 +37,7 @@ def test_the_iot_cloud_stores_every_valid_reading_once_and_dead_letters_the_rest
         assert f"-{tenant}." in device, (tenant, device)
     assert {t for t, _ in rows} == set(TENANTS)
     for tenant in TENANTS:
-        with DurableQueue(tmp_path / f"{tenant}.queue", tenant) as queue:
+        with DurableQueue(tmp_path / "queues.db", "readings", tenant=tenant) as queue:
             dead = queue.dead_letters()
         assert dead, f"{tenant} has no dead letters"
         for letter in dead:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from actors import Actor, Runtime
-from supervisors.cli import load_app
+from streamvisor.cli import load_app
 from tests.conftest import run_script, settle
 from tests.test_stream_kit import advance
 
@@ -43,8 +43,9 @@ def started(rt: Runtime, tmp_path: Path) -> Any:
 # -- the ledger ---------------------------------------------------------------------------------
 class FakeTenant:
     def __init__(self) -> None:
-        self.ledger = app.Ledger()
-        self.queue = object()
+        self.name = "acme"
+        self.fleet, self.mqtt = app.Ledger(), app.Ledger()
+        self.ledger = self.fleet
         self.base: dict[str, int] = {}
         self.line = app.Line(0, 0, 0, 0, 0)
 
@@ -76,6 +77,17 @@ def test_a_put_under_way_counts_as_in_once_the_queue_has_it(on_disk):
     ready = 14 if on_disk else 10
     [line] = app.queue_lines([t], lambda queues: [stats(ready=ready)])
     assert line == app.Line(ready, 0, 0, ready, 0)
+
+
+@pytest.mark.parametrize("landed, expected_mqtt", [((0, 0), 20), ((4, 0), 20), ((0, 7), 27),
+                                                    ((4, 7), 27)])
+def test_puts_of_the_fleet_and_the_mqtt_ingest_under_way_together(landed, expected_mqtt):
+    t = FakeTenant()
+    t.fleet.sent, t.fleet.putting, t.fleet.seq = 10, 4, 3
+    t.mqtt.sent, t.mqtt.putting, t.mqtt.seq = 20, 7, 5
+    ready = 30 + sum(landed)
+    [line] = app.queue_lines([t], lambda tenants: [stats(ready=ready)])
+    assert line == app.Line(ready, 0, 0, ready, 0, expected_mqtt)
 
 
 def test_a_reading_that_went_missing_shows_as_unaccounted():
@@ -131,7 +143,7 @@ def test_the_progress_line_does_not_wait_for_a_fleet_stuck_in_its_put(inline_rt,
             line = progress()  # on this thread, while acme's fleet is inside its turn
             assert driver.is_alive() and not release.is_set()
             assert holds(line), line
-            assert acme.line.readings_in == acme.ledger.sent + 2  # its put is on disk: in
+            assert acme.line.readings_in == acme.fleet.sent + 2  # its put is on disk: in
         finally:
             release.set()
             driver.join(30)
@@ -149,7 +161,7 @@ def test_a_tenant_starts_and_stops_while_the_others_keep_their_ledger(started):
     advance(rt, 1.0, steps=4)
     line = progress()
     assert line["tenants"] == 4 and holds(line)
-    assert app._app.tenants["umbrella"].ledger.sent > 0
+    assert app._app.tenants["umbrella"].fleet.sent > 0
     app.stop_tenant(rt, "globex")
     assert not [a for a in rt.actors() if a.tenant == "globex"]
     before = line["in"]

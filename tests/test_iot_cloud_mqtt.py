@@ -1,5 +1,7 @@
-"""End to end with the real broker: 10,000 readings for 3 tenants published to Mosquitto, the
-IoT cloud app ingesting them while a chaos actor crashes nodes. Every valid reading is stored
+"""End to end with a real broker: 10,000 readings for 3 tenants published to a private Mosquitto
+(free loopback port: the app reads every tenant's topic with one client, so nobody else's
+readings may be on that broker), the IoT cloud app ingesting them while a chaos actor crashes
+nodes. Every valid reading is stored
 exactly once per (tenant, device, ts); every invalid one is a dead letter with a reason; every
 stored row belongs to the tenant whose topic it came from."""
 
@@ -19,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from actors.queue import DurableQueue
-from tests.conftest import require_service
+from tests._mosquitto import PrivateBroker
+from tests.conftest import require_program
 
 ROOT = Path(__file__).resolve().parent.parent
 TOTAL, DEVICES = 10_000, 20
@@ -50,11 +53,11 @@ def readings(tenants):
     return out
 
 
-def publish_all(items):
+def publish_all(items, port):
     import paho.mqtt.client as mqtt
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"e2e-pub-{uuid.uuid4().hex[:8]}",
                          protocol=mqtt.MQTTv5)
-    client.connect("127.0.0.1", 1883)
+    client.connect("127.0.0.1", port)
     client.loop_start()
     try:
         pending = []
@@ -75,22 +78,32 @@ def publish_all(items):
 
 
 def test_ten_thousand_mqtt_readings_are_stored_exactly_once_or_dead_lettered(tmp_path):
-    require_service("127.0.0.1", 1883, "Mosquitto")
+    require_program("mosquitto")
+    with PrivateBroker(tmp_path / "broker") as broker:
+        check_ten_thousand(tmp_path, broker.port)
+
+
+def check_ten_thousand(tmp_path, port):
     run = uuid.uuid4().hex[:6]
     tenants = [f"a{run}", f"b{run}", f"c{run}"]  # fresh MQTT sessions for every run
     db = tmp_path / "readings.db"
     app = subprocess.Popen(
-        [sys.executable, "-u", "-m", "supervisors.cli", "run", str(ROOT / "examples" / "iot_cloud.py"),
-         "--duration", "25", "--devices", "0", "--mqtt", "127.0.0.1:1883", "--chaos", "0.7",
+        [sys.executable, "-u", "-m", "streamvisor.cli", "run", str(ROOT / "examples" / "iot_cloud.py"),
+         "--duration", "25", "--devices", "0", "--mqtt", f"127.0.0.1:{port}", "--chaos", "0.7",
          "--tenants", ",".join(tenants), "--db", str(db), "--data-dir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
         env={**os.environ, "STREAMVISOR_LOG_LEVEL": "error"})
     try:
         first = app.stdout.readline()
         assert first.startswith("iot_cloud:"), first
-        assert "mqtt_in=" in app.stdout.readline()  # a second later: connected and subscribed
+        for _ in range(30):  # progress lines, one a second: until the broker took the subscription
+            line = app.stdout.readline()
+            if "mqtt_subscribed=1" in line:
+                break
+        else:
+            raise AssertionError(f"the app did not subscribe within 30 progress lines: {line!r}")
         items = readings(tenants)
-        publish_all(items)
+        publish_all(items, port)
         out, _ = app.communicate(timeout=120)
     finally:
         if app.poll() is None:
@@ -108,10 +121,12 @@ def test_ten_thousand_mqtt_readings_are_stored_exactly_once_or_dead_lettered(tmp
     for tenant, device, _ in rows:                     # no tenant sees another's data
         assert f"-{tenant}." in device
     reasons = []
+    with DurableQueue(tmp_path / "queues.db", "mqtt-dead") as dead:  # the node's, one client
+        letters = [m.payload for m in dead.get(max_items=1000)]
+    reasons += [letter["reason"] for letter in letters]
+    assert {letter["topic"].split("/")[1] for letter in letters} <= set(tenants)
     for tenant in tenants:
-        with DurableQueue(tmp_path / f"{tenant}.mqtt-dead", f"{tenant}-mqtt-dead") as dead:
-            reasons += [m.payload["reason"] for m in dead.get(max_items=1000)]
-        with DurableQueue(tmp_path / f"{tenant}.queue", tenant) as queue:
+        with DurableQueue(tmp_path / "queues.db", "readings", tenant=tenant) as queue:
             reasons += [letter.reason for letter in queue.dead_letters()]
     assert len(reasons) == len(invalid)                # every invalid one, once, with a reason
     assert all(reason for reason in reasons)

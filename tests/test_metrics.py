@@ -17,8 +17,8 @@ from actors import Actor, ActorRef, Runtime
 from actors.queue import DurableQueue
 from actors.testing import Faults, inline_runtime, wait_until
 from supervisors import ChildSpec, Supervisor, which_children
-from supervisors.metrics import NodeMetrics, metrics_for
-from supervisors.top import HttpServer, start_http
+from streamvisor.metrics import NodeMetrics, metrics_for
+from streamvisor.top import HttpServer, start_http
 
 
 class Sink(Actor):

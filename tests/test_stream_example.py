@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from actors import Runtime
-from supervisors.cli import load_app
+from supervisors.apps import load_app
 from tests.conftest import settle
 from tests.test_stream_kit import advance
 
@@ -33,7 +33,7 @@ def test_the_example_graph_serves_each_tenant_and_contains_the_poisoned_one(
 
 
 def test_the_example_runs_under_the_streamvisor_command() -> None:
-    done = subprocess.run([sys.executable, "-m", "supervisors.cli", "run", str(APP),
+    done = subprocess.run([sys.executable, "-m", "streamvisor.cli", "run", str(APP),
                            "--duration", "1.5", "--tenants", "2"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]

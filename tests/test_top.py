@@ -18,10 +18,10 @@ import pytest
 
 from actors import Actor, ManualClock, Runtime
 from actors.testing import Faults, inline_runtime
-from supervisors import (Backoff, ChildSpec, Restart, Strategy, Supervisor, _bridge, delete_child,
+from supervisors import (Backoff, ChildSpec, Restart, Strategy, Supervisor, delete_child,
                          peek_children, start_child, terminate_child, which_children)
-from supervisors.metrics import metrics_for
-from supervisors.top import (add_top_command, node_status, parse_hostport, run_top, start_http,
+from streamvisor.metrics import metrics_for
+from streamvisor.top import (add_top_command, node_status, parse_hostport, run_top, start_http,
                              with_rates)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,9 +186,6 @@ def _child_ref(sup: Any, child_id: str) -> Any:
     return next(c.ref for c in which_children(sup) if c.id == child_id)
 
 
-@pytest.mark.skipif(not hasattr(_bridge, "actor_class"),
-                    reason="supervisors._bridge.actor_class is not wired yet (see the connectors "
-                           "report): supervisors are found only from registered roots")
 def test_root_supervisors_are_found_without_registration(inline):
     inline.spawn(Supervisor, children=tree_sup(), name="root")
     [root] = node_status(inline)["tree"]
@@ -232,7 +229,7 @@ def node() -> Iterator[tuple[Runtime, Any]]:
 
 def test_top_once_json_reads_a_running_node_with_rates(node):
     rt, server = node
-    proc = subprocess.run([sys.executable, "-m", "supervisors.top", "--http",
+    proc = subprocess.run([sys.executable, "-m", "streamvisor.top", "--http",
                            f"127.0.0.1:{server.port}", "--once", "--json", "--interval", "0.3"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr

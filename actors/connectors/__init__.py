@@ -22,15 +22,15 @@ The chain and where each guarantee comes from:
   counted per reason and dead-lettered, never crashes anything.
 
 Threads: each MQTT client runs paho's network loop in its own thread - the connectors' I/O
-boundary; everything else runs in actors. The stream adapters (``MqttReadings``, ``SqlSink``,
-``MqttPublisher``) are imported on first use so that this package does not need
-``actors.stream``.
+boundary; everything else runs in actors. The stream adapters (``SqlSink``, ``MqttPublisher``)
+are imported on first use so that this package does not need ``actors.stream``. MQTT readings enter a stream graph only through a durable queue (``MqttIngest``
+then ``actors.queue.QueueSource``), so the broker's ack always follows a commit.
 """
 
 from typing import Any
 
 from ._client import MqttOptions
-from ._ingest import MqttIngest
+from ._ingest import MqttIngest, MqttIngestStatistics, shared_filter
 from ._mqtt_sink import MqttSink, MqttSinkStatistics, PublishTimeout, SinkFull, reading_message
 from ._mqtt_source import BadMessage, Inbound, MqttSource, MqttSourceStatistics
 from ._readings import (REASONS, BadReading, Reading, parse_payload, parse_reading, parse_topic,
@@ -40,15 +40,16 @@ from ._writer import DrainResult, QueueWriter, SqlWriter
 
 __all__ = [
     "MqttOptions", "MqttSource", "MqttSourceStatistics", "Inbound", "BadMessage", "MqttIngest",
+    "MqttIngestStatistics", "shared_filter",
     "MqttSink", "MqttSinkStatistics", "PublishTimeout", "SinkFull", "reading_message",
     "Reading", "BadReading", "REASONS", "parse_reading", "parse_topic", "parse_payload",
     "readings_topic", "readings_filter",
     "ReadingStore", "SqliteStore", "PostgresStore", "StoreUnavailable", "RowRejected",
     "QueueWriter", "DrainResult", "SqlWriter",
-    "MqttReadings", "SqlSink", "MqttPublisher",
+    "SqlSink", "MqttPublisher",
 ]
 
-_STREAM = ("MqttReadings", "SqlSink", "MqttPublisher")
+_STREAM = ("SqlSink", "MqttPublisher")
 
 
 def __getattr__(name: str) -> Any:

@@ -7,23 +7,54 @@ Maximum Packet Size are what make the source's flow control exact), keep a persi
 backoff: ``reconnect_min`` seconds, doubled after every failed attempt up to ``reconnect_max``,
 back to ``reconnect_min`` after a successful CONNACK. paho adds no jitter; many clients that lost
 the same broker retry in step (a known limit).
+
+Credentials and TLS: ``username``/``password`` (the password comes from the environment variable
+``STREAMVISOR_MQTT_PASSWORD`` when built with ``from_url``, never from a command line), ``tls``
+with ``ca_file`` (the CA that signed the broker's certificate; ``None`` = the system's CAs),
+``cert_file``/``key_file`` (a client certificate). The broker's certificate and host name are
+always verified. A password over plain TCP to a host other than loopback is refused (it would
+travel in clear) unless ``allow_insecure_password=True``.
 """
 
 from __future__ import annotations
 
-import math
+import ipaddress
+import os
 import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["MqttOptions", "build_client", "disconnect", "connect_and_loop", "PahoConnection"]
+from .._checks import check_number
+
+__all__ = ["MqttOptions", "PASSWORD_ENV", "build_client", "disconnect", "connect_and_loop",
+           "is_loopback", "PahoConnection"]
+
+PASSWORD_ENV = "STREAMVISOR_MQTT_PASSWORD"
 
 
-def _number(name: str, value: Any, low: float, high: float = math.inf) -> None:
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or not low <= value <= high):
-        raise ValueError(f"MqttOptions.{name} must be a number in [{low}, {high}], got {value!r}")
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _file(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, (str, os.PathLike)) or not os.path.isfile(value):
+        raise ValueError(f"MqttOptions.{name} must be a readable file, got {value!r}")
+    if not os.access(value, os.R_OK):
+        raise ValueError(f"MqttOptions.{name} {os.fspath(value)!r} is not readable")
+
+
+def _number(name: str, value: Any, low: float, high: float | None = None) -> None:
+    check_number(value, f"MqttOptions.{name}", low=low, high=high)
 
 
 @dataclass(frozen=True)
@@ -42,12 +73,54 @@ class MqttOptions:
     reconnect_max: float = 30.0
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_file: str | None = None         # None with tls: the system's CAs
+    cert_file: str | None = None       # a client certificate (with key_file)
+    key_file: str | None = None
+    allow_insecure_password: bool = False
+
+    @classmethod
+    def from_url(cls, url: str, *, ca_file: str | None = None, cert_file: str | None = None,
+                 key_file: str | None = None, allow_insecure_password: bool = False,
+                 environ: Any = None, **kwargs: Any) -> "MqttOptions":
+        """``host:port``, ``mqtt://[user@]host[:port]`` (1883) or ``mqtts://[user@]host[:port]``
+        (TLS, 8883). With a user the password is read from ``STREAMVISOR_MQTT_PASSWORD``
+        (``environ``, default ``os.environ``); a password inside the URL is refused (it would
+        show in the process list). ``ca_file`` also turns TLS on. Other keywords go to
+        ``MqttOptions``. A malformed URL is a ``ValueError`` that names it."""
+        if not isinstance(url, str) or not url:
+            raise ValueError(f"MQTT URL must be a non-empty str, got {url!r}")
+        text = url if "://" in url else "mqtt://" + url
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"MQTT URL {url!r}: {exc}") from None
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"MQTT URL {url!r}: the scheme must be mqtt:// or mqtts://")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"MQTT URL {url!r}: only [user@]host[:port] is allowed")
+        if parts.password is not None:
+            shown = f"{parts.scheme}://{parts.username}:***@{parts.hostname}"
+            raise ValueError(f"MQTT URL {shown!r} must not carry a password (it would show in "
+                             f"the process list): put it in the environment variable "
+                             f"{PASSWORD_ENV}")
+        if not parts.hostname:
+            raise ValueError(f"MQTT URL {url!r}: no host")
+        tls = parts.scheme == "mqtts" or ca_file is not None
+        username = unquote(parts.username) if parts.username else None
+        password = None
+        if username is not None:
+            env = os.environ if environ is None else environ
+            password = env.get(PASSWORD_ENV) or None
+        return cls(host=parts.hostname, port=port or (8883 if tls else 1883), username=username,
+                   password=password, tls=tls, ca_file=ca_file, cert_file=cert_file,
+                   key_file=key_file, allow_insecure_password=allow_insecure_password, **kwargs)
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
             raise ValueError(f"MqttOptions.host must be a non-empty str, got {self.host!r}")
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
-            raise ValueError(f"MqttOptions.port must be an int in 1..65535, got {self.port!r}")
+        check_number(self.port, "MqttOptions.port", integer=True, low=1, high=65535)
         if self.client_id is not None and (not isinstance(self.client_id, str)
                                            or not 0 < len(self.client_id) <= 128):
             raise ValueError(f"MqttOptions.client_id must be None or 1-128 chars, "
@@ -58,6 +131,31 @@ class MqttOptions:
         _number("reconnect_max", self.reconnect_max, self.reconnect_min, 3600)
         if not isinstance(self.clean_start, bool):
             raise ValueError(f"MqttOptions.clean_start must be a bool, got {self.clean_start!r}")
+        for name in ("tls", "allow_insecure_password"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"MqttOptions.{name} must be a bool, got {getattr(self, name)!r}")
+        if self.username is not None and (not isinstance(self.username, str)
+                                          or not 0 < len(self.username) <= 256):
+            raise ValueError(f"MqttOptions.username must be None or 1-256 chars, "
+                             f"got {self.username!r}")
+        if self.password is not None:
+            if not isinstance(self.password, str):
+                raise ValueError("MqttOptions.password must be None or a str")
+            if self.username is None:
+                raise ValueError("MqttOptions.password needs a username")
+        for name in ("ca_file", "cert_file", "key_file"):
+            _file(name, getattr(self, name))
+        if (self.ca_file or self.cert_file or self.key_file) and not self.tls:
+            raise ValueError("MqttOptions.ca_file/cert_file/key_file need tls=True "
+                             "(an mqtts:// URL)")
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("MqttOptions.key_file needs cert_file (the client certificate)")
+        if (self.password is not None and not self.tls and not is_loopback(self.host)
+                and not self.allow_insecure_password):
+            raise ValueError(
+                f"MqttOptions: refusing to send a password in clear over plain TCP to "
+                f"{self.host}:{self.port} (not loopback); use mqtts:// (TLS) or set "
+                "allow_insecure_password=True (--mqtt-allow-insecure-password)")
 
     def session_id(self) -> str:
         return self.client_id if self.client_id is not None else f"streamvisor-{uuid.uuid4().hex}"
@@ -79,6 +177,13 @@ def build_client(options: MqttOptions, client_id: str, *, manual_ack: bool,
                     client_id=client_id, protocol=MQTTv5, manual_ack=manual_ack)
     if options.username is not None:
         client.username_pw_set(options.username, options.password)
+    if options.tls:
+        import ssl
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=options.ca_file)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if options.cert_file is not None:
+            context.load_cert_chain(options.cert_file, options.key_file)
+        client.tls_set_context(context)  # verifies the certificate and the host name
     client.reconnect_delay_set(options.reconnect_min, options.reconnect_max)  # type: ignore[arg-type]
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = int(options.session_expiry)

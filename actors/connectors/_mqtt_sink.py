@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from .._checks import check_number
 from ..topics import is_valid_topic
 from ._client import MqttOptions, PahoConnection, build_client
 from ._readings import Reading, readings_topic
@@ -55,8 +56,7 @@ class MqttSink(PahoConnection):
     def __init__(self, options: MqttOptions, *, max_inflight: int = 100,
                  max_queued: int = 10_000) -> None:
         for name, value in (("max_inflight", max_inflight), ("max_queued", max_queued)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
-                raise ValueError(f"MqttSink {name} must be an int in 1..1000000, got {value!r}")
+            check_number(value, f"MqttSink {name}", integer=True, low=1, high=1_000_000)
         self.options = options
         self.client_id = options.session_id()
         self._client, self._props = build_client(options, self.client_id, manual_ack=False)

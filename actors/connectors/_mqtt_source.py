@@ -48,6 +48,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
+from .._checks import check_number
 from .._log import get_logger
 from ..topics import is_valid_filter
 from ._client import MqttOptions, PahoConnection, build_client
@@ -100,6 +101,7 @@ class MqttSourceStatistics:
     peak: int             # the most readings ever waiting in the hand-off
     capacity: int
     rejected: dict[str, int] = field(default_factory=dict)  # kind -> count
+    subscribed: bool = False   # connected and the broker granted the subscriptions
 
 
 class MqttSource(PahoConnection):
@@ -114,8 +116,7 @@ class MqttSource(PahoConnection):
                  tenant: str | None = None, capacity: int = 1000,
                  max_payload_bytes: int = DEFAULT_MAX_BYTES, max_packet_bytes: int = 256 * 1024,
                  dead_letters: Any = None, on_ready: Callable[[], None] | None = None) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity <= 65535:
-            raise ValueError(f"MqttSource capacity must be an int in 1..65535, got {capacity!r}")
+        check_number(capacity, "MqttSource capacity", integer=True, low=1, high=65535)
         if not isinstance(max_payload_bytes, int) or not 16 <= max_payload_bytes <= 16 * 2**20:
             raise ValueError(f"MqttSource max_payload_bytes must be in 16..16 MiB, "
                              f"got {max_payload_bytes!r}")
@@ -130,7 +131,8 @@ class MqttSource(PahoConnection):
                              f"got {dead_letters!r}")
         self.options = options
         self.tenant = tenant
-        self.filters = tuple(filters) if filters is not None else (readings_filter(tenant),)
+        self._filters = list(filters) if filters is not None else [readings_filter(tenant)]
+        self._sub_mids: dict[int, list[str]] = {}
         self.capacity = capacity
         self.max_payload_bytes = max_payload_bytes
         self._dead = dead_letters
@@ -175,6 +177,33 @@ class MqttSource(PahoConnection):
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def filters(self) -> tuple[str, ...]:
+        return tuple(self._filters)
+
+    def subscribe(self, filters: Sequence[str]) -> None:
+        """Add subscriptions (kept across reconnects); sent now when connected. Never blocks.
+        ``ValueError`` for an invalid filter."""
+        bad = [f for f in filters if not is_valid_filter(f)]
+        if bad:
+            raise ValueError(f"MqttSource filters: {bad[0]!r} is not a valid MQTT filter")
+        with self._lock:
+            new = [f for f in dict.fromkeys(filters) if f not in self._filters]
+            self._filters.extend(new)
+            connected = self._connected
+        if new and connected:
+            self._send_subscribe(self._client, new)
+
+    def unsubscribe(self, filters: Sequence[str]) -> None:
+        """Drop subscriptions (readings already received stay in the hand-off). Never blocks."""
+        with self._lock:
+            gone = [f for f in dict.fromkeys(filters) if f in self._filters]
+            for f in gone:
+                self._filters.remove(f)
+            connected = self._connected
+        if gone and connected:
+            self._client.unsubscribe(gone)
 
     # -- the actor side (any thread, never blocks) ------------------------------------------------
     def take(self, max_items: int) -> list[Inbound]:
@@ -222,7 +251,7 @@ class MqttSource(PahoConnection):
                 dead_letter_failures=c["dead_letter_failures"], qos0_dropped=c["qos0_dropped"],
                 paused=c["paused"], superseded=c["superseded"], errors=c["errors"],
                 pending=len(self._buf), peak=self._peak, capacity=self.capacity,
-                rejected=dict(self._rejected))
+                rejected=dict(self._rejected), subscribed=self._up.is_set())
 
     # -- paho callbacks (the paho thread) ---------------------------------------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -231,7 +260,6 @@ class MqttSource(PahoConnection):
             with self._lock:
                 self._c["connect_failures"] += 1
             return
-        from paho.mqtt.subscribeoptions import SubscribeOptions
         with self._lock:
             self._connected = True
             self._c["connects"] += 1
@@ -241,13 +269,26 @@ class MqttSource(PahoConnection):
                     self._buf = collections.deque(m for m in self._buf
                                                   if m.gen == self._gen or m.qos == 0)
                     self._c["superseded"] += len(old)
-        opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe([(f, opts) for f in self.filters])  # _up is set by the SUBACK
+            filters = list(self._filters)
+        if filters:
+            self._send_subscribe(client, filters)  # _up is set by the SUBACK
+        else:
+            self._up.set()  # nothing to subscribe to (yet)
         self._log.info("mqtt connected", session_present=bool(flags.session_present))
+
+    def _send_subscribe(self, client: Any, filters: list[str]) -> None:
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+        opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        with self._lock:  # the SUBACK may come before subscribe() returns: register first
+            rc, mid = client.subscribe([(f, opts) for f in filters])
+            if mid is not None:
+                self._sub_mids[mid] = filters
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any,
                       props: Any) -> None:
-        failed = [(f, str(r)) for f, r in zip(self.filters, reasons) if r.is_failure]
+        with self._lock:
+            filters = self._sub_mids.pop(mid, list(self._filters))
+        failed = [(f, str(r)) for f, r in zip(filters, reasons) if r.is_failure]
         if failed:
             with self._lock:
                 self._c["subscribe_failures"] += 1

@@ -1,10 +1,5 @@
 """Stream adapters: the connectors as ``actors.stream`` nodes.
 
-- ``MqttReadings`` (a ``Source``): the instance's tenant's readings from the broker. It produces
-  only on demand (credit), so a slow graph stops the acks and the broker stops sending (see
-  ``MqttSource``). A batch is acked on the next ``produce`` call, i.e. after the stream took it;
-  never on stop or crash, so the broker redelivers what the graph may not have finished (at
-  least once into the graph; the stream itself counts what a crash loses inside it).
 - ``SqlSink`` (a ``Sink``): puts each batch into a durable queue (on disk: from here on nothing
   is lost) and drains the queue into a SQL store with ``QueueWriter`` (ack after commit,
   idempotent rows). A database outage keeps the rows in the queue and retries with backoff; a
@@ -14,72 +9,29 @@
 - ``MqttPublisher`` (a ``Sink``): publishes readings (or ``(topic, payload)`` pairs) at QoS 1 and
   waits for the broker's acks; a timeout crashes the node (its supervisor restarts it).
 
-Each instance of a graph is one tenant's: ``MqttReadings`` subscribes to
-``tenants/<its tenant>/devices/+/readings`` only (tenant from the instance, not from a
-parameter), with client id ``<options.client_id>-<tenant>-<node>`` so a restarted node resumes its
-broker session. Handlers block their worker for their I/O (a queue commit, a transaction, the
-acks); the paho threads are the only threads these nodes add.
+MQTT readings enter a graph through a durable queue, never directly: ``MqttIngest`` (one
+client per node, every tenant) acks the broker only after a batch is committed to its tenant's
+queue, and the tenant's graph reads that queue with ``actors.queue.QueueSource``. (An earlier
+``MqttReadings`` source acked the broker when the graph had taken a batch - before anything was
+durable - and was removed.) Handlers block their worker for their I/O (a queue commit, a
+transaction, the acks); the paho thread of ``MqttPublisher`` is the only thread these nodes add.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from typing import Any, Callable
 
-from .._errors import MailboxFull
-from ..stream import Sink, Source
+from ..stream import Sink
 from ._client import MqttOptions
 from ._mqtt_sink import MqttSink, reading_message
-from ._mqtt_source import Inbound, MqttSource
 from ._readings import Reading
 from ._sql import ReadingStore, StoreUnavailable
 from ._writer import QueueWriter
 
-__all__ = ["MqttPublisher", "MqttReadings", "SqlSink"]
+__all__ = ["MqttPublisher", "SqlSink"]
 
 _RETRY = "sv-sql-retry"
-
-
-class MqttReadings(Source):
-    """``graph.add("mqtt", MqttReadings, options, capacity=1000, dead_letters=None,
-    max_payload_bytes=4096)``: emits ``Reading`` values of the instance's tenant."""
-
-    def __init__(self, options: MqttOptions, *, capacity: int = 1000, dead_letters: Any = None,
-                 max_payload_bytes: int = 4096) -> None:
-        self._options = options
-        self._kwargs = dict(capacity=capacity, dead_letters=dead_letters,
-                            max_payload_bytes=max_payload_bytes)
-        self._unacked: list[Inbound] = []
-        self.source: MqttSource | None = None
-
-    def on_start(self) -> None:
-        inst, name = self.instance, self.node_name
-        tenant = inst.tenant
-        options = self._options
-        if options.client_id is not None:
-            suffix = f"-{tenant}-{name}" if tenant is not None else f"-{name}"
-            options = dataclasses.replace(options, client_id=(options.client_id + suffix)[:128])
-
-        def ready() -> None:  # the paho thread
-            try:
-                inst.wake(name)
-            except MailboxFull:
-                pass
-        self._unacked = []
-        self.source = MqttSource(options, tenant=tenant, on_ready=ready, **self._kwargs).start()
-
-    def produce(self, demand: int) -> list[Reading]:
-        src = self.source
-        assert src is not None
-        if self._unacked:  # emitted when the previous produce returned: the stream has them
-            src.ack(self._unacked)
-        self._unacked = src.take(demand)
-        return [i.reading for i in self._unacked]
-
-    def on_stop(self, reason: Any) -> None:
-        if self.source is not None:
-            self.source.stop()  # unacked readings stay in the session: redelivered
 
 
 class SqlSink(Sink):

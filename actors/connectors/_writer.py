@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .._actor import Actor
+from .._checks import check_number
 from ._readings import Reading
 from ._sql import ReadingStore, RowRejected, StoreUnavailable
 
@@ -46,8 +47,7 @@ class QueueWriter:
     one caller (one actor) at a time. ``drain`` blocks for the queue's and the store's I/O."""
 
     def __init__(self, queue: Any, store: ReadingStore, *, batch_size: int = 500) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 10_000:
-            raise ValueError(f"batch_size must be an int in 1..10000, got {batch_size!r}")
+        check_number(batch_size, "batch_size", integer=True, low=1, high=10_000)
         self.queue = queue
         self.store = store
         self.batch_size = batch_size

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Mapping
 
+from .._checks import check_number
+
 if TYPE_CHECKING:
     from .._actor import ActorRef
     from ._state import Target
@@ -43,9 +45,7 @@ def read_limit(limits: Mapping[str, Any], key: str) -> int:
     """``limits[key]`` or its default; ``ValueError`` names the key when it is not a positive
     int. Pure."""
     value = limits.get(key, DEFAULT_LIMITS[key])
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"pub/sub limit {key!r} must be a positive integer, got {value!r}")
-    return value
+    return check_number(value, f"pub/sub limit {key!r}", integer=True, positive=True)
 
 
 def is_empty_payload(payload: Any) -> bool:

@@ -49,6 +49,15 @@ Durability and concurrency
   what happened (also logged). Damage met later, at run time, is repaired the same way and the
   operation retried; a repair voids open leases (their records are delivered again, settling
   the old deliveries returns False) and the report is updated.
+- Only real damage is moved aside: a bad header, SQLITE_CORRUPT / SQLITE_NOTADB, a failed
+  integrity check (``_faults`` decides, in one place). A passing fault - the file busy or locked
+  by another connection beyond ``busy_timeout``, a full disk, an I/O error, permission denied -
+  raises ``QueueUnavailable`` (an ``OSError`` naming the file and the cause; ``QueueFull`` for a
+  full disk) from the call that met it, at open or later, and never touches the file; nothing
+  was acknowledged, so retry later. If the rebuild of a damaged file fails that way, the
+  original is put back first. Opening needs no write lock unless the file must be created,
+  repaired or upgraded from an older format.
+- Files are created 0600 and missing directories 0700 (they hold tenant data).
 
 Performance (see ``_schema``): putting, claiming and acking a fresh record touch no secondary
 index; a claim of fresh records writes one lease row per batch, not one row per record.
@@ -63,12 +72,15 @@ waits to get it back while the producers and consumers run Python. One-at-a-time
 Bounds (RELIABILITY promise 2)
 - payload: ``max_payload_bytes`` encoded bytes (default 1 MiB): larger -> ``ValueError``, before
   anything is written; key and queue name: 1,024 characters.
-- file: ``max_bytes`` (default None: the disk). A full file or disk refuses puts with
-  ``QueueFull`` (an ``OSError``, errno ``ENOSPC``), never acknowledging them; consumers may use a
-  1 MiB reserve beyond ``max_bytes`` so a full queue can always drain; ``set_max_bytes`` raises
-  the bound at run time. The WAL is bounded by checkpoints (every 4,000 pages, truncated to 64
-  MiB). Dead letters stay in the file (and count towards ``max_bytes``) until requeued with
-  ``requeue_dead(ids)`` or deleted with ``purge_dead(ids)``.
+- queue: ``max_bytes`` per queue (default 1 GiB; None: unbounded), counting every record it
+  holds, dead letters included: encoded payload + key + 64 bytes of per-record overhead
+  (``stats()["bytes"]``). A put that would pass it is refused whole with ``QueueFull`` (an
+  ``OSError``, errno ``ENOSPC``), never acknowledged, and counted (``stats()["refused_full"]``);
+  acks, nacks and rejects are never refused by the bound, so a full queue can always drain.
+  ``set_max_bytes`` changes it at run time. A full disk refuses any write with ``QueueFull``.
+  The WAL is bounded by checkpoints (every 4,000 pages, truncated to 64 MiB). Dead letters stay
+  in the file (and count) until requeued with ``requeue_dead(ids)`` or deleted with
+  ``purge_dead(ids)``.
 - per call: ``get`` returns at most 10,000 deliveries; ``put_many`` commits in atomic chunks of
   10,000; ``dead_letters`` returns at most ``limit`` (10,000) records.
 - memory: pending calls are bounded by the calling threads (each blocks for its result); one
@@ -79,11 +91,14 @@ Bounds (RELIABILITY promise 2)
 
 from ..codec import DecodeError, EncodeError
 from ._queue import DurableQueue
-from ._types import DeadLetter, Delivery, QueueClosed, QueueError, QueueFull, RecoveryReport
+from ._tenants import delete_tenant, export_tenant, stats_many
+from ._types import (DeadLetter, Delivery, QueueClosed, QueueError, QueueFull, QueueUnavailable,
+                     RecoveryReport)
 
 __all__ = [
     "DeadLetter", "DecodeError", "Delivery", "DurableQueue", "EncodeError", "QueueClosed",
-    "QueueError", "QueueFull", "RecoveryReport", "QueueItem", "QueueSource", "QueueSink",
+    "QueueError", "QueueFull", "QueueUnavailable", "RecoveryReport", "QueueItem", "QueueSource",
+    "QueueSink", "delete_tenant", "export_tenant", "stats_many",
 ]
 
 _STREAM_NAMES = ("QueueItem", "QueueSource", "QueueSink")

@@ -1,11 +1,22 @@
 """Group commit: one thread owns the connection and turns many calls into one transaction.
 
-Callers ``submit(kind, fn, *args)`` and block until the transaction holding their operation
-has committed (WAL fsynced: acknowledged means on disk) or failed. The committer takes every
+One ``Committer`` serves every queue of one database file in the process (``_engine`` shares
+it). Callers ``submit(kind, fn, *args)`` and block until the transaction holding their operation
+has committed (WAL fsynced: acknowledged means on disk) or failed. Acks may instead be
+*buffered* (``buffer_ack``): they return at once and ride with the next group (they are taken
+together with the pending operations, so ``flush()`` - a no-op submitted and waited for - makes
+every ack buffered before it durable, or raises if one could not be committed). A lost buffered
+ack (a crash, a failed group) only means a redelivery. The committer takes every
 pending operation (up to ``max_group`` rows of work), runs them between ``BEGIN IMMEDIATE`` and
 ``COMMIT``, then wakes the callers. If anything in a group fails, the group is rolled back and
 its operations are retried one per transaction, so one refused put (disk full) never fails or
-falsely acknowledges its neighbours.
+falsely acknowledges its neighbours. An operation that refuses before writing anything (a put
+over ``max_bytes``) raises ``Refused`` and the group goes on without it.
+
+Errors are classified in one place (``_faults``): corruption (SQLITE_CORRUPT/NOTADB, or damage
+an operation found) repairs the file and retries the operation once; a full disk raises
+``QueueFull``; busy, locked, I/O and permission errors raise ``QueueUnavailable`` and never touch
+the file; anything else is a ``QueueError``.
 
 ``BEGIN IMMEDIATE`` takes SQLite's write lock up front, so claims from several processes on
 the same file are serialised and never hand out the same delivery; ``busy_timeout`` bounds the
@@ -17,70 +28,85 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from typing import Any, Callable
 
-from . import _log
-from ._ops import DamagedFile, Group
-from ._types import QueueClosed, QueueError, QueueFull
+from . import _log, _ops
+from ._faults import CORRUPT, FULL, UNAVAILABLE, kind, unavailable
+from ._ops import DamagedFile, Group, Refused
+from ._types import QueueClosed, QueueError
 
 __all__ = ["Committer"]
 
-_SQLITE_FULL = 13
-_CORRUPT = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
-_RESERVE_PAGES = 256  # 1 MiB of headroom so that consumers can drain a full queue
-_WAKES = frozenset({"put", "nack", "requeue"})  # kinds that can make records deliverable
+_WAKES = frozenset({"put", "nack", "buffered-nack", "requeue"})  # kinds that can make records deliverable
 
 
 class _Op:
-    __slots__ = ("kind", "fn", "args", "weight", "result", "error", "done", "retried")
+    __slots__ = ("kind", "fn", "args", "weight", "result", "error", "done", "retried", "clock")
 
     def __init__(self, kind: str, fn: Callable[..., Any], args: tuple[Any, ...],
-                 weight: int) -> None:
-        self.kind, self.fn, self.args, self.weight = kind, fn, args, weight
-        self.retried = False  # one retry per op: with the full-file reserve, or after a repair
+                 weight: int, clock: Any = time) -> None:
+        self.kind, self.fn, self.args, self.weight, self.clock = kind, fn, args, weight, clock
+        self.retried = False  # one retry per op, after a repair
         self.result: Any = None
         self.error: BaseException | None = None
         self.done = threading.Lock()
         self.done.acquire()
 
 
-class Committer:
-    """The single writer of one queue object; see the module docstring.
+def _nothing(group: Group) -> None:
+    return None
 
-    Lock rule: ``_cond`` guards ``_pending``, ``_closing`` and ``generation``; the committer
-    never holds it while touching SQLite, and callers never hold it while waiting for their op.
-    ``generation`` grows after every commit that made records deliverable (``_WAKES`` kinds), and
-    ``_cond`` is notified then, which is what blocking ``get`` waits on.
+
+class Committer:
+    """The single writer of one database file; see the module docstring.
+
+    Lock rule: ``_cond`` guards ``_pending``, ``_acks``, ``_closing`` and ``generation``; the
+    committer never holds it while touching SQLite, and callers never hold it while waiting for
+    their op. ``generation`` grows after every commit that made records deliverable (``_WAKES``
+    kinds), and ``_cond`` is notified then, which is what blocking ``get`` waits on.
+
+    An op with ``raw=True`` runs alone, outside any transaction, with the connection itself
+    (``fn(conn)``): for VACUUM and checkpoints.
     """
 
-    def __init__(self, conn: sqlite3.Connection, clock: Any, name: str, max_pages: int | None,
+    def __init__(self, conn: sqlite3.Connection, name: str, path: str,
                  repair: Callable[[str, bool], sqlite3.Connection],
-                 max_group: int = 20_000) -> None:
+                 reopen: Callable[[], sqlite3.Connection], max_group: int = 20_000) -> None:
         self._conn = conn
         self._repair = repair
-        self._clock = clock
+        self._reopen = reopen
+        self._path = path
         self._max_group = max_group
-        self._max_pages = max_pages
         self._cond = threading.Condition(threading.Lock())
         self._pending: list[_Op] = []
+        self._acks: dict[str, dict[int, list[int]]] = {}  # queue -> lease -> ids (buffered)
+        self._waiting = False  # the thread waits for work (a buffered ack must wake it)
         self._closing = False
         self.generation = 0
         self.groups = 0
         self.ops = 0
+        self.acks_buffered = 0
+        self.ack_failures = 0  # buffered ack groups that could not be committed
+        self.last_ack_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"streamvisor-queue:{name}",
                                         daemon=True)
-        self._set_max_pages(max_pages)
         self._thread.start()
 
     # ------------------------------------------------------------------ callers
 
-    def submit(self, kind: str, fn: Callable[..., Any], *args: Any, weight: int = 1) -> Any:
+    def submit(self, kind: str, fn: Callable[..., Any], *args: Any, weight: int = 1,
+               clock: Any = time, raw: bool = False) -> Any:
         """Run ``fn(group, *args)`` in the next group transaction; block until committed.
+        ``clock.time()`` is the group's ``now`` for this op.
 
-        Raises ``QueueClosed`` after close, ``QueueFull`` when the file or disk is full,
-        ``QueueError`` for other storage errors, or what ``fn`` raised.
+        Raises ``QueueClosed`` after close, ``QueueFull`` when the queue or disk is full,
+        ``QueueUnavailable`` for a passing fault (busy, locked, I/O, permission), ``QueueError``
+        for other storage errors, or what ``fn`` raised.
         """
-        op = _Op(kind, fn, args, weight)
+        op = _Op(kind, fn, args, weight, clock)
+        if raw:
+            op.kind = "raw:" + kind
         with self._cond:
             if self._closing:
                 raise QueueClosed("the queue is closed")
@@ -91,6 +117,43 @@ class Committer:
             raise op.error
         return op.result
 
+    def buffer_ack(self, queue: str, lease: int, id: int) -> None:
+        """Ack ``id`` (leased under ``lease``) in the next group; returns at once."""
+        with self._cond:
+            if self._closing:
+                raise QueueClosed("the queue is closed")
+            by_lease = self._acks.get(queue)
+            if by_lease is None:
+                by_lease = self._acks[queue] = {}
+            ids = by_lease.get(lease)
+            if ids is None:
+                by_lease[lease] = [id]
+            else:
+                ids.append(id)
+            self.acks_buffered += 1
+            if self._waiting:
+                self._waiting = False
+                self._cond.notify_all()
+
+    def post(self, kind: str, fn: Callable[..., Any], *args: Any, clock: Any = time) -> None:
+        """Like ``submit`` but returns at once: ``fn`` runs in the next group, its failure is
+        only counted and logged (like a buffered ack's)."""
+        op = _Op("buffered-" + kind, fn, args, 1, clock)
+        with self._cond:
+            if self._closing:
+                raise QueueClosed("the queue is closed")
+            self._pending.append(op)
+            self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Block until every ack buffered before this call is on disk. Raises the error of a
+        buffered ack that could not be committed meanwhile (its record will be redelivered)."""
+        with self._cond:
+            before = self.ack_failures
+        after = self.submit("flush", _nothing)
+        if after > before and self.last_ack_error is not None:
+            raise self.last_ack_error
+
     def wait_for_records(self, generation: int, timeout: float) -> None:
         """Block up to ``timeout`` s until a commit made records deliverable (after
         ``generation``). Returns early when the queue closes."""
@@ -98,12 +161,9 @@ class Committer:
             if self.generation == generation and not self._closing:
                 self._cond.wait(timeout)
 
-    def set_max_pages(self, max_pages: int | None) -> None:
-        """Change the file's page bound (applied by the committer thread, before the next group)."""
-        self.submit("admin", lambda group: self._set_max_pages(max_pages))
-
     def close(self) -> None:
-        """Finish every pending operation, stop the thread, close the connection. Idempotent."""
+        """Finish every pending operation and buffered ack, stop the thread, close the
+        connection. Idempotent."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -112,28 +172,60 @@ class Committer:
 
     # ------------------------------------------------------------------ committer thread
 
-    def _set_max_pages(self, max_pages: int | None) -> None:
-        self._max_pages = max_pages
-        self._conn.execute(f"PRAGMA max_page_count = {max_pages or 4294967294}")
+    def _take(self) -> list[_Op] | None:
+        """The next batch (buffered acks first), or None when closed and drained. Holds
+        ``_cond``."""
+        while not self._pending and not self._acks and not self._closing:
+            self._waiting = True
+            self._cond.wait()
+        self._waiting = False
+        pending = self._pending
+        if pending and pending[0].kind.startswith("raw:"):
+            return [pending.pop(0)]
+        if not pending and not self._acks:
+            return None
+        batch: list[_Op] = []
+        weight = 0
+        if self._acks:
+            for queue, by_lease in self._acks.items():
+                n = sum(map(len, by_lease.values()))
+                batch.append(_Op("buffered-ack", _ops.ack, (queue, by_lease), n))
+                weight += n
+            self._acks = {}
+        taken = 0
+        while (taken < len(pending) and (not batch or weight < self._max_group)
+               and not pending[taken].kind.startswith("raw:")):
+            weight += pending[taken].weight
+            taken += 1
+        batch += pending[:taken]
+        del pending[:taken]
+        return batch
 
     def _run(self) -> None:
         try:
             while True:
                 with self._cond:
-                    while not self._pending and not self._closing:
-                        self._cond.wait()
-                    if not self._pending:
-                        return
-                    pending, taken, weight = self._pending, 0, 0
-                    while taken < len(pending) and (taken == 0 or weight < self._max_group):
-                        weight += pending[taken].weight
-                        taken += 1
-                    batch = pending[:taken]
-                    del pending[:taken]
-                self._group(batch)
+                    batch = self._take()
+                if batch is None:
+                    return
+                if batch[0].kind.startswith("raw:"):
+                    self._raw(batch[0])
+                else:
+                    self._group(batch)
                 self.groups += 1
                 self.ops += len(batch)
-                if any(op.kind in _WAKES and op.error is None for op in batch):
+                wake = False
+                for op in batch:
+                    if op.error is None:
+                        wake = wake or op.kind in _WAKES
+                    elif op.kind.startswith("buffered-"):
+                        self.ack_failures += 1
+                        self.last_ack_error = op.error
+                        _log.logger().warning("queue.buffered_acks_lost", path=self._path,
+                                              acks=op.weight, error=str(op.error))
+                    if op.kind == "flush":
+                        op.result = self.ack_failures
+                if wake:
                     with self._cond:
                         self.generation += 1
                         self._cond.notify_all()
@@ -142,12 +234,29 @@ class Committer:
         finally:
             self._conn.close()
 
+    def _raw(self, op: _Op) -> None:
+        try:
+            op.result = op.fn(self._conn, *op.args)
+        except Exception as exc:  # the op boundary: its caller gets the error
+            with contextlib.suppress(sqlite3.Error):
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+            op.error = _translate(self._path, op.kind[4:], exc)
+
     def _group(self, batch: list[_Op]) -> None:
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-            group = Group(conn, self._clock.time())
-            results = [op.fn(group, *op.args) for op in batch]
+            group = Group(conn, 0.0)
+            results = []
+            for op in batch:
+                op.error = None
+                group.now = op.clock.time()
+                try:
+                    results.append(op.fn(group, *op.args))
+                except Refused as refused:  # wrote nothing: the group goes on without it
+                    op.error = refused.error
+                    results.append(None)
             group.finish()
             conn.execute("COMMIT")
         except Exception as exc:  # the group boundary: roll back, then isolate the culprit
@@ -161,11 +270,12 @@ class Committer:
                     self._group([op])
             return
         for op, result in zip(batch, results):
-            op.result = result
+            if op.error is None:
+                op.result = result
 
     def _fail_or_retry(self, op: _Op, exc: Exception) -> None:
-        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-        if (code in _CORRUPT or isinstance(exc, DamagedFile)) and not op.retried:
+        fault = kind(exc)
+        if (fault == CORRUPT or isinstance(exc, DamagedFile)) and not op.retried:
             # Damage that the quick check at open cannot see (an index that disagrees with its
             # table, a page that went bad since, a damaged lease row): repair the file (a
             # thorough check, or at once for damage SQLite cannot see; then move aside and
@@ -175,34 +285,27 @@ class Committer:
             try:
                 self._conn = self._repair(str(exc), isinstance(exc, DamagedFile))
             except Exception as failure:  # the repair boundary: report, never kill the thread
-                op.error = QueueError(f"storage damaged and repair failed: {failure!r}")
-                op.error.__cause__ = exc
+                if kind(failure) in (FULL, UNAVAILABLE):
+                    op.error = unavailable(self._path, "repairing damage", failure)
+                else:
+                    op.error = QueueError(f"storage damaged and repair failed: {failure!r}")
+                    op.error.__cause__ = exc
+                with contextlib.suppress(Exception):  # the original is back: keep serving it
+                    self._conn = self._reopen()
                 return
-            self._set_max_pages(self._max_pages)
             self._group([op])
             return
-        full = code == _SQLITE_FULL
-        if full and op.kind not in ("put", "requeue") and self._max_pages and not op.retried:
-            # Claims, acks and nacks may dip into a small reserve so a full queue can drain.
-            op.retried = True
-            limit = self._max_pages
-            self._conn.execute(f"PRAGMA max_page_count = {limit + _RESERVE_PAGES}")
-            try:
-                self._group([op])
-            finally:
-                self._conn.execute(f"PRAGMA max_page_count = {limit}")
-            return
-        op.error = _translate(exc)
-        if full:
-            _log.logger().warning("queue.full", kind=op.kind, error=str(exc))
+        op.error = _translate(self._path, op.kind, exc)
+        if fault in (FULL, UNAVAILABLE):
+            _log.logger().warning("queue.unavailable", path=self._path, kind=op.kind,
+                                  fault=fault, error=str(exc))
 
 
-def _translate(exc: Exception) -> BaseException:
-    if (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF == _SQLITE_FULL:
-        err: BaseException = QueueFull(f"queue file or disk is full: {exc}")
-    elif isinstance(exc, sqlite3.Error):
-        err = QueueError(f"storage error: {exc}")
-    else:
-        return exc
-    err.__cause__ = exc
-    return err
+def _translate(path: str, what: str, exc: Exception) -> BaseException:
+    if kind(exc) in (FULL, UNAVAILABLE):
+        return unavailable(path, f"running {what!r}", exc)
+    if isinstance(exc, sqlite3.Error):
+        err: BaseException = QueueError(f"storage error in {path!r}: {exc}")
+        err.__cause__ = exc
+        return err
+    return exc

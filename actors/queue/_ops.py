@@ -28,7 +28,10 @@ import sqlite3
 import zlib
 from typing import Any
 
-__all__ = ["DamagedFile", "Group", "ack", "claim", "dead_letters", "purge_dead", "put",
+from ._schema import RECORD_OVERHEAD
+from ._types import QueueFull
+
+__all__ = ["DamagedFile", "Group", "Refused", "ack", "claim", "dead_letters", "purge_dead", "put",
            "requeue_dead", "settle", "stats", "sweep"]
 
 _IDS = "SELECT value FROM json_each(?)"
@@ -62,12 +65,22 @@ _SETTLEABLE = ("FROM messages WHERE id IN (SELECT value FROM json_each(:ids))"  
                " AND (lease = :lease AND state IN (1, 3)"                  # lease is used twice
                " OR state = 0 AND EXISTS (SELECT 1 FROM leases WHERE lease = :lease))")
 _ID_LIST = re.compile(r"\[(?:\d+(?:,\d+)*)?\]")
-_COUNT_ACKED = ("INSERT INTO counters (queue, acked) VALUES (?, ?)"
-                " ON CONFLICT (queue) DO UPDATE SET acked = acked + excluded.acked")
+_COUNT = ("INSERT INTO counters (queue, acked, bytes) VALUES (?, ?, ?) ON CONFLICT (queue)"
+          " DO UPDATE SET acked = acked + excluded.acked, bytes = bytes + excluded.bytes")
+_SIZE = f"length(payload) + coalesce(length(CAST(key AS BLOB)), 0) + {RECORD_OVERHEAD}"
 _TO_DEAD = ("UPDATE messages SET state = 2, attempts = ?, reason = ?, error = ?, lease = NULL,"
             " expires_at = NULL, visible_at = ? WHERE id = ?")
 _TO_WAITING = ("UPDATE messages SET state = 3, attempts = ?, lease = NULL, visible_at = ?,"
                " error = ? WHERE id = ?")
+
+
+class Refused(Exception):
+    """An operation refused before it wrote anything (its group goes on without it); ``error``
+    is what its caller gets."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class DamagedFile(Exception):
@@ -78,7 +91,8 @@ class DamagedFile(Exception):
 class Group:
     """One group transaction's shared state; ``finish()`` writes what was deferred."""
 
-    __slots__ = ("conn", "now", "next_id", "first_id", "cursors", "acked", "swept")
+    __slots__ = ("conn", "now", "next_id", "first_id", "cursors", "acked", "swept", "bytes",
+                 "bytes_delta")
 
     def __init__(self, conn: sqlite3.Connection, now: float) -> None:
         self.conn, self.now = conn, now
@@ -86,6 +100,20 @@ class Group:
         self.cursors: dict[str, tuple[int, int]] = {}  # queue -> (read, current)
         self.acked: dict[str, int] = {}
         self.swept: set[str] = set()
+        self.bytes: dict[str, int] = {}        # queue -> bytes counted when first read
+        self.bytes_delta: dict[str, int] = {}  # queue -> change in this group
+
+    def used(self, queue: str) -> int:
+        """Bytes that ``queue`` holds now (its counter plus this group's changes)."""
+        if queue not in self.bytes:
+            row = self.conn.execute("SELECT bytes FROM counters WHERE queue = ?",
+                                    (queue,)).fetchone()
+            self.bytes[queue] = row[0] if row else 0
+        return self.bytes[queue] + self.bytes_delta.get(queue, 0)
+
+    def add_bytes(self, queue: str, n: int) -> None:
+        if n:
+            self.bytes_delta[queue] = self.bytes_delta.get(queue, 0) + n
 
     def take_ids(self, n: int) -> int:
         if not self.next_id:
@@ -110,8 +138,10 @@ class Group:
         for queue, (read, current) in self.cursors.items():
             if current != read:
                 conn.execute(_SET_META, ("cursor:" + queue, current))
-        for queue, n in self.acked.items():
-            conn.execute(_COUNT_ACKED, (queue, n))
+        for queue in self.acked.keys() | self.bytes_delta.keys():
+            acked, size = self.acked.get(queue, 0), self.bytes_delta.get(queue, 0)
+            if acked or size:
+                conn.execute(_COUNT, (queue, acked, size))
 
 
 def _json(ids: list[int]) -> str:
@@ -127,10 +157,19 @@ def _literal(value: str | float | None) -> str:
 
 
 def put(g: Group, queue: str, items: list[tuple[bytes, str | None, int]],
-        ttl: float | None) -> list[int]:
+        ttl: float | None, max_bytes: int | None = None, size: int = 0) -> list[int]:
     """Insert FRESH records ``(encoded payload, key, payload_crc)``; ids are consecutive and
-    never reused. Values shared by the call are SQL literals: fewer bound parameters per row is
-    the cheapest speed-up there is (the statement is cached for the rest of the group)."""
+    never reused. ``size`` is their ``record_size`` total: a put that would take the queue past
+    ``max_bytes`` is refused whole (``Refused(QueueFull)``), before anything is written.
+    Values shared by the call are SQL literals: fewer bound parameters per row is the cheapest
+    speed-up there is (the statement is cached for the rest of the group)."""
+    if max_bytes is not None:
+        used = g.used(queue)
+        if used + size > max_bytes:
+            raise Refused(QueueFull(
+                f"queue {queue!r} is full: {used} of max_bytes={max_bytes} bytes used, "
+                f"{len(items)} record(s) of {size} bytes refused (nothing was written)"))
+    g.add_bytes(queue, size)
     conn, now = g.conn, g.now
     first = g.take_ids(len(items))
     head = (f"INSERT INTO messages (id, queue, state, visible_at, attempts, expires_at, key, crc,"
@@ -194,20 +233,16 @@ def ack(g: Group, queue: str, by_lease: dict[int, list[int]]) -> dict[int, set[i
     acked, else the set of those that were."""
     conn = g.conn
     done: dict[int, set[int] | None] = {}
-    count = 0
+    count = size = 0
     for lease, ids in by_lease.items():
         args = {"ids": _json(ids), "lease": lease}
-        unique = len(set(ids))
-        if conn.execute("SELECT count(*) " + _SETTLEABLE, args).fetchone()[0] == unique:
-            conn.execute("DELETE " + _SETTLEABLE, args)  # the usual case: two steps in all
-            done[lease] = None
-            count += unique
-        else:
-            deleted = {r[0] for r in conn.execute(f"DELETE {_SETTLEABLE} RETURNING id", args)}
-            done[lease] = deleted
-            count += len(deleted)
+        deleted = conn.execute(f"DELETE {_SETTLEABLE} RETURNING id, {_SIZE}", args).fetchall()
+        size += sum(r[1] for r in deleted)
+        count += len(deleted)
+        done[lease] = None if len(deleted) == len(set(ids)) else {r[0] for r in deleted}
     if count:
         g.acked[queue] = g.acked.get(queue, 0) + count
+        g.add_bytes(queue, -size)
     return done
 
 
@@ -249,8 +284,10 @@ def requeue_dead(g: Group, queue: str, ids: list[int], ttl: float | None) -> int
 
 def purge_dead(g: Group, queue: str, ids: list[int]) -> int:
     """Delete dead records for good; returns how many."""
-    return g.conn.executemany("DELETE FROM messages WHERE id = ? AND queue = ? AND state = 2",
-                              [(i, queue) for i in ids]).rowcount
+    rows = g.conn.execute(f"DELETE FROM messages WHERE id IN ({_IDS}) AND queue = ? AND state = 2"
+                          f" RETURNING {_SIZE}", (_json(ids), queue)).fetchall()
+    g.add_bytes(queue, -sum(r[0] for r in rows))
+    return len(rows)
 
 
 def stats(g: Group, queue: str, max_deliveries: int) -> dict[str, int]:
@@ -274,5 +311,47 @@ def stats(g: Group, queue: str, max_deliveries: int) -> dict[str, int]:
         "delayed": one("SELECT count(*) FROM messages WHERE queue = ? AND state = 3", queue) - due,
         "dead": one("SELECT count(*) FROM messages WHERE queue = ? AND state = 2", queue),
         "acked": (conn.execute("SELECT acked FROM counters WHERE queue = ?", (queue,)).fetchone()
-                  or (0,))[0],
+                  or (0,))[0] + g.acked.get(queue, 0),  # acks earlier in this group count
+        "bytes": g.used(queue),
     }
+
+
+_STATS_MANY = (
+    "SELECT m.queue,"
+    " sum(m.state = 0 AND m.id >= coalesce(c.v, 0)) + sum(m.state = 3 AND m.visible_at <= :now),"
+    " sum(m.state = 1 OR (m.state = 0 AND m.id < coalesce(c.v, 0))),"
+    " sum(m.state = 3 AND m.visible_at > :now),"
+    " sum(m.state = 2)"
+    " FROM messages AS m LEFT JOIN meta AS c ON c.k = 'cursor:' || m.queue{where}"
+    " GROUP BY m.queue")
+
+
+def stats_many(g: Group, keys: list[str] | None) -> dict[str, dict[str, int]]:
+    """Counts of many queues (``keys``: queue column values; None: every queue in the file)
+    read in this one transaction: ``ready``, ``in_flight``, ``delayed``, ``dead``, ``acked``,
+    ``bytes``. No sweep: a record whose lease or TTL ran out but was not swept yet still counts
+    where it was (so every record counts exactly once). One pass over the records."""
+    conn = g.conn
+    empty = {"ready": 0, "in_flight": 0, "delayed": 0, "dead": 0, "acked": 0, "bytes": 0}
+    out: dict[str, dict[str, int]] = {k: dict(empty) for k in keys or ()}
+    where, args = "", {"now": g.now}
+    if keys is not None:
+        where, args["keys"] = " WHERE m.queue IN (SELECT value FROM json_each(:keys))", \
+            _json_text(keys)
+    for queue, ready, in_flight, delayed, dead in conn.execute(
+            _STATS_MANY.format(where=where), args):
+        row = out.setdefault(queue, dict(empty))
+        row.update(ready=ready, in_flight=in_flight, delayed=delayed, dead=dead)
+    counters = "SELECT queue, acked, bytes FROM counters"
+    if keys is not None:
+        counters += " WHERE queue IN (SELECT value FROM json_each(:keys))"
+    for queue, acked, size in conn.execute(counters, args):
+        row = out.setdefault(queue, dict(empty))
+        row["acked"] = acked + g.acked.get(queue, 0)
+        row["bytes"] = size + g.bytes_delta.get(queue, 0)
+    return out
+
+
+def _json_text(texts: list[str]) -> str:
+    import json
+    return json.dumps(texts)

@@ -10,11 +10,9 @@ import zlib
 from typing import Any, Iterable
 
 from .. import codec
-from . import _ops
-from ._committer import Committer
-from ._schema import payload_crc, row_crc
-from ._store import hold, open_database, release
-from ._types import DeadLetter, Delivery, RecoveryReport
+from . import _engine, _ops
+from ._schema import RECORD_OVERHEAD, SEP, payload_crc, queue_key, row_crc
+from ._types import DeadLetter, Delivery, QueueClosed, QueueFull, RecoveryReport
 
 __all__ = ["DurableQueue"]
 
@@ -22,7 +20,8 @@ MAX_BATCH = 10_000                     # records per put_many transaction chunk 
 MAX_KEY_CHARS = 1024
 DEFAULT_MAX_PAYLOAD = 1024 * 1024      # encoded bytes
 DEFAULT_DEAD_LETTER_LIMIT = 10_000
-_PAGE = 4096
+DEFAULT_MAX_BYTES = 1 << 30            # per queue, dead letters included (see _schema.record_size)
+MIN_MAX_BYTES = 4096
 
 
 def _seconds(name: str, value: Any, *, allow_none: bool = False, positive: bool = False) -> Any:
@@ -35,8 +34,9 @@ def _seconds(name: str, value: Any, *, allow_none: bool = False, positive: bool 
     return float(value)
 
 
-def _text_ok(text: Any) -> bool:
-    if type(text) is not str or len(text) > MAX_KEY_CHARS or "\x00" in text:
+def _text_ok(text: Any, sep: bool = True) -> bool:
+    if (type(text) is not str or len(text) > MAX_KEY_CHARS or "\x00" in text
+            or (not sep and SEP in text)):
         return False
     try:
         text.encode("utf-8")
@@ -48,18 +48,30 @@ def _text_ok(text: Any) -> bool:
 class DurableQueue:
     """A durable at-least-once queue in one SQLite file; see the package docstring.
 
-    Every method is safe from any thread and blocks until its work is on disk (a group commit);
-    several ``DurableQueue`` objects, in one or more processes, may share a file and a name.
+    Every method is safe from any thread and blocks until its work is on disk (a group commit),
+    except ``Delivery.ack()``/``nack()``/``reject()`` without ``wait=True``, which are buffered
+    for the next group commit (``flush()`` waits for them). Several ``DurableQueue`` objects, in
+    one or more processes, may share a file and a name; in one process, every queue of a file
+    shares one connection and one committer thread (``_engine``).
+
+    ``tenant``: the queue belongs to that tenant (None: to no tenant). Queues of many tenants
+    may live in one file; ``export_tenant`` and ``delete_tenant`` act on all of a tenant's
+    queues in a file at once. Names and tenants are non-empty text without NUL or ``"\x1f"``.
     """
 
     def __init__(self, path: str | os.PathLike[str], name: str = "default", *,
+                 tenant: str | None = None,
                  max_deliveries: int = 5, ttl: float | None = None,
                  visibility_timeout: float = 30.0, clock: Any = None,
-                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD, max_bytes: int | None = None,
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
+                 max_bytes: int | None = DEFAULT_MAX_BYTES,
                  busy_timeout: float = 30.0, poll_interval: float = 0.05) -> None:
-        if not _text_ok(name) or not name:
+        if not _text_ok(name, sep=False) or not name:
             raise ValueError(f"name must be a non-empty str of at most {MAX_KEY_CHARS} chars "
-                             f"(UTF-8, no NUL), got {name!r}")
+                             f"(UTF-8, no NUL or \\x1f), got {name!r}")
+        if tenant is not None and (not _text_ok(tenant, sep=False) or not tenant):
+            raise ValueError(f"tenant must be None or a non-empty str of at most {MAX_KEY_CHARS}"
+                             f" chars (UTF-8, no NUL or \\x1f), got {tenant!r}")
         if type(max_deliveries) is not int or max_deliveries < 1:
             raise ValueError(f"max_deliveries must be an int >= 1, got {max_deliveries!r}")
         if (type(max_payload_bytes) is not int
@@ -72,29 +84,40 @@ class DurableQueue:
                              f"got {clock!r}")
         self.path = os.fspath(path)
         self.name = name
+        self.tenant = tenant
+        self._key = key = queue_key(tenant, name)  # the queue column (see _schema)
         self.max_deliveries = max_deliveries
         self.ttl = _seconds("ttl", ttl, allow_none=True, positive=True)
         self.visibility_timeout = _seconds("visibility_timeout", visibility_timeout, positive=True)
         self.max_payload_bytes = max_payload_bytes
         self._poll = _seconds("poll_interval", poll_interval, positive=True)
         self._clock = clock
-        self._crc_no_key = zlib.crc32(f"{name}\x00\x000\x00".encode("utf-8", "surrogatepass"))
-        max_pages = self._pages(max_bytes)
+        self._crc_no_key = zlib.crc32(f"{key}\x00\x000\x00".encode("utf-8", "surrogatepass"))
+        self.max_bytes = self._check_max_bytes(max_bytes)
+        self.refused_full = 0
         self._busy_timeout = _seconds("busy_timeout", busy_timeout)
-        conn, self.recovery_report = open_database(self.path, self._busy_timeout)
-        hold(self.path)
-        self._committer = Committer(conn, clock, name, max_pages, self._repair)
+        self._engine = _engine.acquire(self.path, self._busy_timeout)
+        self._committer = self._engine.committer
         self._closed = False
 
-    recovery_report: RecoveryReport
+    @property
+    def recovery_report(self) -> RecoveryReport:
+        """What opening (or a later repair of) the file found; shared by its queues."""
+        return self._engine.recovery_report
 
-    def _repair(self, problem: str, certain: bool) -> Any:
-        # Called by the committer thread when an operation met damage at run time.
-        conn, report = open_database(self.path, self._busy_timeout, thorough=True,
-                                     damaged=problem if certain else None)
-        if report.corrupt:
-            self.recovery_report = report
-        return conn
+    def _submit(self, kind: str, fn: Any, *args: Any, weight: int = 1) -> Any:
+        if self._closed:
+            raise QueueClosed(f"the queue {self.name!r} is closed")
+        return self._committer.submit(kind, fn, self._key, *args, weight=weight,
+                                      clock=self._clock)
+
+    def flush(self) -> None:
+        """Block until every ack, nack and reject buffered so far (by any queue of this file in
+        this process) is on disk. Raises ``QueueUnavailable`` (or ``QueueError``) if one of them
+        could not be committed: its record will be delivered again."""
+        if self._closed:
+            raise QueueClosed(f"the queue {self.name!r} is closed")
+        self._committer.flush()
 
     # ------------------------------------------------------------------ producing
 
@@ -108,17 +131,27 @@ class DurableQueue:
                              f"{self.max_payload_bytes}")
         if key is None:
             return data, None, zlib.crc32(data, self._crc_no_key)
-        return data, key, payload_crc(self.name, key, data)
+        return data, key, payload_crc(self._key, key, data)
 
     def put(self, payload: Any, *, key: str | None = None) -> int:
         """Store one record and return its id once it is on disk. Blocks (one group commit).
 
         Raises ``EncodeError`` (a TypeError) for an unencodable payload and ``ValueError`` for an
         oversize one or a bad key (nothing is written), ``QueueFull`` when the file or disk is
-        full (not stored), ``QueueClosed`` after ``close()``.
+        full (not stored, counted in ``stats()["refused_full"]``), ``QueueUnavailable`` when
+        the file is busy, locked, or failing I/O (not stored), ``QueueClosed`` after ``close()``.
         """
         item = self._encode(payload, key)
-        return self._committer.submit("put", _ops.put, self.name, [item], self.ttl)[0]
+        return self._put([item])[0]
+
+    def _put(self, items: list[tuple[bytes, str | None, int]]) -> list[int]:
+        size = sum(len(p) + (0 if k is None else len(k.encode("utf-8"))) for p, k, _c in items)
+        try:
+            return self._submit("put", _ops.put, items, self.ttl, self.max_bytes,
+                                size + RECORD_OVERHEAD * len(items), weight=len(items))
+        except QueueFull:
+            self.refused_full += len(items)
+            raise
 
     def put_many(self, payloads: Iterable[Any], *, key: str | None = None) -> list[int]:
         """Store records (all with ``key``) and return their ids, in order. Blocks.
@@ -129,9 +162,7 @@ class DurableQueue:
         items = [self._encode(p, key) for p in payloads]
         ids: list[int] = []
         for start in range(0, len(items), MAX_BATCH):
-            chunk = items[start:start + MAX_BATCH]
-            ids += self._committer.submit("put", _ops.put, self.name, chunk, self.ttl,
-                                          weight=len(chunk))
+            ids += self._put(items[start:start + MAX_BATCH])
         return ids
 
     # ------------------------------------------------------------------ consuming
@@ -150,9 +181,9 @@ class DurableQueue:
         while True:
             generation = self._committer.generation
             lease = secrets.randbits(63)
-            rows, next_due = self._committer.submit(
-                "claim", _ops.claim, self.name, max_items, self.visibility_timeout,
-                self.max_deliveries, lease, weight=max_items)
+            rows, next_due = self._submit(
+                "claim", _ops.claim, max_items, self.visibility_timeout, self.max_deliveries,
+                lease, weight=max_items)
             if rows:
                 deliveries = self._deliveries(rows, lease)
                 if deliveries:
@@ -171,7 +202,7 @@ class DurableQueue:
             return False
         if key is None:
             return zlib.crc32(b"%d" % id_, zlib.crc32(payload, self._crc_no_key)) == crc
-        return type(key) is str and row_crc(id_, self.name, key, payload) == crc
+        return type(key) is str and row_crc(id_, self._key, key, payload) == crc
 
     def _deliveries(self, rows: list[tuple[Any, ...]], lease: int) -> list[Delivery]:
         out, bad = [], []
@@ -187,12 +218,13 @@ class DurableQueue:
                 continue
             out.append(Delivery(self, id_, value, attempts, key, lease))
         for id_, lease, text in bad:
-            self._committer.submit("reject", _ops.settle, self.name, id_, lease, "reject", 0.0,
-                                   text, self.max_deliveries)
+            self._submit("reject", _ops.settle, id_, lease, "reject", 0.0, text,
+                         self.max_deliveries)
         return out
 
     def ack_many(self, deliveries: Iterable[Delivery]) -> list[bool]:
-        """Ack many deliveries in one transaction; one bool each (False: stale). Blocks."""
+        """Ack many deliveries in one transaction; one bool each (False: stale). Blocks until
+        on disk (like ``ack(wait=True)``)."""
         deliveries = list(deliveries)
         by_lease: dict[int, list[int]] = {}
         for d in deliveries:
@@ -202,8 +234,7 @@ class DurableQueue:
                 by_lease.setdefault(d._lease, []).append(d.id)
         if not by_lease:
             return [False] * len(deliveries)
-        done = self._committer.submit("ack", _ops.ack, self.name, by_lease,
-                                      weight=sum(map(len, by_lease.values())))
+        done = self._submit("ack", _ops.ack, by_lease, weight=sum(map(len, by_lease.values())))
         results = []
         for d in deliveries:
             # Already settled (before, or by an earlier copy of it in this list): False.
@@ -218,7 +249,21 @@ class DurableQueue:
             raise ValueError(f"{delivery!r} was not delivered by this queue object")
         return True
 
-    def _settle(self, delivery: Delivery, action: str, delay: float, error: str | None) -> bool:
+    def _ack(self, delivery: Delivery, wait: bool) -> bool:
+        if wait:
+            return self.ack_many([delivery])[0]
+        if delivery._queue is not self:
+            self._own(delivery)  # raises, naming it
+        if delivery._settled:
+            return False
+        if self._closed:
+            raise QueueClosed(f"the queue {self.name!r} is closed")
+        self._committer.buffer_ack(self._key, delivery._lease, delivery.id)
+        delivery._settled = True
+        return True
+
+    def _settle(self, delivery: Delivery, action: str, delay: float, error: str | None,
+                wait: bool) -> bool:
         self._own(delivery)
         delay = _seconds("delay", delay)
         if error is not None and type(error) is not str:
@@ -227,8 +272,15 @@ class DurableQueue:
             raise ValueError("reject needs an error text (the dead-letter reason)")
         if delivery._settled:
             return False
-        ok = self._committer.submit(action, _ops.settle, self.name, delivery.id, delivery._lease,
-                                    action, delay, error, self.max_deliveries)
+        if self._closed:
+            raise QueueClosed(f"the queue {self.name!r} is closed")
+        args = (self._key, delivery.id, delivery._lease, action, delay, error,
+                self.max_deliveries)
+        if not wait:
+            self._committer.post(action, _ops.settle, *args, clock=self._clock)
+            delivery._settled = True
+            return True
+        ok = self._committer.submit(action, _ops.settle, *args, clock=self._clock)
         if ok:
             delivery._settled = True
         return ok
@@ -237,8 +289,7 @@ class DurableQueue:
 
     def dead_letters(self, limit: int = DEFAULT_DEAD_LETTER_LIMIT) -> list[DeadLetter]:
         """Dead records, oldest first, at most ``limit``. Sweeps expiries first. Blocks."""
-        rows = self._committer.submit("read", _ops.dead_letters, self.name, self.max_deliveries,
-                                      limit)
+        rows = self._submit("read", _ops.dead_letters, self.max_deliveries, limit)
         out = []
         for id_, payload, reason, attempts, key, crc in rows:
             value: Any = payload
@@ -256,37 +307,43 @@ class DurableQueue:
         """Make dead records deliverable again (attempts reset to 0, TTL restarted from now).
         Returns how many were requeued. Blocks."""
         ids = [i for i in ids if type(i) is int]
-        return self._committer.submit("requeue", _ops.requeue_dead, self.name, ids, self.ttl,
-                                      weight=max(1, len(ids)))
+        return self._submit("requeue", _ops.requeue_dead, ids, self.ttl, weight=max(1, len(ids)))
 
     def purge_dead(self, ids: Iterable[int]) -> int:
         """Delete dead records for good (their space is reused). Returns how many. Blocks."""
         ids = [i for i in ids if type(i) is int]
-        return self._committer.submit("purge", _ops.purge_dead, self.name, ids,
-                                      weight=max(1, len(ids)))
+        return self._submit("purge", _ops.purge_dead, ids, weight=max(1, len(ids)))
 
     def stats(self) -> dict[str, int]:
-        """``{"ready", "in_flight", "delayed", "dead", "acked"}`` for this queue name, after a
-        sweep (an ended lease counts as ready). Blocks. Cost: fresh records are counted by a
-        rowid range scan from the cursor, the others through partial indexes and lease rows."""
-        return self._committer.submit("read", _ops.stats, self.name, self.max_deliveries)
+        """``{"ready", "in_flight", "delayed", "dead", "acked", "bytes", "refused_full"}`` for
+        this queue name, after a sweep (an ended lease counts as ready). ``bytes`` is what the
+        queue holds against ``max_bytes`` (dead letters included); ``refused_full`` counts the
+        records this object's puts had refused with ``QueueFull``. Blocks. Cost: fresh records
+        are counted by a rowid range scan from the cursor, the others through partial indexes
+        and lease rows."""
+        out = self._submit("read", _ops.stats, self.max_deliveries)
+        out["refused_full"] = self.refused_full
+        return out
 
     # ------------------------------------------------------------------ bounds and lifecycle
 
     @staticmethod
-    def _pages(max_bytes: int | None) -> int | None:
+    def _check_max_bytes(max_bytes: int | None) -> int | None:
         if max_bytes is None:
             return None
-        if type(max_bytes) is not int or max_bytes < 64 * _PAGE:
-            raise ValueError(f"max_bytes must be None or an int >= {64 * _PAGE}, got {max_bytes!r}")
-        return max_bytes // _PAGE
+        if type(max_bytes) is not int or max_bytes < MIN_MAX_BYTES:
+            raise ValueError(f"max_bytes must be None or an int >= {MIN_MAX_BYTES}, "
+                             f"got {max_bytes!r}")
+        return max_bytes
 
     def set_max_bytes(self, max_bytes: int | None) -> None:
-        """Change the file's size bound (None: unbounded). Blocks; raises ``ValueError``."""
-        self._committer.set_max_pages(self._pages(max_bytes))
+        """Change this queue's size bound (None: unbounded) for the next puts; ``ValueError``
+        for a bad value. Records already stored are never dropped by a lower bound."""
+        self.max_bytes = self._check_max_bytes(max_bytes)
 
     def close(self) -> None:
-        """Finish pending work, stop the committer, close the file. Idempotent; blocks.
+        """Make this queue's buffered settlements durable and let go of the file (the last queue
+        of a file in this process stops its committer and closes it). Idempotent; blocks.
 
         Unsettled deliveries stay leased in the file and are redelivered after their
         visibility timeout.
@@ -294,8 +351,7 @@ class DurableQueue:
         if self._closed:
             return
         self._closed = True
-        self._committer.close()
-        release(self.path)
+        _engine.release(self._engine)
 
     def __enter__(self) -> "DurableQueue":
         return self
@@ -305,5 +361,6 @@ class DurableQueue:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return (f"<DurableQueue {self.name!r} at {self.path!r} {state} "
+        who = "" if self.tenant is None else f" tenant={self.tenant!r}"
+        return (f"<DurableQueue {self.name!r}{who} at {self.path!r} {state} "
                 f"groups={self._committer.groups} ops={self._committer.ops}>")

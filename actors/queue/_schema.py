@@ -18,6 +18,17 @@ high-water mark (ids are never reused). Times are wall-clock seconds (``time.tim
 injected clock) so that they survive restarts and are shared by processes. ``crc`` covers the
 immutable columns (queue, key, payload, id): silent corruption is detected at delivery and
 during salvage. The mutable columns (state, times, attempts) are not covered.
+
+``counters`` holds, per queue, the acked count and ``bytes``: what the queue's records (dead
+letters included) count against its ``max_bytes`` (``record_size``: encoded payload + key bytes +
+``RECORD_OVERHEAD``), kept up to date by every transaction that inserts or deletes records.
+
+A queue's name in the file (the ``queue`` column) is ``name`` for a queue without a tenant and
+``tenant + "\x1f" + name`` for a tenant's queue (``queue_key``); neither part may contain
+``"\x1f"``, so one tenant's rows are exactly the key range ``[tenant + "\x1f", tenant + "\x20")``.
+
+Versions: 2 (no ``bytes`` column) is upgraded in place at open (``create_schema``): the column is
+added and filled from the records in one transaction.
 """
 
 from __future__ import annotations
@@ -25,10 +36,13 @@ from __future__ import annotations
 import sqlite3
 import zlib
 
-__all__ = ["COLUMNS", "DEAD", "FRESH", "LEASED", "SCHEMA_VERSION", "WAITING", "configure",
-           "create_schema", "payload_crc", "row_crc", "tolerant_text"]
+__all__ = ["COLUMNS", "DEAD", "FRESH", "LEASED", "RECORD_OVERHEAD", "SCHEMA_VERSION", "SEP",
+           "WAITING", "configure", "create_schema", "payload_crc", "queue_key", "recount",
+           "record_size", "row_crc", "tolerant_text"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+RECORD_OVERHEAD = 64  # bytes counted per record besides its payload and key (row, index)
+SEP = "\x1f"          # between tenant and name in the queue column
 FRESH, LEASED, DEAD, WAITING = 0, 1, 2, 3
 
 # Column order is the on-disk record order (the raw salvage scanner relies on it).
@@ -63,7 +77,8 @@ CREATE TABLE IF NOT EXISTS leases (
 CREATE INDEX IF NOT EXISTS leases_until ON leases(queue, until);
 CREATE TABLE IF NOT EXISTS counters (
     queue TEXT PRIMARY KEY,
-    acked INTEGER NOT NULL
+    acked INTEGER NOT NULL,
+    bytes INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     k TEXT PRIMARY KEY,
@@ -96,10 +111,53 @@ def configure(conn: sqlite3.Connection, busy_timeout: float) -> None:
     conn.execute("PRAGMA cache_size = -16384")
 
 
+_SIZE_SQL = f"length(payload) + coalesce(length(CAST(key AS BLOB)), 0) + {RECORD_OVERHEAD}"
+
+
+def _statements() -> list[str]:
+    return [part.strip() for part in _SCHEMA.split(";") if part.strip()]
+
+
 def create_schema(conn: sqlite3.Connection) -> None:
-    """Create the tables if missing and stamp the version. Raises ``sqlite3.Error``."""
-    conn.executescript(_SCHEMA)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    """Create what is missing, upgrade an older format, stamp the version: one transaction, and
+    no write at all when the file is current (so opening needs no write lock). Raises
+    ``sqlite3.Error``. ``conn`` must be in autocommit mode with no open transaction."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    if current and conn.execute("SELECT count(*) FROM sqlite_master WHERE name IN"
+                                " ('messages', 'leases', 'counters', 'meta')").fetchone()[0] == 4:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(counters)")]
+        for sql in _statements():
+            conn.execute(sql)
+        if columns and "bytes" not in columns:  # version 2: no byte accounting yet
+            conn.execute("ALTER TABLE counters ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0")
+        recount(conn)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def recount(conn: sqlite3.Connection) -> None:
+    """Set every queue's ``bytes`` counter from its records (inside the caller's transaction)."""
+    conn.execute("UPDATE counters SET bytes = 0")
+    conn.execute(f"INSERT INTO counters (queue, acked, bytes) SELECT queue, 0, sum({_SIZE_SQL})"
+                 " FROM messages WHERE true GROUP BY queue"
+                 " ON CONFLICT (queue) DO UPDATE SET bytes = excluded.bytes")
+
+
+def queue_key(tenant: str | None, name: str) -> str:
+    """The ``queue`` column value of queue ``name`` of ``tenant`` (see the module docstring)."""
+    return name if tenant is None else f"{tenant}{SEP}{name}"
+
+
+def record_size(payload: bytes, key: str | None) -> int:
+    """What one record counts against ``max_bytes``."""
+    return len(payload) + (0 if key is None else len(key.encode("utf-8"))) + RECORD_OVERHEAD
 
 
 def payload_crc(queue: str, key: str | None, payload: bytes) -> int:

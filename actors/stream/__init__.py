@@ -25,6 +25,7 @@ from ._node import Node
 from ._stats import EdgeStatistics, NodeStatistics, StreamStatistics
 from ._timers import every, timeout
 from ._triggers import Inputs
+from ._window import BadItem, Session, Sliding, Tumbling, Window, WindowJoin, WindowResult
 
 __all__ = [
     "Graph", "Source", "Node", "Sink", "Policy", "Trigger", "Expired", "Inputs",
@@ -32,4 +33,5 @@ __all__ = [
     "StreamInstance", "StreamStatistics", "NodeStatistics", "EdgeStatistics",
     "Supervision", "NodeStart", "Unsupervised", "NodeDef", "EdgeDef", "Plan",
     "StreamEvent", "ItemsDropped", "ItemsLost", "DEFAULT_WINDOW",
+    "Window", "WindowJoin", "Tumbling", "Sliding", "Session", "WindowResult", "BadItem",
 ]

@@ -21,13 +21,13 @@ attributes of the same names), like ``spawn`` keeps ``name`` and ``mailbox_size`
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .._checks import check_number
 from ._enums import Expired, Policy, Trigger
 from ._kinds import Sink, Source
 from ._node import Node
@@ -55,17 +55,13 @@ def _check_name(what: str, name: object) -> str:
 
 
 def _positive_int(what: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return value
+    return check_number(value, what, integer=True, positive=True)
 
 
 def _seconds(what: str, value: object, *, zero: bool = False) -> float:
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or value < 0 or (value == 0 and not zero)):
-        kind = "a number of seconds >= 0" if zero else "a positive number of seconds"
-        raise ValueError(f"{what} must be {kind}, got {value!r}")
-    return float(value)
+    if zero:
+        return float(check_number(value, what, low=0, unit="seconds"))
+    return float(check_number(value, what, positive=True, unit="seconds"))
 
 
 @dataclass(frozen=True)
@@ -153,6 +149,10 @@ class Graph:
         if taken:
             raise ValueError(f"{what}: keyword argument {taken[0]!r} is a spawn option the "
                              "graph sets itself; give your node's parameter another name")
+        try:
+            cls.check_arguments(*args, **kwargs)
+        except ValueError as e:
+            raise ValueError(f"{what}: {e}") from None
         pick = lambda given, attr: getattr(cls, attr) if given is _UNSET else given  # noqa: E731
         ins = _ports(f"{what}: inputs", pick(inputs, "inputs"))
         outs = _ports(f"{what}: outputs", pick(outputs, "outputs"))

@@ -216,7 +216,8 @@ class StreamInstance:
                 queued=ref.statistics().queued if alive and ref is not None else 0,
                 processed=c.processed, emitted=c.emitted, custody=custody, lost=lost,
                 expired=c.expired, discarded=c.discarded, unrouted=c.unrouted, fired=c.fired,
-                suppressed=c.suppressed, demand=c.demand, restored=c.restored))
+                suppressed=c.suppressed, demand=c.demand, restored=c.restored,
+                late=c.late, errors=c.errors, evicted=c.evicted, open_windows=c.open_windows))
         edges = []
         for e in plan.edges:
             s = shared.edges[e.index]

@@ -14,6 +14,8 @@ import threading
 from collections import deque
 from typing import Any, Iterable, NamedTuple
 
+from .._checks import check_number
+
 __all__ = ["StreamLog", "LogRead"]
 
 
@@ -31,9 +33,7 @@ class StreamLog:
     """Lock rule (``_lock``): guards the deque and both counters; nothing else runs under it."""
 
     def __init__(self, name: str, capacity: int) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"retained log {name!r}: size must be a positive integer, "
-                             f"got {capacity!r}")
+        check_number(capacity, f"retained log {name!r}: size", integer=True, positive=True)
         self.name = name
         self.capacity = capacity
         self._lock = threading.Lock()
@@ -52,9 +52,7 @@ class StreamLog:
     def read(self, offset: int = 0, limit: int | None = None) -> LogRead:
         """Items from ``offset`` (at most ``limit``). A negative offset counts from the end
         (``-10``: the last ten). Raises ``ValueError`` for a bad limit."""
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
-                                  or limit < 0):
-            raise ValueError(f"read limit must be an integer >= 0 or None, got {limit!r}")
+        check_number(limit, "read limit", integer=True, low=0, or_none=True)
         with self._lock:
             first = self._next - len(self._items)
             if offset < 0:

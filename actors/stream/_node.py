@@ -205,6 +205,19 @@ class Node(Actor):
         return self._sv_shared.instance
 
     @property
+    def counters(self) -> Any:
+        """This node's counters in the instance (they survive restarts; ``statistics()`` reads
+        them): a node with counted outcomes of its own (``Window``: ``late``, ``errors``,
+        ``evicted``, ``open_windows``) adds to them here."""
+        return self._sv_c
+
+    @classmethod
+    def check_arguments(cls, *args: Any, **kwargs: Any) -> None:
+        """Called by ``graph.add`` with the node's own arguments, before anything runs: raise
+        ``ValueError`` naming what is wrong (``graph.add`` prefixes the node's name). The
+        default accepts anything."""
+
+    @property
     def now(self) -> float:
         """The runtime clock (a ``ManualClock`` in tests)."""
         return self._sv_clock.now()

@@ -42,7 +42,8 @@ class EdgeCounters:
 
 class NodeCounters:
     __slots__ = ("processed", "emitted", "custody", "lost", "expired", "discarded", "unrouted",
-                 "fired", "suppressed", "demand", "produce_calls", "restored")
+                 "fired", "suppressed", "demand", "produce_calls", "restored", "late", "errors",
+                 "evicted", "open_windows")
 
     def __init__(self) -> None:
         self.processed = 0      # input items handled (processed, or taken by a firing)
@@ -57,6 +58,10 @@ class NodeCounters:
         self.demand = 0         # a source's demand at its last pump
         self.produce_calls = 0  # a source's produce() calls
         self.restored = 0       # restore() calls
+        self.late = 0           # items a Window node sent to "late" (their windows had closed)
+        self.errors = 0         # items a Window node sent to "errors" (bad key or time)
+        self.evicted = 0        # windows closed early because max_open was reached
+        self.open_windows = 0   # windows open now in a Window node (a gauge)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,10 @@ class NodeStatistics:
     suppressed: int
     demand: int
     restored: int
+    late: int = 0          # Window nodes: items whose windows had all closed (port "late")
+    errors: int = 0        # Window nodes: items with a bad key or time (port "errors")
+    evicted: int = 0       # Window nodes: windows closed early at max_open
+    open_windows: int = 0  # Window nodes: windows open now
 
 
 @dataclass(frozen=True, slots=True)

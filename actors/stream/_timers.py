@@ -20,9 +20,9 @@ timer cost. Both kinds run like any handler: what they emit is sent when they re
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, Callable
 
+from .._checks import check_number
 from ._messages import Every, Watch
 
 if TYPE_CHECKING:
@@ -34,10 +34,11 @@ __all__ = ["every", "timeout", "arm_timers", "on_every", "on_watch", "seen"]
 def _check(what: str, value: Any) -> None:
     if isinstance(value, str):
         return
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or value <= 0):
+    try:
+        check_number(value, what, positive=True, unit="seconds")
+    except ValueError:
         raise ValueError(f"{what} must be a positive number of seconds or the name of a node "
-                         f"attribute, got {value!r}")
+                         f"attribute, got {value!r}") from None
 
 
 def every(period: float | str) -> Callable[[Any], Any]:

@@ -18,7 +18,7 @@ import traceback
 from typing import Any
 
 from ._control import Configure, StatusRequest
-from ._state import StateDir, children_of, process_start_time
+from ._state import StateDir, children_of, process_start_time, write_private
 
 __all__ = ["boot"]
 
@@ -28,11 +28,10 @@ def boot(state: StateDir, request: dict[str, Any]) -> dict[str, Any]:
 
     name, bind, admin_port = request["cluster"], request["bind"], request["admin_port"]
     members = [dict(m) for m in request["members"]]
-    capabilities = {"streamvisor.cluster": name,
-                    "streamvisor.seeds": [list(m["data"]) for m in members]}
-    if request.get("join"):
-        host, port = request["join"]
-        capabilities["Convention Address.IPv4"] = (host, int(port))
+    # Before thespian starts: its admin, logger and node processes fork from here and inherit
+    # the loopback-only binding and the sealed serializer.
+    _thespian.harden(state.control_key())
+    capabilities = {"streamvisor.cluster": name}
     system = _thespian.connect(admin_port, capabilities)
     configs = {}
     for member in members:
@@ -43,9 +42,11 @@ def boot(state: StateDir, request: dict[str, Any]) -> dict[str, Any]:
             state_dir=str(state.path), app=request.get("app"),
             app_options=request.get("app_options") or {},
             tenants=tuple(request.get("tenants") or ()), members=others,
+            seeds=tuple(tuple(s) for s in request.get("seeds") or ()),
             workers=request.get("workers", 2), restart=request.get("restart", "always"),
             heartbeat_interval=request.get("heartbeat_interval", 0.2),
-            heartbeat_timeout=request.get("heartbeat_timeout", 1.5))
+            heartbeat_timeout=request.get("heartbeat_timeout", 1.5),
+            tls=tuple(request["tls"]) if request.get("tls") else None)
     addresses = {node_id: _thespian.create_node(system, name, node_id) for node_id in configs}
     for node_id, address in addresses.items():
         system.tell(address, configs[node_id])
@@ -109,9 +110,7 @@ def main() -> int:
     except BaseException as exc:  # everything goes into the result the launcher reads
         result = {"ok": False, "errors": {"boot": repr(exc)},
                   "traceback": traceback.format_exc()}
-    tmp = result_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, default=str))
-    os.replace(tmp, result_file)
+    write_private(result_file, json.dumps(result, default=str))
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # no interpreter teardown: the thespian client must not touch the system

@@ -7,12 +7,15 @@ length) is counted and closes the connection, since the stream cannot be trusted
 After dispatching a frame the reader grants its size back as credit (flow control).
 
 The handshake (``handshake``) runs before the threads start: both sides send HELLO with a
-fresh nonce; each proves it knows the cluster cookie with an HMAC of the other's nonce. A
-connection that fails it is closed and counted (``auth_failures``).
+fresh nonce; each proves it knows the cluster cookie with an HMAC of the whole transcript bound
+to its side (see ``handshake``). A connection that fails it is closed and counted
+(``auth_failures``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import socket
 import threading
@@ -23,7 +26,7 @@ from actors import get_logger
 from actors.codec import DEFAULT_MAX_SIZE, EncodeError, encode, encode_frame
 
 from ._outbox import Outbox
-from ._wire import AUTH, CREDIT, HELLO, TELL, VERSION, FatalFrame, FrameReader, mac
+from ._wire import AUTH, CREDIT, HELLO, TELL, VERSION, FatalFrame, FrameReader
 
 __all__ = ["Connection", "handshake", "HandshakeError", "LinkStats"]
 
@@ -73,42 +76,82 @@ def _recv_frame(sock: socket.socket, reader: FrameReader, deadline: float) -> An
 
 
 def handshake(sock: socket.socket, *, dialer: bool, cluster: str, cookie: bytes, me: str,
-              incarnation: int, info: dict[str, Any], timeout: float = 3.0
+              incarnation: int, info: dict[str, Any], timeout: float = 3.0,
+              expect: str | None = None
               ) -> tuple[str, int, dict[str, Any], FrameReader]:
     """Authenticate both ends. Returns the peer's ``(id, incarnation, info, reader)`` (the
-    reader may already hold the first bytes of data). Raises ``HandshakeError``/``OSError``."""
+    reader may already hold the first bytes of data). Raises ``HandshakeError``/``OSError``.
+
+    The dialer sends HELLO (its id, incarnation, info and a fresh nonce). The acceptor answers
+    HELLO with its own, plus its proof; the dialer then sends AUTH with its proof. A proof is an
+    HMAC under the cookie of the whole transcript - the side that makes it (``acceptor`` or
+    ``dialer``), the cluster, both ids, incarnations, infos and nonces, and the TLS channel
+    binding when the socket is TLS - so a proof made for one connection or one side is worth
+    nothing on another: relaying a peer's proof, reflecting a node's own, or swapping the
+    infos all fail. ``expect`` is the id the dialer meant to reach (refused if another
+    answers)."""
     deadline = time.monotonic() + timeout
     sock.settimeout(timeout)
     reader = FrameReader(HANDSHAKE_MAX_SIZE)   # a stranger may not make us buffer more
     nonce = os.urandom(16)
+    binding = channel_binding(sock)
     try:
         if dialer:
-            sock.sendall(encode_frame([[HELLO, VERSION, cluster, me, incarnation, nonce, info, b""]]))
-            hello = _check_hello(_recv_frame(sock, reader, deadline), cluster)
-            if not _equal(hello[7], mac(cookie, nonce, hello[3])):
-                raise HandshakeError(f"node {hello[3]!r} does not know the cluster cookie")
-            sock.sendall(encode_frame([[AUTH, mac(cookie, hello[5], me)]]))
+            mine = [HELLO, VERSION, cluster, me, incarnation, nonce, info, b""]
+            sock.sendall(encode_frame([mine]))
+            hello = _check_hello(_recv_frame(sock, reader, deadline), cluster, me, nonce)
+            if expect is not None and hello[3] != expect:
+                raise HandshakeError(f"dialed node {expect!r}, node {hello[3]!r} answered")
+            script = transcript(cluster, mine, hello, binding)
+            if not _equal(hello[7], proof(cookie, "acceptor", script)):
+                raise HandshakeError(f"node {hello[3]!r} did not prove it knows the cookie")
+            sock.sendall(encode_frame([[AUTH, proof(cookie, "dialer", script)]]))
         else:
-            hello = _check_hello(_recv_frame(sock, reader, deadline), cluster)
-            sock.sendall(encode_frame([[HELLO, VERSION, cluster, me, incarnation, nonce, info,
-                                        mac(cookie, hello[5], me)]]))
+            hello = _check_hello(_recv_frame(sock, reader, deadline), cluster, me, None)
+            mine = [HELLO, VERSION, cluster, me, incarnation, nonce, info, b""]
+            script = transcript(cluster, hello, mine, binding)
+            mine[7] = proof(cookie, "acceptor", script)
+            sock.sendall(encode_frame([mine]))
             auth = _recv_frame(sock, reader, deadline)
             if (len(auth) != 1 or not isinstance(auth[0], list) or len(auth[0]) != 2
                     or auth[0][0] != AUTH
-                    or not _equal(auth[0][1], mac(cookie, nonce, hello[3]))):
-                raise HandshakeError(f"node {hello[3]!r} does not know the cluster cookie")
+                    or not _equal(auth[0][1], proof(cookie, "dialer", script))):
+                raise HandshakeError(f"node {hello[3]!r} did not prove it knows the cookie")
     finally:
         sock.settimeout(None)
     reader.limit(DEFAULT_MAX_SIZE)
     return hello[3], hello[4], hello[6], reader
 
 
+def channel_binding(sock: socket.socket) -> bytes:
+    """``tls-unique`` of a TLS socket (both ends see the same bytes, a relay that terminates
+    TLS sees different ones on each side); empty for plain TCP."""
+    get = getattr(sock, "get_channel_binding", None)
+    if get is None:
+        return b""
+    value = get("tls-unique")
+    if not value:
+        raise HandshakeError("the TLS connection offers no channel binding")
+    return bytes(value)
+
+
+def transcript(cluster: str, dialer: list[Any], acceptor: list[Any], binding: bytes) -> bytes:
+    """What both proofs cover: a hash of the two HELLOs (without proofs) and the binding."""
+    fields = [VERSION, cluster, dialer[3], dialer[4], dialer[5], dialer[6],
+              acceptor[3], acceptor[4], acceptor[5], acceptor[6], binding]
+    return hashlib.sha256(encode(fields)).digest()
+
+
+def proof(cookie: bytes, side: str, script: bytes) -> bytes:
+    return hmac.new(cookie, b"streamvisor-handshake\x00" + side.encode() + b"\x00" + script,
+                    hashlib.sha256).digest()
+
+
 def _equal(a: Any, b: bytes) -> bool:
-    import hmac as _hmac
-    return isinstance(a, bytes) and _hmac.compare_digest(a, b)
+    return isinstance(a, bytes) and hmac.compare_digest(a, b)
 
 
-def _check_hello(records: Any, cluster: str) -> list[Any]:
+def _check_hello(records: Any, cluster: str, me: str, nonce: bytes | None) -> list[Any]:
     if (not isinstance(records, list) or len(records) != 1 or not isinstance(records[0], list)
             or len(records[0]) != 8 or records[0][0] != HELLO):
         raise HandshakeError("the first frame is not a HELLO")
@@ -118,8 +161,15 @@ def _check_hello(records: Any, cluster: str) -> list[Any]:
     if hello[2] != cluster:
         raise HandshakeError(f"node of cluster {hello[2]!r}, this is {cluster!r}")
     if (not isinstance(hello[3], str) or not isinstance(hello[4], int)
-            or not isinstance(hello[5], bytes) or not isinstance(hello[6], dict)):
+            or not isinstance(hello[5], bytes) or len(hello[5]) != 16
+            or not isinstance(hello[6], dict) or not isinstance(hello[7], bytes)):
         raise HandshakeError("malformed HELLO")
+    if hello[3] == me:
+        raise HandshakeError(f"a peer claims this node's own id {me!r}")
+    if nonce is not None and hello[5] == nonce:
+        raise HandshakeError("the peer echoed this node's nonce")
+    if hello[6].get("id") != hello[3] or hello[6].get("inc") != hello[4]:
+        raise HandshakeError("the HELLO's info names another node")
     return hello
 
 

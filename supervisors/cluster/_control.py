@@ -39,6 +39,7 @@ class Configure:
     restart: str = "always"             # "always" | "never": restart killed nodes of this admin
     heartbeat_interval: float = 0.2
     heartbeat_timeout: float = 1.5
+    tls: tuple[str, str, str] | None = None   # (cert, key, ca) PEM paths: mutual TLS 1.3
 
     def for_node(self, node_id: str, port: int, heartbeat_port: int, incarnation: int,
                  members: tuple[dict[str, Any], ...]) -> "Configure":

@@ -12,12 +12,14 @@ finally anything left in the admin's process group.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -26,7 +28,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ._control import StatusRequest
-from ._state import StateDir, is_running, pids_in_group, process_state
+from ._tls import TlsConfig, check_key_file
+from ._tls import generate as generate_tls
+from ._state import StateDir, is_running, pids_in_group, process_state, write_private
 
 __all__ = ["start_cluster", "cluster_status", "stop_cluster", "ClusterError"]
 
@@ -106,12 +110,21 @@ def start_cluster(app: str | None, *, nodes: int, state_dir: str | os.PathLike[s
                   tenants: Sequence[str] = (), app_options: dict[str, Any] | None = None,
                   workers: int = 2, restart: str = "always", name: str = "streamvisor",
                   node_prefix: str | None = None, heartbeat_interval: float = 0.2,
-                  heartbeat_timeout: float = 1.5, timeout: float = 30.0) -> dict[str, Any]:
+                  heartbeat_timeout: float = 1.5, timeout: float = 30.0,
+                  tls: TlsConfig | None = None, tls_generate: bool = False,
+                  insecure: bool = False) -> dict[str, Any]:
     """Start ``nodes`` node processes running ``app``; returns once they are all up and see
     each other. Blocks up to ``timeout`` seconds; raises ``ClusterError`` with the reason (and
-    stops whatever it had started) on failure."""
+    stops whatever it had started) on failure.
+
+    The data plane uses mutual TLS 1.3 with ``tls`` (PEM files), or with certificates generated
+    into ``<state_dir>/tls`` when ``tls_generate``. A ``bind`` address that is not loopback is
+    refused without TLS unless ``insecure``; ``0.0.0.0`` is always refused."""
     if nodes < 1:
         raise ClusterError("--nodes must be at least 1")
+    check_bind(bind, tls is not None or tls_generate, insecure)
+    if tls is not None:
+        check_tls(tls)
     state = StateDir(state_dir)
     previous = state.read()
     if previous is not None:
@@ -120,27 +133,34 @@ def start_cluster(app: str | None, *, nodes: int, state_dir: str | os.PathLike[s
                                f"(admin pid {previous['admin_pid']}); stop it first")
         stop_cluster(state_dir)  # leftovers of a dead cluster: clean them up
     state.create()
+    if tls is None and tls_generate:
+        tls = generate_tls(state.path / "tls", [bind])
+    from ._thespian import HOST   # thespian listens on loopback only, whatever --bind says
     if admin_port is None:
-        admin_port = _free_ports(bind, 1, socket.SOCK_STREAM)[0]
-    elif _port_in_use(bind, admin_port):
-        raise ClusterError(f"admin port {bind}:{admin_port} is already in use")
+        admin_port = _free_ports(HOST, 1, socket.SOCK_STREAM)[0]
+    elif _port_in_use(HOST, admin_port):
+        raise ClusterError(f"admin port {HOST}:{admin_port} is already in use")
     if join is not None and not cookie:
-        raise ClusterError("joining a cluster needs its cookie (--cookie, --cookie-file or "
-                           "STREAMVISOR_COOKIE)")
+        raise ClusterError("joining a cluster needs its cookie (STREAMVISOR_COOKIE or "
+                           "--cookie-file FILE, mode 0600)")
     cookie = cookie or secrets.token_hex(16)
     state.write_cookie(cookie)
+    state.write_control_key()
     prefix = node_prefix or ("n" if join is None else f"n{admin_port}-")
     data_ports = _free_ports(bind, nodes, socket.SOCK_STREAM)
     hb_ports = _free_ports(bind, nodes, socket.SOCK_DGRAM)
-    admin = f"{bind}:{admin_port}"
+    admin = f"{bind}:{admin_port}"   # a label: which admin (host) started a node
     members = [{"id": f"{prefix}{i + 1}", "inc": 1, "data": [bind, data_ports[i]],
                 "hb": [bind, hb_ports[i]], "admin": admin, "pid": None} for i in range(nodes)]
     request = {"cluster": name, "bind": bind, "admin_port": admin_port, "join": join,
+               "seeds": [list(join)] if join else [],
                "cookie": cookie, "members": members,
                "app": str(Path(app).resolve()) if app and app.endswith(".py") else app,
                "app_options": app_options or {}, "tenants": list(tenants), "workers": workers,
                "restart": restart, "heartbeat_interval": heartbeat_interval,
-               "heartbeat_timeout": heartbeat_timeout, "timeout": timeout}
+               "heartbeat_timeout": heartbeat_timeout, "timeout": timeout,
+               "tls": [str(Path(p).resolve()) for p in (tls.cert, tls.key, tls.ca)]
+               if tls is not None else None}
     result = _run_boot(state, request, timeout + 15.0)
     if not result.get("ok"):
         stop_cluster(state_dir)
@@ -149,21 +169,55 @@ def start_cluster(app: str | None, *, nodes: int, state_dir: str | os.PathLike[s
             detail += f"; no answer from {', '.join(result['missing'])}"
         raise ClusterError(f"the cluster did not start ({detail or 'unknown error'}); "
                            f"see {state.log_file}")
-    return {"cluster": name, "state_dir": str(state.path), "admin": admin,
-            "cookie_file": str(state.cookie_file), "nodes": result["nodes"]}
+    return {"cluster": name, "state_dir": str(state.path), "admin": f"{HOST}:{admin_port}",
+            "cookie_file": str(state.cookie_file), "nodes": result["nodes"],
+            "tls": None if tls is None else {"cert": tls.cert, "key": tls.key, "ca": tls.ca}}
+
+
+def check_bind(bind: str, tls: bool, insecure: bool) -> None:
+    """Refuse ``0.0.0.0``, a name that is not an address, and a non-loopback address without
+    TLS (unless ``insecure``), each with its reason."""
+    if bind == "localhost":
+        return
+    try:
+        ip = ipaddress.ip_address(bind)
+    except ValueError:
+        raise ClusterError(f"--bind needs an IP address of this host, got {bind!r}") from None
+    if ip.version != 4:
+        raise ClusterError(f"--bind {bind}: only IPv4 addresses are supported")
+    if ip.is_unspecified:
+        raise ClusterError(f"--bind {bind} is refused: nodes advertise the address they bind, "
+                           f"and {bind} would listen on every interface; give this host's "
+                           f"address on the network the nodes share")
+    if not ip.is_loopback and not tls and not insecure:
+        raise ClusterError(f"--bind {bind} is not a loopback address: the data plane needs TLS "
+                           f"there (--tls to generate certificates into the state dir, or "
+                           f"--tls-cert/--tls-key/--tls-ca), or --insecure to send it in clear")
+
+
+def check_tls(tls: TlsConfig) -> None:
+    for what, path in (("--tls-cert", tls.cert), ("--tls-key", tls.key), ("--tls-ca", tls.ca)):
+        if not Path(path).is_file():
+            raise ClusterError(f"{what} {path}: no such file")
+    try:
+        check_key_file(tls.key)
+        tls.contexts()
+    except (ssl.SSLError, OSError) as exc:
+        raise ClusterError(f"the TLS files do not load ({exc})") from None
+    except SystemExit as exc:
+        raise ClusterError(str(exc.code).removeprefix("streamvisor cluster: ")) from None
 
 
 def _run_boot(state: StateDir, request: dict[str, Any], timeout: float) -> dict[str, Any]:
     request_file = state.path / "boot-request.json"
     result_file = state.path / "boot-result.json"
     result_file.unlink(missing_ok=True)
-    fd = os.open(request_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(request, f)
+    write_private(request_file, json.dumps(request))
     env = dict(os.environ)
-    env.setdefault("THESPIAN_BASE_IPADDR", request["bind"])
+    env["THESPIAN_BASE_IPADDR"] = "127.0.0.1"
+    env.pop("STREAMVISOR_COOKIE", None)   # the nodes get it from the state dir, not inherited
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
-    with open(state.log_file, "ab") as log:
+    with os.fdopen(state.open_log(), "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "supervisors.cluster._boot",
                                  str(state.path)], stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=log, close_fds=True, env=env, cwd=os.getcwd(),
@@ -184,12 +238,13 @@ def _run_boot(state: StateDir, request: dict[str, Any], timeout: float) -> dict[
         result_file.unlink(missing_ok=True)
 
 
-def _connect(record: dict[str, Any]) -> Any:
-    """A thespian client of the running admin, or None (never starts a new admin)."""
-    if not _admin_alive(record) or not _port_in_use(record["bind"], record["admin_port"]):
-        return None
-    os.environ.setdefault("THESPIAN_BASE_IPADDR", record["bind"])
+def _connect(state: StateDir, record: dict[str, Any]) -> Any:
+    """A thespian client of the running admin, or None (never starts a new admin). Only a user
+    who can read the state dir's control key can talk to the cluster."""
     from . import _thespian
+    if not _admin_alive(record) or not _port_in_use(_thespian.HOST, record["admin_port"]):
+        return None
+    _thespian.harden(state.control_key())
     return _thespian.connect(record["admin_port"])
 
 
@@ -206,7 +261,7 @@ def cluster_status(state_dir: str | os.PathLike[str], timeout: float = 2.0) -> d
     answers: dict[str, Any] = {}
 
     def ask() -> None:
-        system = _connect(record)
+        system = _connect(state, record)
         if system is not None:
             from . import _thespian
             # A stopped (SIGSTOP) process would hold thespian's send forever: not asked.
@@ -231,7 +286,7 @@ def cluster_status(state_dir: str | os.PathLike[str], timeout: float = 2.0) -> d
                    "state": (process_state(pid) or "gone") if running else "gone"}
         rows.append(row)
     return {"cluster": record["cluster"], "state_dir": str(state.path),
-            "admin": {"address": f"{record['bind']}:{record['admin_port']}",
+            "admin": {"address": f"127.0.0.1:{record['admin_port']}",
                       "pid": record.get("admin_pid"), "alive": _admin_alive(record)},
             "nodes": rows}
 
@@ -257,7 +312,7 @@ def stop_cluster(state_dir: str | os.PathLike[str], timeout: float = 10.0) -> di
     deadline = time.monotonic() + timeout  # one budget for the polite part: then SIGKILL
     if record is not None:
         def shut() -> None:
-            system = _connect(record)
+            system = _connect(state, record)
             if system is not None:
                 from . import _thespian
                 _thespian.shutdown(system)

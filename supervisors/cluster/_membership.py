@@ -29,6 +29,7 @@ from actors import ActorDead, ActorRef, MailboxFull, get_logger
 
 from . import _bridge
 from ._conn import Connection, HandshakeError, handshake
+from ._tls import TlsStream
 from ._peer import MemberInfo, Peer
 from ._pubsub import wanted_by
 from ._remote import NOCONNECTION, is_proxy_cell, link_record
@@ -191,28 +192,29 @@ class Membership:
                     p.dial_backoff = min(p.dial_backoff * 2, 1.0)
                 known = {tuple(p.info["data"]) for p in self._peers.values() if p.alive}
                 seeds = [s for s in self._seeds if s not in known and s != tuple(self.address)]
-            for target in [p.data_address for p in dial] + seeds:
-                self._dial(target)
+            for target, expect in [(p.data_address, p.id) for p in dial] + [
+                    (s, None) for s in seeds]:
+                self._dial(target, expect)
 
-    def _dial(self, address: tuple[str, int]) -> None:
+    def _dial(self, address: tuple[str, int], expect: str | None = None) -> None:
         try:
             sock = socket.create_connection(address, timeout=1.0)
         except OSError:
             return
-        self._admit(sock, True)
+        self._admit(sock, True, expect)
 
-    def _admit(self, sock: socket.socket, dialer: bool) -> None:
+    def _admit(self, sock: socket.socket, dialer: bool, expect: str | None = None) -> None:
         try:
+            if self._tls_contexts is not None:
+                sock = TlsStream(sock, self._tls_contexts[0 if not dialer else 1],  # type: ignore[assignment]
+                                 server_side=not dialer, timeout=3.0)
             peer_id, inc, info, reader = handshake(
                 sock, dialer=dialer, cluster=self.cluster, cookie=self._cookie, me=self.id,
-                incarnation=self.incarnation, info=self.info)
+                incarnation=self.incarnation, info=self.info, expect=expect)
         except (HandshakeError, OSError, ValueError, TypeError, IndexError) as exc:
             self.stats.auth_failures += 1
-            _log.warning("connection refused: handshake failed", error=str(exc))
-            sock.close()
-            return
-        if info.get("id") != peer_id or info.get("inc") != inc:
-            self.stats.auth_failures += 1
+            self._warn.warning("handshake", "connection refused: handshake failed",
+                               error=str(exc), failures=self.stats.auth_failures)
             sock.close()
             return
         with self._lock:

@@ -38,6 +38,8 @@ from ._heartbeat import Heartbeats
 from ._membership import Membership
 from ._peer import MemberInfo, Peer
 from ._placement import Detector, owner, place
+from ._ratelog import RateLimitedLog
+from ._tls import TlsConfig
 from ._pubsub import ClusterPubSub
 from ._remote import Exports, Proxies, RemoteRef
 from ._tenants import TenantHost
@@ -78,7 +80,8 @@ class ClusterNode(Membership):
                  heartbeat_interval: float = 0.2, heartbeat_timeout: float = 1.5,
                  window: int = 1 << 20, outbox_limit: int = 100_000,
                  block_timeout: float = 5.0, cluster_pubsub: bool = True,
-                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[dict[str, Any]], None] | None = None,
+                 tls: TlsConfig | None = None) -> None:
         if not isinstance(node_id, str) or not node_id or "/" in node_id:
             raise ValueError(f"node id must be a non-empty string without '/', got {node_id!r}")
         if not cookie:
@@ -89,6 +92,9 @@ class ClusterNode(Membership):
         self.admin = admin
         self._cookie = cookie.encode() if isinstance(cookie, str) else bytes(cookie)
         self._bind = bind
+        self.tls = tls
+        # (server, client) SSL contexts; loading them checks the files at once
+        self._tls_contexts = tls.contexts() if tls is not None else None
         self._want_port = port
         self._want_hb_port = heartbeat_port
         self._hb_interval = heartbeat_interval
@@ -108,6 +114,7 @@ class ClusterNode(Membership):
         self._started = False
         self._events: deque[dict[str, Any]] = deque(maxlen=500)
         self.stats = LinkStats()  # handshake failures, and the counters of retired peers
+        self._warn = RateLimitedLog(_log)   # what strangers cause is logged at a bounded rate
         self._retired_refused = 0
         self.exports = Exports()
         self.proxies = Proxies(self)
@@ -322,6 +329,7 @@ class ClusterNode(Membership):
         totals["proxies"] = len(self.proxies)
         hb = self._heartbeats
         totals["heartbeats_rejected"] = hb.rejected if hb is not None else 0
+        totals["heartbeats_rejected_by"] = dict(hb.reasons) if hb is not None else {}
         totals["publishes_forwarded"] = self.pubsub.forwarded if self.pubsub is not None else 0
         return totals
 
@@ -334,7 +342,7 @@ class ClusterNode(Membership):
             except Exception as exc:  # an app callback: its failure is shown, not raised
                 progress = {"error": repr(exc)}
         rt = self.runtime.statistics()
-        return {"id": self.id, "pid": os.getpid(), "alive": True,
+        return {"id": self.id, "pid": os.getpid(), "alive": True, "tls": self.tls is not None,
                 "incarnation": self.incarnation, "tenants": self.hosted(),
                 "address": list(self.address), "members": self.members(),
                 "links": self.statistics(), "events": self.events(), "app": progress,

@@ -4,7 +4,8 @@ process facts the launcher needs to stop exactly what it started.
 Layout (the directory is ``0700``, files ``0600``)::
 
     cluster.json        what the launcher started: name, admin address, pids, process group
-    cookie              the cluster's shared secret
+    cookie              the cluster's shared secret (data plane and heartbeats)
+    control.key         32 random bytes sealing every thespian frame (``_seal``)
     nodes/<id>.json     written by each node process itself at start (a restarted node rewrites
                         its file): pid, start time, incarnation, addresses, thespian address
     cluster.log         stdout/stderr of thespian's admin, logger and node processes
@@ -21,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["StateDir", "process_start_time", "process_state", "is_running", "pids_in_group",
+__all__ = ["StateDir", "write_private", "process_start_time", "process_state", "is_running", "pids_in_group",
            "children_of", "DEFAULT_STATE_DIR"]
 
 DEFAULT_STATE_DIR = ".streamvisor-cluster"
@@ -85,6 +86,7 @@ class StateDir:
         self.path = Path(path).resolve()
         self.cluster_file = self.path / "cluster.json"
         self.cookie_file = self.path / "cookie"
+        self.control_key_file = self.path / "control.key"
         self.nodes_dir = self.path / "nodes"
         self.log_file = self.path / "cluster.log"
 
@@ -92,8 +94,36 @@ class StateDir:
         return f"<StateDir {self.path}>"
 
     def create(self) -> None:
-        self.nodes_dir.mkdir(parents=True, exist_ok=True)
+        old = os.umask(0o077)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.nodes_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        finally:
+            os.umask(old)
         os.chmod(self.path, 0o700)
+        os.chmod(self.nodes_dir, 0o700)
+
+    def control_key(self) -> bytes:
+        """The key sealing thespian frames; ``SystemExit`` when missing or readable by others."""
+        try:
+            fd = os.open(self.control_key_file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            raise SystemExit(f"streamvisor: no control key in {self.path} (is a cluster "
+                             f"started there?)") from None
+        with os.fdopen(fd, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode & 0o777
+            if mode & 0o077:
+                raise SystemExit(f"streamvisor: {self.control_key_file} is mode {mode:o}; it "
+                                 f"must be readable by its owner only (chmod 600)")
+            key = bytes.fromhex(f.read().decode().strip())
+        if len(key) < 16:
+            raise SystemExit(f"streamvisor: {self.control_key_file} holds no usable key")
+        return key
+
+    def write_control_key(self) -> bytes:
+        key = os.urandom(32)
+        write_private(self.control_key_file, key.hex() + "\n")
+        return key
 
     def read(self) -> dict[str, Any] | None:
         try:
@@ -113,9 +143,11 @@ class StateDir:
             return None
 
     def write_cookie(self, cookie: str) -> None:
-        fd = os.open(self.cookie_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(cookie + "\n")
+        write_private(self.cookie_file, cookie + "\n")
+
+    def open_log(self) -> int:
+        """The cluster log for appending (created 0600); a file descriptor."""
+        return os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def node_records(self) -> list[dict[str, Any]]:
         records = []
@@ -135,8 +167,20 @@ class StateDir:
         """Remove what the launcher and nodes wrote (the log stays for post-mortems)."""
         for path in list(self.nodes_dir.glob("*.json")) if self.nodes_dir.is_dir() else []:
             path.unlink(missing_ok=True)
-        for path in (self.cluster_file, self.cookie_file):
+        for path in (self.cluster_file, self.cookie_file, self.control_key_file):
             path.unlink(missing_ok=True)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically with mode 0600 (a temp file renamed over it)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

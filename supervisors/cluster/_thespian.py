@@ -3,8 +3,9 @@
 One thespian actor per node (thespian runs each actor in its own OS process): ``NodeActor``
 hosts a ``ClusterNode`` - a streamvisor ``Runtime`` with its data plane - and handles lifecycle
 and control only: ``Configure`` (become node X), ``StatusRequest``, ``ActorExitRequest``
-(stop), convention updates (seeds of nodes on other hosts), and restarts of killed nodes of its
-own admin. thespian's names stay at this boundary: ``receiveMessage`` calls ``receive``.
+(stop) and restarts of killed nodes of its own admin. thespian stays on this host: ``harden``
+binds every thespian socket to loopback and seals every frame (``_seal``); nodes on other
+hosts meet on the authenticated data plane (``--join``). thespian's names stay at this boundary: ``receiveMessage`` calls ``receive``.
 
 Helpers for the launcher (``connect``, ``create_node``, ``ask_all``, ``shutdown``) keep the rest
 of the package free of thespian too.
@@ -16,17 +17,23 @@ import os
 import time
 from typing import Any
 
-from thespian.actors import (ActorExitRequest, ActorSystem, ActorSystemConventionUpdate,
-                             ChildActorExited, PoisonMessage, WakeupMessage)
+from thespian.actors import (ActorExitRequest, ActorSystem, ChildActorExited, PoisonMessage,
+                             WakeupMessage)
 from thespian.actors import Actor as _ThespianActor
+from thespian.system.transport import IPBase as _ipbase
+from thespian.system.transport import TCPTransport as _tcp
 from thespian.system.transport.TCPTransport import TCPTransport
 
 from actors import configure_logging, get_logger
 
 from ._control import Configure, Ready, StatusReply, StatusRequest, global_name
+from ._tls import TlsConfig
+from ._seal import MAX_FRAME, SealedPickle, bounded_receive_buffer
 from ._state import StateDir, is_running, process_start_time
+from supervisors.apps import load_app  # the same loader as `streamvisor run`
 
-__all__ = ["NodeActor", "BASE", "connect", "create_node", "ask_all", "shutdown", "address_of"]
+__all__ = ["NodeActor", "BASE", "connect", "create_node", "ask_all", "shutdown", "address_of",
+           "harden", "HOST"]
 
 BASE = "multiprocTCPBase"
 NODE_ACTOR = "supervisors.cluster._thespian.NodeActor"
@@ -34,6 +41,35 @@ _HOUSEKEEPING = 0.2          # seconds between restart checks
 _MAX_RESTARTS = (3, 30.0)    # at most 3 restarts of one node id in 30 s (then its tenants stay
                              # re-placed on the survivors; counted again once the window passed)
 _log = get_logger(component="cluster.thespian")
+HOST = "127.0.0.1"           # thespian never listens anywhere else (cross-host traffic uses the
+                             # authenticated data plane, see README "More hosts")
+_ORIGINAL_BUFFER = _tcp.ReceiveBuffer
+_ORIGINAL_BIND_ARGS = _ipbase.IPActorAddress.bindArgs
+
+
+def harden(key: bytes, host: str = HOST) -> SealedPickle:
+    """Make thespian safe to run in this process and in every process forked from it (thespian
+    forks its admin, logger and actors, which inherit this): every listening socket binds to
+    ``host`` (thespian itself binds ``0.0.0.0`` whatever ``THESPIAN_BASE_IPADDR`` says), and
+    every frame is sealed and checked with ``key`` before anything is unpickled
+    (``_seal.SealedPickle``; announced sizes over ``MAX_FRAME`` are refused from the header).
+    Call it before ``connect``. Returns the serializer (its ``rejected`` counts refusals)."""
+    sealed = SealedPickle(key)
+    os.environ["THESPIAN_BASE_IPADDR"] = host    # the address thespian advertises
+    _tcp.serializer = sealed                     # TCPTransport looks it up at every use
+    _tcp.ReceiveBuffer = bounded_receive_buffer(_ORIGINAL_BUFFER, MAX_FRAME)
+
+    def bind_args(self: Any) -> tuple[tuple[str, int]]:
+        return ((host, self.bindname[1]),)
+
+    _ipbase.IPActorAddress.bindArgs = property(bind_args)  # type: ignore[method-assign, assignment]
+    return sealed
+
+
+def control_rejected() -> dict[str, int]:
+    """What this process's sealed serializer refused so far, by reason."""
+    sealed = _tcp.serializer
+    return dict(sealed.rejected) if isinstance(sealed, SealedPickle) else {}
 
 
 class NodeActor(_ThespianActor):
@@ -55,11 +91,10 @@ class NodeActor(_ThespianActor):
             self.send(sender, self._configure(message))
         elif isinstance(message, StatusRequest):
             status = self.node.status() if self.node is not None else {"alive": False}
+            status["control_rejected"] = control_rejected()
             self.send(sender, StatusReply(self.config.node_id if self.config else "?", status))
         elif isinstance(message, WakeupMessage):
             self._housekeeping()
-        elif isinstance(message, ActorSystemConventionUpdate):
-            self._convention(message)
         elif isinstance(message, ActorExitRequest):
             if self.node is not None:
                 self.node.stop(timeout=3.0)
@@ -80,7 +115,6 @@ class NodeActor(_ThespianActor):
                          else "already configured")
         try:
             configure_logging()
-            from supervisors.cli import load_app  # the same loader as `streamvisor run`
             from ._node import ClusterNode
             app = load_app(config.app) if config.app else None
             node = ClusterNode(
@@ -89,7 +123,8 @@ class NodeActor(_ThespianActor):
                 incarnation=config.incarnation, admin=config.admin, workers=config.workers,
                 tenants=config.tenants, app=app, app_options=dict(config.app_options),
                 heartbeat_interval=config.heartbeat_interval,
-                heartbeat_timeout=config.heartbeat_timeout)
+                heartbeat_timeout=config.heartbeat_timeout,
+                tls=TlsConfig(*config.tls) if config.tls else None)
             node.start(members=config.members, seeds=config.seeds)
         except (Exception, SystemExit) as exc:  # reported to the launcher, which says why
             _log.error("node failed to start", node=config.node_id, error=repr(exc))
@@ -101,18 +136,8 @@ class NodeActor(_ThespianActor):
             "incarnation": config.incarnation, "data": list(node.address),
             "thespian": list(self.myAddress.addressDetails.sockname),
             "admin": config.admin, "at": time.time()})
-        self.notifyOnSystemRegistrationChanges(True)
         self.wakeupAfter(_HOUSEKEEPING)
         return Ready(config.node_id, os.getpid(), os.getppid(), node.info)
-
-    def _convention(self, update: ActorSystemConventionUpdate) -> None:
-        caps = update.remoteCapabilities or {}
-        if (self.node is None or not update.remoteAdded
-                or caps.get("streamvisor.cluster") != self.node.cluster):
-            return
-        seeds = [tuple(s) for s in caps.get("streamvisor.seeds") or ()]
-        if seeds:
-            self.node.add_seeds(seeds)
 
     # -- restarting killed nodes of this admin ---------------------------------------------------
     def _housekeeping(self) -> None:

@@ -17,8 +17,8 @@ UNLINK     export, peer_export                                   ... and removed
 PUBLISH    namespace, topic, payload, qos, retain                one pub/sub publish per node
 INTEREST   namespace, filter, delta                              subscription filters of a node
 CREDIT     bytes                                                 flow-control grant (not counted)
-HELLO      version, cluster, id, incarnation, nonce, info, mac   handshake, both ways
-AUTH       mac                                                   handshake, dialer's proof
+HELLO      version, cluster, id, incarnation, nonce, info, proof handshake (dialer: empty proof)
+AUTH       proof                                                 handshake, dialer's proof
 =========  ====================================================  ===============================
 
 ``target`` is an export id (int: one incarnation of an actor) or a registered name (str,
@@ -28,19 +28,17 @@ msgpack records: never pickled.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any, Iterator
 
 from actors.codec import FRAME_HEADER_SIZE, DecodeError, decode_frame, frame_size
 
 __all__ = ["TELL", "ASK", "REPLY", "LOOKUP", "DOWN", "LINK", "UNLINK", "PUBLISH", "INTEREST",
            "CREDIT", "HELLO", "AUTH", "OK", "CRASHED", "DEAD", "FULL", "ERROR", "VERSION",
-           "RemoteError", "encode_reason", "decode_reason", "mac", "FrameReader", "FatalFrame"]
+           "RemoteError", "encode_reason", "decode_reason", "FrameReader", "FatalFrame"]
 
 TELL, ASK, REPLY, LOOKUP, DOWN, LINK, UNLINK, PUBLISH, INTEREST, CREDIT, HELLO, AUTH = range(12)
 OK, CRASHED, DEAD, FULL, ERROR = range(5)   # REPLY statuses
-VERSION = 1
+VERSION = 2   # 2: side-bound handshake proofs over the whole transcript
 
 
 class RemoteError(Exception):
@@ -70,11 +68,6 @@ def decode_reason(value: Any) -> Any:
             and isinstance(value[1], str) and isinstance(value[2], str)):
         return RemoteError(value[1], value[2])
     return repr(value)
-
-
-def mac(cookie: bytes, nonce: bytes, who: str) -> bytes:
-    """The handshake proof: HMAC-SHA256 of the peer's nonce and our id under the cookie."""
-    return hmac.new(cookie, nonce + b"\x00" + who.encode(), hashlib.sha256).digest()
 
 
 class FatalFrame(Exception):

@@ -1,7 +1,7 @@
 """``streamvisor cluster start|status|stop``: a cluster of node processes on this host.
 
     streamvisor cluster start --nodes 3 examples/cluster_app.py [--tenants 6] [app options]
-    streamvisor cluster start --nodes 2 --join 10.0.0.5:1900 --cookie-file c APP   # more hosts
+    streamvisor cluster start --nodes 2 --join 10.0.0.5:20100 --cookie-file c APP   # more hosts
     streamvisor cluster status [--json]
     streamvisor cluster stop
 
@@ -9,7 +9,7 @@
 ``--bind`` says otherwise. Every process started is recorded under ``--state-dir`` (default
 ``./.streamvisor-cluster``); ``stop`` stops them all, and kills what does not stop.
 
-Wiring (in ``supervisors/cli.py``): ``add_cluster_commands(sub)`` next to the other
+Wiring (in ``streamvisor/cli.py``): ``add_cluster_commands(sub)`` next to the other
 sub-commands, and ``if args.command == "cluster": return run_cluster_command(args, extra)``
 before any ``run``-specific checks. ``python -m supervisors.cluster.cli ...`` runs it alone.
 """
@@ -25,6 +25,7 @@ from typing import Any
 
 from ._launcher import ClusterError, cluster_status, start_cluster, stop_cluster
 from ._state import DEFAULT_STATE_DIR
+from supervisors.apps import load_app  # the same loader as `streamvisor run`
 
 __all__ = ["add_cluster_commands", "run_cluster_command", "main"]
 
@@ -38,7 +39,7 @@ def add_cluster_commands(subparsers: Any) -> argparse.ArgumentParser:
     start.add_argument("app", help="a .py file or module defining start(rt, options)")
     start.add_argument("--nodes", type=int, default=3, help="node processes (default 3)")
     start.add_argument("--join", metavar="HOST:PORT", default=None,
-                       help="join the cluster whose thespian admin listens there (Conventions)")
+                       help="join the cluster one of whose nodes has its data address there")
     start.add_argument("--tenants", default=None,
                        help="comma-separated tenant names, or a count (default: the app's TENANTS)")
     start.add_argument("--bind", default="127.0.0.1",
@@ -49,17 +50,34 @@ def add_cluster_commands(subparsers: Any) -> argparse.ArgumentParser:
     start.add_argument("--restart", choices=["always", "never"], default="always",
                        help="restart killed nodes (tenants are re-placed either way)")
     start.add_argument("--name", default="streamvisor", help="cluster name (must match to join)")
-    start.add_argument("--cookie", default=None, help="the cluster's shared secret (to join)")
-    start.add_argument("--cookie-file", default=None, help="read the cookie from this file")
+    start.add_argument("--cookie", default=None, help=argparse.SUPPRESS)   # refused: see _cookie
+    start.add_argument("--cookie-file", default=None,
+                       help="read the cluster's shared secret from this file (mode 0600; to "
+                            "join, the first cluster's <state-dir>/cookie). Or set "
+                            "STREAMVISOR_COOKIE. Default: a new random cookie")
+    start.add_argument("--tls", action="store_true",
+                       help="mutual TLS 1.3 on the data plane, with a CA and certificates "
+                            "generated into <state-dir>/tls (kept across restarts)")
+    start.add_argument("--tls-cert", default=None, help="this host's node certificate (PEM)")
+    start.add_argument("--tls-key", default=None, help="its private key (PEM, mode 0600)")
+    start.add_argument("--tls-ca", default=None, help="the cluster's CA certificate (PEM)")
+    start.add_argument("--insecure", action="store_true",
+                       help="allow a non-loopback --bind without TLS (data in clear)")
     start.add_argument("--heartbeat-timeout", type=float, default=1.5,
                        help="seconds of silence before a node is declared dead (default 1.5)")
     start.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for start-up")
     start.add_argument("--json", action="store_true", help="print the result as JSON")
+    cert = commands.add_parser(
+        "cert", help="issue a node certificate from a cluster's CA (for a host joining it)")
+    cert.add_argument("--out", required=True, help="directory for node.pem, node.key, ca.pem")
+    cert.add_argument("--host", action="append", default=[],
+                      help="an address or name of the host that will use it (repeatable)")
     for sub in (start, commands.add_parser("status", help="show every node"),
-                commands.add_parser("stop", help="stop every process the cluster started")):
+                commands.add_parser("stop", help="stop every process the cluster started"),
+                cert):
         sub.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                          help=f"run directory (default ./{DEFAULT_STATE_DIR})")
-        if sub is not start:
+        if sub not in (start, cert):
             sub.add_argument("--json", action="store_true", help="print the result as JSON")
             sub.add_argument("--timeout", type=float, default=None, help="seconds to wait")
     return cluster
@@ -74,11 +92,35 @@ def _tenants(value: str | None, module: Any) -> list[str]:
 
 
 def _cookie(args: argparse.Namespace) -> str | None:
-    if args.cookie:
-        return str(args.cookie)
+    """The cookie from ``--cookie-file`` (0600) or ``STREAMVISOR_COOKIE``; never from argv."""
+    if args.cookie is not None:
+        raise ClusterError("--cookie is refused: a secret on the command line is visible to "
+                           "every local user (ps, /proc/PID/cmdline). Put it in a file of mode "
+                           "0600 and pass --cookie-file FILE, or set STREAMVISOR_COOKIE")
     if args.cookie_file:
-        return Path(args.cookie_file).read_text().strip()
+        path = Path(args.cookie_file)
+        try:
+            mode = path.stat().st_mode & 0o777
+            text = path.read_text().strip()
+        except OSError as exc:
+            raise ClusterError(f"--cookie-file {path}: {exc.strerror or exc}") from None
+        if mode & 0o077:
+            raise ClusterError(f"--cookie-file {path} is mode {mode:o}: other users could read "
+                               f"the cluster's secret; chmod 600 {path}")
+        if not text:
+            raise ClusterError(f"--cookie-file {path} is empty")
+        return text
     return os.environ.get("STREAMVISOR_COOKIE") or None
+
+
+def _tls_files(args: argparse.Namespace) -> Any:
+    given = [args.tls_cert, args.tls_key, args.tls_ca]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ClusterError("--tls-cert, --tls-key and --tls-ca go together (give all three)")
+    from ._tls import TlsConfig
+    return TlsConfig(*(str(Path(p).resolve()) for p in given))
 
 
 def _app_options(module: Any, app: str, extra: list[str]) -> dict[str, Any]:
@@ -100,7 +142,7 @@ def run_cluster_command(args: argparse.Namespace, extra: list[str] | None = None
     extra = list(extra or [])
     try:
         if args.cluster_command == "start":
-            from supervisors.cli import load_app
+            cookie = _cookie(args)
             module = load_app(args.app)
             join = None
             if args.join:
@@ -110,11 +152,12 @@ def run_cluster_command(args: argparse.Namespace, extra: list[str] | None = None
                 join = (host, int(port))
             result = start_cluster(
                 args.app, nodes=args.nodes, state_dir=args.state_dir, bind=args.bind,
-                admin_port=args.admin_port, join=join, cookie=_cookie(args),
+                admin_port=args.admin_port, join=join, cookie=cookie,
                 tenants=_tenants(args.tenants, module),
                 app_options=_app_options(module, args.app, extra), workers=args.workers,
                 restart=args.restart, name=args.name, heartbeat_timeout=args.heartbeat_timeout,
-                timeout=args.timeout)
+                timeout=args.timeout, tls=_tls_files(args), tls_generate=args.tls,
+                insecure=args.insecure)
             if args.json:
                 out(json.dumps(result))
             else:
@@ -126,6 +169,13 @@ def run_cluster_command(args: argparse.Namespace, extra: list[str] | None = None
             return 0
         if extra:
             raise SystemExit(f"streamvisor cluster: unrecognized arguments: {' '.join(extra)}")
+        if args.cluster_command == "cert":
+            from ._tls import issue
+            state = Path(args.state_dir)
+            files = issue(state / "tls", args.out, args.host or ["127.0.0.1"])
+            out(f"issued {files.cert} (key {files.key}) from the CA of {state}; "
+                f"use --tls-cert {files.cert} --tls-key {files.key} --tls-ca {files.ca}")
+            return 0
         if args.cluster_command == "status":
             status = cluster_status(args.state_dir, args.timeout or 2.0)
             out(json.dumps(status, default=str) if args.json else _table(status))

@@ -72,7 +72,7 @@ def job(tenants: int | str, devices: int, duration: float, *, mqtt: str | None =
     """Run the IoT cloud job and measure it (see the module docstring). Peaks are sampled every
     0.2 s; ``first_line_s`` is from the process start to its first progress line."""
     data_dir = tempfile.mkdtemp(prefix="bench-density-")
-    argv = [sys.executable, "-m", "supervisors.cli", "run", str(APP), "--duration", str(duration),
+    argv = [sys.executable, "-m", "streamvisor.cli", "run", str(APP), "--duration", str(duration),
             "--tenants", str(tenants), "--devices", str(devices), "--data-dir", data_dir,
             *(["--mqtt", mqtt] if mqtt else []), *(extra or [])]
     started = time.monotonic()

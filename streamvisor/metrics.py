@@ -1,10 +1,10 @@
 """Prometheus metrics of one node, computed when scraped (no sampling thread, no global registry).
 
-    from supervisors.metrics import metrics_for
+    from streamvisor.metrics import metrics_for
     m = metrics_for(rt)                       # one per runtime, created on first use
     m.add_queue(queue, tenant="acme")         # DurableQueue.stats() as depths
     m.add_source("mqtt", lambda: ingest.ask("statistics", timeout=1.0))
-    server = supervisors.top.start_http(rt, "127.0.0.1", 0)   # /metrics and /status.json
+    server = streamvisor.top.start_http(rt, "127.0.0.1", 0)   # /metrics and /status.json
 
 | metric (labels ``node``, ``tenant`` on each)            | type    | from                        |
 |---------------------------------------------------------|---------|-----------------------------|
@@ -43,6 +43,7 @@ from collections import defaultdict
 from typing import Any, Callable, Iterable, NamedTuple
 
 from actors import ActorRef, ActorStatistics, Runtime
+from actors.lowlevel import check_number
 
 __all__ = ["ActorSample", "NodeMetrics", "metrics_for"]
 
@@ -66,9 +67,7 @@ def metrics_for(rt: Runtime, *, top_n: int | None = None) -> "NodeMetrics":
 
 
 def _top_n(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000:
-        raise ValueError(f"top_n must be an int in 0..10000, got {value!r}")
-    return value
+    return check_number(value, "top_n", integer=True, low=0, high=10_000)
 
 
 class ActorSample(NamedTuple):

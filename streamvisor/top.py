@@ -1,10 +1,10 @@
 """``streamvisor top``: a live view of a running node, and the loopback HTTP server that feeds it.
 
-A node serves ``/metrics`` (Prometheus, ``supervisors.metrics``) and ``/status.json`` from one
+A node serves ``/metrics`` (Prometheus, ``streamvisor.metrics``) and ``/status.json`` from one
 HTTP server bound to loopback: ``start_http(rt, "127.0.0.1", 9108)`` (``streamvisor run APP
 --http 127.0.0.1:9108``). ``streamvisor top --http 127.0.0.1:9108`` polls ``/status.json`` every
 ``--interval`` seconds and shows the supervision tree (each supervisor's children from
-``supervisors.which_children``, in start order, restarting ones included), per-actor mailbox
+``supervisors.peek_children``, in start order, restarting ones included), per-actor mailbox
 depth, message and drop rates (from two consecutive samples), restarts, durable queues and
 connectors. ``--once`` prints one view; ``--once --json`` prints the status with rates (two
 samples ``--interval`` apart; ``--interval 0``: one sample, rates null) for scripts.
@@ -14,10 +14,10 @@ samples ``--interval`` apart; ``--interval 0``: one sample, rates null) for scri
 "id", "tenant", "kind": "supervisor"|"worker"|"actor", "state": "running"|"restarting"|
 "stopped", "restart", "queued", "capacity", "processed", "dropped", "restarts",
 "children"}``. Roots are actors without a live parent. Supervisors are found from the roots
-registered with ``metrics_for(rt).add_root`` and, when ``supervisors._bridge.actor_class``
-exists, by class; below them by ``ChildInfo.kind``.
+registered with ``metrics_for(rt).add_root`` and by class (``actors.lowlevel.actor_class``);
+below them by ``ChildInfo.kind``.
 
-Threads: the server (``supervisors._http``: Host-header check, a cap on concurrent requests,
+Threads: the server (``streamvisor._http``: Host-header check, a cap on concurrent requests,
 read timeouts and a per-connection deadline) runs ``serve_forever`` in one daemon thread and a
 thread per request in progress - outside the scheduler's pool, like the connectors' paho threads.
 Serving a status never waits on an actor: it walks the live actors' counters and reads each
@@ -38,11 +38,10 @@ from collections import defaultdict
 from typing import Any, Callable
 
 from actors import ActorRef, Runtime
-from supervisors import _bridge
-from supervisors._http import HttpServer, Route
-from supervisors._api import peek_children
-from supervisors._supervisor import Supervisor
-from supervisors.metrics import ActorSample, metrics_for
+from actors import lowlevel
+from streamvisor._http import HttpServer, Route
+from streamvisor.metrics import ActorSample, metrics_for
+from supervisors import Supervisor, peek_children
 
 __all__ = ["DEFAULT_HTTP", "HttpServer", "add_top_command", "node_status", "parse_hostport",
            "run_top", "start_http", "with_rates"]
@@ -80,8 +79,7 @@ def start_http(rt: Runtime, host: str = "127.0.0.1", port: int = 0, *, top_n: in
 
 # -- the status --------------------------------------------------------------------------------
 def _is_supervisor(ref: ActorRef) -> bool:
-    actor_class = getattr(_bridge, "actor_class", None)
-    return actor_class is not None and issubclass(actor_class(ref), Supervisor)
+    return issubclass(lowlevel.actor_class(ref), Supervisor)
 
 
 def _entry(s: ActorSample | None, path: str, **extra: Any) -> dict[str, Any]:
@@ -103,7 +101,7 @@ def node_status(rt: Runtime, *, max_nodes: int = 2000) -> dict[str, Any]:
     by_ref = {s.ref: s for s in samples}
     kids: dict[ActorRef | None, list[ActorRef]] = defaultdict(list)
     for s in samples:
-        parent = _bridge.parent(s.ref)
+        parent = lowlevel.parent(s.ref)
         kids[parent if parent in by_ref else None].append(s.ref)
     known = set(m.roots())
     budget = [max_nodes]

@@ -16,7 +16,7 @@ What it promises, each against a named attack (``tests/test_http_server.py``):
 
 Threads: ``serve_forever`` on one daemon thread, plus one thread per request in progress (so at
 most ``max_concurrent`` of them). Routes run on the request's thread; they must not block for
-long (see ``supervisors.top``). ``statistics()`` is safe from any thread.
+long (see ``streamvisor.top``). ``statistics()`` is safe from any thread.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
+
+from actors.lowlevel import check_number
 
 __all__ = ["HttpServer", "HttpStatistics", "Route", "is_loopback"]
 
@@ -96,11 +98,8 @@ class HttpServer:
         if not allow_remote and not is_loopback(host):
             raise ValueError(f"refusing to serve node status on {host!r}: not a loopback "
                              "address (pass allow_remote=True to expose it)")
-        if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) \
-                or not 1 <= max_concurrent <= 1024:
-            raise ValueError(f"max_concurrent must be an int in 1..1024, got {max_concurrent!r}")
-        if not isinstance(request_timeout, (int, float)) or not 0 < request_timeout <= 300:
-            raise ValueError(f"request_timeout must be in (0, 300] seconds, got {request_timeout!r}")
+        check_number(max_concurrent, "max_concurrent", integer=True, low=1, high=1024)
+        check_number(request_timeout, "request_timeout", positive=True, high=300, unit="seconds")
         self._now: Callable[[], float] = clock.now if clock is not None else time.monotonic
         self._deadline = 2.0 * float(request_timeout)
         self._max = max_concurrent

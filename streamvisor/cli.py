@@ -7,17 +7,14 @@ shows once a second next to the runtime's own. The app stops after ``--duration`
 Ctrl-C): its ``stop(rt)`` runs if defined, then the runtime shuts down (reverse start order) and a
 summary is printed. ``streamvisor bench`` runs the side-by-side benchmark table (from a checkout).
 ``streamvisor cluster start|status|stop`` runs an app on several node processes (see
-``supervisors.cluster``).
+``supervisors.cluster``). Apps are loaded by ``supervisors.apps.load_app``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
-import importlib.util
-import os
-import runpy
+import subprocess
 import sys
 import threading
 import time
@@ -26,34 +23,12 @@ from types import ModuleType
 from typing import Any, Callable
 
 from actors import Runtime, configure_logging
+from streamvisor.graph import add_graph_command
+from streamvisor.top import DEFAULT_HTTP, add_top_command, parse_hostport, start_http
+from supervisors.apps import load_app
 from supervisors.cluster.cli import add_cluster_commands, run_cluster_command
-from supervisors.graph import add_graph_command
-from supervisors.top import DEFAULT_HTTP, add_top_command, parse_hostport, start_http
 
 __all__ = ["main", "load_app", "run_app"]
-
-
-def load_app(target: str, needs: str = "start") -> ModuleType:
-    """Import APP: a path to a .py file or a dotted module name. ``SystemExit`` with a clear
-    message when it cannot be found or has no ``needs`` function (``start(rt, options)``)."""
-    if target.endswith(".py") or os.sep in target:
-        path = Path(target)
-        if not path.is_file():
-            raise SystemExit(f"streamvisor: no such app file: {target}")
-        spec = importlib.util.spec_from_file_location(f"streamvisor_app_{path.stem}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as exc:
-            raise SystemExit(f"streamvisor: cannot import app module {target!r}: {exc}") from exc
-    if not callable(getattr(module, needs, None)):
-        signature = {"start": "start(rt, options)", "graph": "graph() -> Graph"}.get(needs, needs)
-        raise SystemExit(f"streamvisor: app {target} must define {signature}")
-    return module
 
 
 def _line(stats: Any, extra: dict[str, Any], elapsed: float) -> str:
@@ -94,15 +69,14 @@ def run_app(module: ModuleType, options: argparse.Namespace,
 
 
 def _bench(argv: list[str]) -> int:
-    root = Path(__file__).resolve().parent.parent
-    if not (root / "tests" / "benchmarks").is_dir():
-        print("streamvisor bench: run it from a source checkout (tests/benchmarks is not installed)",
-              file=sys.stderr)
-        return 2
-    sys.path.insert(0, str(root))
-    sys.argv = ["tests.benchmarks", *argv]
-    runpy.run_module("tests.benchmarks", run_name="__main__")
-    return 0
+    """Run the benchmark harness of the source checkout around the current directory in its own
+    interpreter (what ``make bench`` runs); this process's ``sys.path`` is left alone."""
+    for root in (Path.cwd(), *Path.cwd().parents):
+        if (root / "tests" / "benchmarks" / "__main__.py").is_file():
+            return subprocess.call([sys.executable, "-m", "tests.benchmarks", *argv], cwd=root)
+    print("streamvisor bench: run it inside a source checkout (tests/benchmarks is not installed; "
+          "`make bench` there does the same)", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:

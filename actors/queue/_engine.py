@@ -1,0 +1,88 @@
+"""One engine per database file per process: one SQLite connection and one committer thread
+shared by every ``DurableQueue`` opened on that file, whatever its name or tenant.
+
+``acquire(path, busy_timeout)`` returns the file's engine (opening, creating or recovering the
+file on first use) and counts the user; ``release(engine)`` uncounts it, and the last release
+finishes pending work and buffered acks, stops the thread and closes the connection. So 1,000
+queues (or tenants) in one file cost one thread and a constant number of file descriptors, and
+a group commit serves all of them at once.
+
+The engine is found by the file's real path. Its ``busy_timeout`` is the first opener's.
+``recovery_report`` is what opening (or a later repair of) the file found, shared by its queues.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from typing import Any
+
+from ._committer import Committer
+from ._store import connect, hold, open_database, release as release_hold
+from ._types import RecoveryReport
+
+__all__ = ["Engine", "acquire", "open_engines", "release"]
+
+
+class Engine:
+    """A file's connection and committer; see the module docstring. Use ``acquire``."""
+
+    def __init__(self, path: str, key: str, busy_timeout: float) -> None:
+        self.path, self.key, self.busy_timeout = path, key, busy_timeout
+        conn, self.recovery_report = open_database(path, busy_timeout)
+        hold(path)
+        self.users = 0
+        self.committer = Committer(conn, os.path.basename(path), path, self._repair,
+                                   self._reopen)
+
+    recovery_report: RecoveryReport
+
+    def _repair(self, problem: str, certain: bool) -> sqlite3.Connection:
+        # Called by the committer thread when an operation met damage at run time.
+        conn, report = open_database(self.path, self.busy_timeout, thorough=True,
+                                     damaged=problem if certain else None)
+        if report.corrupt:
+            self.recovery_report = report
+        return conn
+
+    def _reopen(self) -> sqlite3.Connection:
+        # After a failed repair (the original file was put back): a plain connection to it.
+        return connect(self.path, self.busy_timeout)
+
+    def __repr__(self) -> str:
+        return f"<queue Engine {self.path!r} users={self.users}>"
+
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()  # guards _engines and every Engine.users
+
+
+def acquire(path: str, busy_timeout: float) -> Engine:
+    """The engine of ``path``, opened on first use; pair with ``release``. Raises what opening
+    raises (``QueueUnavailable`` for a passing fault)."""
+    key = os.path.realpath(path)
+    with _lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = _engines[key] = Engine(path, key, busy_timeout)
+        engine.users += 1
+        return engine
+
+
+def release(engine: Engine) -> None:
+    """One user fewer; the last one closes the engine (blocks until its work is on disk)."""
+    with _lock:
+        engine.users -= 1
+        if engine.users > 0:
+            return
+        if _engines.get(engine.key) is engine:
+            del _engines[engine.key]
+    engine.committer.close()
+    release_hold(engine.path)
+
+
+def open_engines() -> dict[str, Any]:
+    """``{real path: users}`` of the engines open in this process (for tests and status)."""
+    with _lock:
+        return {key: engine.users for key, engine in _engines.items()}
