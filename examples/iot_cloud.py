@@ -43,7 +43,7 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from actors import Actor, Runtime
+from actors import Actor, Runtime, lowlevel
 from actors.pubsub import Publish
 from actors.queue import DurableQueue, QueueSink, QueueSource, stats_many
 from actors.connectors import MqttIngest, MqttOptions, PostgresStore, SqliteStore
@@ -597,6 +597,15 @@ def _queued(s: dict[str, int]) -> int:
     return s["ready"] + s["in_flight"] + s["delayed"] + s["dead"] + s["acked"]
 
 
+def stop_all(rt: Runtime, refs: list[Any]) -> None:
+    """Stop many actors at once: every stop is asked for first, then each exit awaited. One
+    by one, each stop would wait for its actor's turn behind the whole run queue."""
+    for ref in refs:
+        lowlevel.request_stop(ref, "shutdown")
+    for ref in refs:
+        rt.stop(ref, "shutdown")  # (exiting already: waits for the end of it)
+
+
 class _App:
     """The node's share of the IoT cloud: shared settings and its tenants (a cluster may move
     tenants in and out; a single node hosts them all). Per tenant it costs no thread and no
@@ -630,6 +639,8 @@ class _App:
         self.starting = 0  # tenants the starter has yet to start
         self.starter: Any = None
         self.routes: dict[str, CountedQueue] = {}  # tenant -> its queue, as the MQTT ingest puts
+        self.bases: dict[Any, dict[str, int]] | None = None  # the queue file at the first start
+        self.started: set[str] = set()  # every tenant started in this process
 
     def start_mqtt(self, rt: Runtime) -> None:
         """One MQTT client for the whole node: readings are routed to their tenant's queue (the
@@ -646,12 +657,22 @@ class _App:
                              filters=[] if self.in_cluster else None, group=options.mqtt_group,
                              capacity=2000, batch_size=1000, name="mqtt")
 
+    def base_of(self, tenant: str) -> dict[str, int]:
+        """What the tenant's queue held before it started here (a reused --data-dir): from one
+        read of the whole file, taken when the first tenant starts; a tenant started again, or
+        in a cluster (another node may have run it meanwhile), is read on its own."""
+        if self.bases is None:
+            self.bases = stats_many(self.queues_path) if os.path.exists(self.queues_path) else {}
+        if self.in_cluster or tenant in self.started:
+            return dict(stats_many(self.queues_path, [(tenant, QUEUE)])[(tenant, QUEUE)])
+        return dict(self.bases.get((tenant, QUEUE), {}))
+
     def start_tenant(self, rt: Runtime, tenant: str) -> None:
         options, scope, t = self.options, rt.tenant(tenant), _Tenant(tenant)
         seed = sum(map(ord, tenant))
         t.queue = DurableQueue(self.queues_path, QUEUE, tenant=tenant, max_deliveries=5,
                                visibility_timeout=10.0)
-        t.base = t.queue.stats()  # a reused --data-dir: what was there before this run
+        t.base = self.base_of(tenant)  # a reused --data-dir: what was there before this run
         self.queues[tenant] = t.queue
         t.instance = instance = self.graph.instantiate(rt, tenant)
 
@@ -666,6 +687,7 @@ class _App:
                                             options.devices, options.period, seed=seed)
         self.instances[tenant] = instance
         self.tenants[tenant] = t  # the progress line sees it once it is complete
+        self.started.add(tenant)
         self.routes[tenant] = CountedQueue(t.queue, t.mqtt, wake)  # MQTT readings from now on
         if self.mqtt is not None and self.in_cluster:
             self.mqtt.tell(("subscribe", tenant))
@@ -680,14 +702,9 @@ class _App:
             self.instances.pop(t.name, None)
             if self.mqtt is not None and self.in_cluster:
                 self.mqtt.tell(("unsubscribe", t.name))  # (unacked: redelivered elsewhere)
-        for t in tenants:
-            if "fleet" in t.actors:
-                rt.stop(t.actors.pop("fleet"), "shutdown")
-        for t in tenants:
-            t.instance.stop()
-        for t in tenants:
-            for ref in t.actors.values():
-                rt.stop(ref, "shutdown")
+        stop_all(rt, [t.actors.pop("fleet") for t in tenants if "fleet" in t.actors])
+        stop_all(rt, [t.instance.root for t in tenants if t.instance.root is not None])
+        stop_all(rt, [ref for t in tenants for ref in t.actors.values()])
         for t in tenants:
             self.queues.pop(t.name, None)
             if t.queue is not None:
@@ -755,15 +772,16 @@ class _App:
 
 
 class TenantStarter(Actor):
-    """Starts the node's tenants a few per turn, so that while a thousand start the node
-    already runs the first ones, prints its progress line and serves its status: a start is a
-    queue file to open and a few actors to spawn, done between other actors' turns."""
+    """Starts the node's tenants in short batches, one batch per turn (at most ``slice``
+    seconds each), so that while a thousand start the node already runs the first ones, prints
+    its progress line and serves its status: a start opens the tenant's queue in the shared
+    file and spawns a few actors, between other actors' turns."""
 
     turn_budget = 1  # one "next" per turn: other actors run between two batches
 
-    def __init__(self, app: "_App", names: list[str], per_turn: int = 4,
+    def __init__(self, app: "_App", names: list[str], slice: float = 0.02,
                  then: Any = None) -> None:
-        self.app, self.pending, self.per_turn = app, list(reversed(names)), per_turn
+        self.app, self.pending, self.slice = app, list(reversed(names)), slice
         self.then = then  # called once every tenant is up
         app.starting = len(self.pending)
 
@@ -771,9 +789,12 @@ class TenantStarter(Actor):
         self.ref.tell("next")
 
     def receive(self, message: Any) -> None:
-        for _ in range(min(self.per_turn, len(self.pending))):
+        until = time.monotonic() + self.slice
+        while self.pending:
             self.app.start_tenant(self.runtime, self.pending.pop())
             self.app.starting = len(self.pending)
+            if time.monotonic() >= until:
+                break
         if self.pending:
             self.ref.tell("next")  # behind whatever else arrived meanwhile
         elif self.then is not None:

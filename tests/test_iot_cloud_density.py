@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from actors import Actor, Runtime
+from actors import Actor, ManualClock, Runtime
+from actors.testing import inline_runtime
 from streamvisor.cli import load_app
 from tests.conftest import run_script, settle
 from tests.test_stream_kit import advance
@@ -200,18 +201,33 @@ class Watcher(Actor):
             self.ref.tell("look")
 
 
-def test_tenants_start_a_few_per_turn_while_other_actors_run(inline_rt, tmp_path):
+def test_tenants_start_in_short_batches_while_other_actors_run(inline_rt, tmp_path):
     rt, seen = inline_rt, []
     names = [f"t{i}" for i in range(6)]
     app._app = app._App(options(tmp_path, devices=0))
     try:
-        run_script(rt, lambda: rt.spawn(app.TenantStarter, app._app, names, per_turn=2),
+        run_script(rt, lambda: rt.spawn(app.TenantStarter, app._app, names, slice=0.0),
                    lambda: rt.spawn(Watcher, seen).tell("look"))
-        # the watcher ran between every two tenant starts
-        assert [n for n, _ in itertools.groupby(seen)] == [2, 4, 6]
+        # slice 0: one tenant per turn, and the watcher ran between every two starts
+        assert [n for n, _ in itertools.groupby(seen)] == [1, 2, 3, 4, 5, 6]
         assert app._app.starting == 0 and sorted(app._app.tenants) == names
     finally:
         app.stop(rt)
+
+
+def test_a_second_run_on_the_same_data_dir_keeps_the_ledger(tmp_path):
+    for run in range(2):
+        rt = inline_runtime(ManualClock())
+        progress = app.start(rt, options(tmp_path, tenant_names="acme,globex"))
+        try:
+            settle(rt)
+            advance(rt, 2.0, steps=8)
+            line = progress()
+            assert holds(line) and line["stored"] > 0, (run, line)
+            assert line["stored"] <= 2 * 4 * 4  # this run's readings, not the first run's too
+        finally:
+            app.stop(rt)
+            rt.shutdown()
 
 
 # -- the knobs ----------------------------------------------------------------------------------
