@@ -271,7 +271,9 @@ def build_graph(queue_of: Any, db: str, store: Any = None, minutes: Any = None) 
     """The one graph every tenant gets; ``queue_of(tenant)`` is that tenant's durable queue,
     ``store`` and ``minutes`` the node's shared readings store and minute table (``None``:
     each instance opens ``db``)."""
-    g = Graph("ingest", supervision=GraphSupervision(intensity=10, period=10.0))
+    # seed: the supervisors draw no backoff jitter here (no child has a backoff); a fixed seed
+    # spares each tenant's start a read of os.urandom
+    g = Graph("ingest", supervision=GraphSupervision(intensity=10, period=10.0, seed=0))
     g.add("queue", TenantQueueSource, queue_of)
     g.add("categorise", Categorise)
     g.add("validate", Validate)

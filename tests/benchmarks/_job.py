@@ -36,6 +36,8 @@ def proc_sample(pid: int) -> dict[str, int] | None:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    if "VmRSS" not in fields:  # exiting (a zombie has no memory left)
+        return None
     return {"threads": int(fields["Threads"]), "rss_kb": int(fields["VmRSS"].split()[0]),
             "fds": fds}
 
