@@ -2,6 +2,10 @@
 
     streamvisor run examples/iot_cloud.py --duration 20
     streamvisor run examples/iot_cloud.py --duration 20 --tenants acme,globex --devices 200 --db readings.db
+    streamvisor run examples/iot_cloud.py --duration 30 --tenants 1000 --devices 2 --period 1
+
+``--tenants`` is a count (tenant-01, tenant-02, ...) or comma-separated names; ``--devices`` is
+the number of simulated devices per tenant, each sending a reading every ``--period`` seconds.
 
 Every tenant gets the same supervised graph (REST_FOR_ONE along the pipeline):
 
@@ -25,7 +29,19 @@ Every tenant gets the same supervised graph (REST_FOR_ONE along the pipeline):
 - a ``Chaos`` actor crashes a random tenant's ``sanity`` node every few seconds: its supervisor
   restarts it and the nodes after it; the other tenants never notice.
 
-The progress line shows readings in, stored, dead-lettered, alerts, restarts and the clock.
+Many tenants on one node: a tenant costs actors and memory, never a thread or a file. Every
+tenant's queue lives in the node's one queue file (``queues.db``: one committer thread), the
+rows of all tenants go through one store connection, MQTT readings arrive through the node's
+one client. A ``TenantStarter`` starts the tenants in short batches between other actors'
+turns, so the first progress line comes while a thousand are still starting (``starting=``);
+stopping asks every tenant's producers to stop at once, then the graphs, then the rest.
+
+The progress line shows readings in, stored, dead-lettered, still queued, alerts, restarts and
+the clock. It asks no actor anything: each producer counts what it put in a ``Ledger`` (a
+sequence lock tells a put under way), and one ``stats_many`` reads every tenant's queue in one
+transaction, so in = stored + dead-lettered + queued holds on every line, however busy a tenant
+is (``unaccounted=`` would show a reading that went missing; ``refused=`` readings a full queue
+refused).
 """
 
 from __future__ import annotations
@@ -154,12 +170,31 @@ class Store(QueueSink):
 
 
 class TenantQueueSource(QueueSource):
-    """The tenant's queue as the graph's source. The fleet (or the MQTT ingest) wakes it when
-    it put readings, so it needs no fast poll: a thousand idle tenants polling every 50 ms would
-    keep the workers busy with empty reads. The slow poll finds redeliveries (a lease that timed
-    out) and readings put by anyone that does not wake it."""
+    """The tenant's queue as the graph's source. Every ``get`` is a commit (a lease), so it
+    reads only when there may be something to read: the producers wake it after each put, and
+    ``puts_of(tenant)()`` tells whether anything was put since the queue was last found
+    short. A thousand tenants polling every 50 ms, or reading again right after a read that
+    emptied the queue, would keep the workers busy with empty commits. The slow poll finds
+    redeliveries (a lease that timed out, a nack's delay) and readings put by anyone else."""
 
-    poll_interval = 1.0
+    poll_interval = 5.0
+
+    def __init__(self, queue: Any, puts_of: Any = None) -> None:
+        super().__init__(queue)
+        self.puts_of = puts_of
+        self.short = False   # the last get found fewer than asked for: the queue was empty
+        self.seen = -1       # the producers' count of puts at that get
+        self.read_at = 0.0
+
+    def produce(self, demand: int) -> list[Any]:
+        puts = self.puts_of(self.ref.tenant)() if self.puts_of is not None else -1
+        now = self.now  # (the runtime clock)
+        if self.short and puts == self.seen and now - self.read_at < self.poll_interval:
+            return []  # nothing put since the queue was empty, and no poll due yet
+        self.seen, self.read_at = puts, now
+        items = super().produce(demand)
+        self.short = puts >= 0 and len(items) < demand
+        return items
 
 
 # -- per-device minute averages: a Window node, an idempotent upsert -------------------------------
@@ -267,14 +302,15 @@ def count_rows(db: str) -> list[tuple[str, int]]:
                                  "ORDER BY tenant").fetchall())
 
 
-def build_graph(queue_of: Any, db: str, store: Any = None, minutes: Any = None) -> Graph:
+def build_graph(queue_of: Any, db: str, store: Any = None, minutes: Any = None,
+                puts_of: Any = None) -> Graph:
     """The one graph every tenant gets; ``queue_of(tenant)`` is that tenant's durable queue,
     ``store`` and ``minutes`` the node's shared readings store and minute table (``None``:
-    each instance opens ``db``)."""
+    each instance opens ``db``), ``puts_of(tenant)`` a function counting the puts into it."""
     # seed: the supervisors draw no backoff jitter here (no child has a backoff); a fixed seed
     # spares each tenant's start a read of os.urandom
     g = Graph("ingest", supervision=GraphSupervision(intensity=10, period=10.0, seed=0))
-    g.add("queue", TenantQueueSource, queue_of)
+    g.add("queue", TenantQueueSource, queue_of, puts_of)
     g.add("categorise", Categorise)
     g.add("validate", Validate)
     g.add("sanity", Sanity)
@@ -629,8 +665,9 @@ class _App:
         self.minutes = MinuteTable(self.db)
         self.tenants: dict[str, _Tenant] = {}
         self.queues: dict[str, DurableQueue] = {}  # what the graphs' queue nodes read
+        self.ledgers: dict[str, tuple[Ledger, Ledger]] = {}  # tenant -> (fleet, mqtt)
         self.graph = build_graph(lambda tenant: self.queues[tenant], self.db, self.store,
-                                 self.minutes)
+                                 self.minutes, self.puts_of)
         self.instances: dict[str, Any] = {}  # shared with the chaos actor
         self.mqtt: Any = None  # the node's one MQTT client (MqttIngest) for every tenant
         self.mqtt_dead: DurableQueue | None = None
@@ -659,6 +696,11 @@ class _App:
                              filters=[] if self.in_cluster else None, group=options.mqtt_group,
                              capacity=2000, batch_size=1000, name="mqtt")
 
+    def puts_of(self, tenant: str) -> Any:
+        """A function counting the puts into the tenant's queue (both producers' ledgers)."""
+        fleet, mqtt = self.ledgers[tenant]
+        return lambda: fleet.seq + mqtt.seq
+
     def base_of(self, tenant: str) -> dict[str, int]:
         """What the tenant's queue held before it started here (a reused --data-dir): from one
         read of the whole file, taken when the first tenant starts; a tenant started again, or
@@ -676,6 +718,7 @@ class _App:
                                visibility_timeout=10.0)
         t.base = self.base_of(tenant)  # a reused --data-dir: what was there before this run
         self.queues[tenant] = t.queue
+        self.ledgers[tenant] = (t.fleet, t.mqtt)
         t.instance = instance = self.graph.instantiate(rt, tenant)
 
         def wake() -> None:
@@ -709,6 +752,7 @@ class _App:
         stop_all(rt, [ref for t in tenants for ref in t.actors.values()])
         for t in tenants:
             self.queues.pop(t.name, None)
+            self.ledgers.pop(t.name, None)
             if t.queue is not None:
                 t.queue.close()
 

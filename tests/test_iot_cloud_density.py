@@ -230,6 +230,30 @@ def test_a_second_run_on_the_same_data_dir_keeps_the_ledger(tmp_path):
             rt.shutdown()
 
 
+def test_the_queue_source_reads_after_a_counted_put_and_polls_for_the_rest(inline_rt, tmp_path):
+    rt = inline_rt
+    progress = app.start(rt, options(tmp_path, tenant_names="acme", devices=0))
+    try:
+        settle(rt)
+        acme = app._app.tenants["acme"]
+        reading = {"device": "office-acme.0001", "ts": 1.0, "temp": 20.0, "hum": 40.0}
+        gets = []
+        real_get = acme.queue.get
+        acme.queue.get = lambda *a, **kw: gets.append(1) or real_get(*a, **kw)
+        app._app.routes["acme"].put_many([reading])  # counted and woken (the MQTT path)
+        advance(rt, 0.1, steps=2)  # (the store's batch delay)
+        assert progress()["stored"] == 1 and len(gets) == 1  # one get: no empty re-read
+        acme.queue.put_many([{**reading, "ts": 2.0}])  # by someone else: no wake, no count
+        advance(rt, 4.0, steps=4)
+        assert progress()["queued"] == 1 and len(gets) == 1  # not read: nothing counted put
+        advance(rt, 1.5, steps=2)
+        advance(rt, 0.1, steps=2)
+        assert progress()["stored"] == 2 and len(gets) == 2  # the poll found it
+        del acme.queue.get
+    finally:
+        app.stop(rt)
+
+
 # -- the knobs ----------------------------------------------------------------------------------
 def test_tenants_is_a_count_or_a_list_of_names():
     assert app.tenant_names("3") == ["tenant-01", "tenant-02", "tenant-03"]

@@ -6,7 +6,8 @@
 A tenant is the IoT cloud's tenant subtree, idle: its supervised ``ingest`` graph (7 nodes under
 one supervisor), its fleet (2 devices, no reading due during the measurement), its alert
 subscriber and its local clock, and its durable queue (in the node's one queue file) -
-``examples/iot_cloud.py``'s own ``start_tenant``. The pykka peer builds the same shape the
+``examples/iot_cloud.py``'s own ``start_tenant``, driven by its ``TenantStarter`` as in the
+job. The pykka peer builds the same shape the
 way pykka does it: one ``ThreadingActor`` per node and per helper (10 per tenant, each its own
 thread), the graph nodes chained by refs; no supervisor and no queue, which favours it.
 
@@ -60,9 +61,11 @@ def streamvisor(n: int) -> dict[str, Any]:
             rt.wait_idle(30)
             threads0, rss0 = _threads(), _rss()
             started = time.perf_counter()
-            for i in range(n):
-                app._app.start_tenant(rt, f"tenant-{i:05d}")
-            assert rt.wait_idle(600), "the tenants did not start"
+            rt.spawn(app.TenantStarter, app._app, [f"tenant-{i:05d}" for i in range(n)])
+            deadline = started + 600
+            while (app._app.starting or len(app._app.tenants) < n) and time.perf_counter() < deadline:
+                time.sleep(0.01)
+            assert rt.wait_idle(600) and len(app._app.tenants) == n, "the tenants did not start"
             start_s = time.perf_counter() - started
             threads, rss = _threads(), _rss()
             actors = rt.statistics().actors
