@@ -87,6 +87,9 @@ Bounds (RELIABILITY promise 2)
   group transaction carries at most ~20,000 records of work.
 - threads: one committer thread per ``DurableQueue`` object (the group commit needs a single
   writer; the scheduler's pool must not block on fsync).
+  An actor waiting for its group commit counts as blocked for the scheduler (as in ``ask``):
+  other actors run meanwhile, on a spare worker if every worker waits, and their queue calls
+  join the same group.
 """
 
 from ..codec import DecodeError, EncodeError

@@ -31,6 +31,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from .._cell import current_cell
 from . import _log, _ops
 from ._faults import CORRUPT, FULL, UNAVAILABLE, kind, unavailable
 from ._ops import DamagedFile, Group, Refused
@@ -56,6 +57,15 @@ class _Op:
 
 def _nothing(group: Group) -> None:
     return None
+
+
+def _wait_blocking(wait: Callable[[], Any]) -> Any:
+    """Wait for a group commit. On a pool worker the scheduler counts the worker as blocked
+    meanwhile (as in ``ask``), so other actors run - on a spare worker if every worker waits -
+    and their queue calls join the same group: more calls per fsync, not fewer workers."""
+    cell = current_cell()
+    blocking = getattr(cell.runtime._scheduler, "_blocking", None) if cell is not None else None
+    return blocking(wait) if blocking is not None else wait()
 
 
 class Committer:
@@ -112,7 +122,7 @@ class Committer:
                 raise QueueClosed("the queue is closed")
             self._pending.append(op)
             self._cond.notify_all()
-        op.done.acquire()
+        _wait_blocking(op.done.acquire)
         if op.error is not None:
             raise op.error
         return op.result
