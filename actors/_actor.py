@@ -130,6 +130,12 @@ class Actor:
     def on_stop(self, reason: Any) -> None:
         """Runs after a normal stop, ``stop()``, an exit signal or a crash (not after ``kill``)."""
 
+    def _startup(self) -> None:
+        """What the runtime calls in the actor's first turn: ``on_start``. A behaviour built on
+        the core overrides it to run its own start-up around ``on_start`` (a stream node
+        joins its graph after it); applications override ``on_start``, not this."""
+        self.on_start()
+
     # -- what an actor can do -----------------------------------------------------------------
     @property
     def ref(self) -> ActorRef:

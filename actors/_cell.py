@@ -366,10 +366,11 @@ class Cell:
             _tls.cell = outer
 
     def _start(self) -> bool:
-        """The first turn runs ``on_start``; False if the actor died before it."""
+        """The first turn runs ``on_start`` (through ``Actor._startup``, the start hook that a
+        behaviour built on the core may extend); False if the actor died before it."""
         if self._state == DEAD:
             return False
-        self.actor.on_start()
+        self.actor._startup()
         with self._lock:
             if self._state == STARTING:
                 self._state = RUNNING

@@ -1,4 +1,4 @@
-"""The main job: an IoT cloud for several tenants, on embedded defaults.
+r"""The main job: an IoT cloud for several tenants, on embedded defaults.
 
     streamvisor run examples/iot_cloud.py --duration 20
     streamvisor run examples/iot_cloud.py --duration 20 --tenants acme,globex --devices 200 --db readings.db
@@ -10,10 +10,11 @@ the number of simulated devices per tenant, each sending a reading every ``--per
 Every tenant gets the same supervised graph (REST_FOR_ONE along the pipeline):
 
     devices -> DurableQueue -> queue -> categorise -> validate -> sanity -> store (SQLite)
-                                                        |            |  \\-> minute (Window) -> minutes
-                                                        |            |      (table minute_averages)
+                                                        |            |
                                      bad readings: dead letters   alerts -> pub/sub "alerts/<device>"
                                      with the reason (validate, sanity)      -> a wildcard subscriber
+
+    sanity -> minute (a Window: per-device minute means) -> minutes (table minute_averages)
 
 - a ``Fleet`` actor per tenant simulates its devices and puts their readings into the tenant's
   durable queue (acknowledged = on disk); some devices send malformed or impossible readings;
@@ -206,12 +207,14 @@ def _ts(item: Any) -> float:
     return item.payload["ts"]
 
 
-def _keep(acc: dict[float, float], item: Any) -> dict[float, float]:
-    acc[item.payload["ts"]] = item.payload["temp"]  # by ts: a redelivered reading counts once
+def _keep(acc: dict[str, float], item: Any) -> dict[str, float]:
+    # by ts: a redelivered reading counts once (repr: an exact str key, so that the window's
+    # snapshot stays encodable by actors.codec, whose maps take str/bytes/int keys)
+    acc[repr(item.payload["ts"])] = item.payload["temp"]
     return acc
 
 
-def _mean(acc: dict[float, float]) -> tuple[float, int]:
+def _mean(acc: dict[str, float]) -> tuple[float, int]:
     return sum(acc.values()) / len(acc), len(acc)
 
 

@@ -12,9 +12,10 @@ import getpass
 import os
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Sequence
+
+from actors.testing import wait_until
 
 __all__ = ["PrivateBroker", "free_port", "make_certificates", "add_password", "find_program"]
 
@@ -56,19 +57,25 @@ class PrivateBroker:
         assert exe, "mosquitto is not installed"
         self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err[-2000:]}"
-                                   f"\nlog: {self.log_text()[-2000:]}")
+
+        def up_or_exited() -> bool:
+            if self.proc is None or self.proc.poll() is not None:
+                return True
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
+                    return True
             except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"mosquitto did not listen on 127.0.0.1:{self.port} in {timeout} s")
+                return False
+        try:
+            wait_until(up_or_exited, timeout, f"mosquitto on 127.0.0.1:{self.port}")
+        except TimeoutError:
+            self.stop()
+            raise
+        if self.proc.poll() is not None:
+            err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+            raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err[-2000:]}"
+                               f"\nlog: {self.log_text()[-2000:]}")
+        return self
 
     def reload(self, timeout: float = 10.0) -> None:
         """SIGHUP, and wait until Mosquitto logged that it reread its config (password and ACL
@@ -77,11 +84,8 @@ class PrivateBroker:
         assert self.proc is not None
         before = self.log_text().count("Reloading config")
         self.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + timeout
-        while self.log_text().count("Reloading config") <= before:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mosquitto did not reload in {timeout} s")
-            time.sleep(0.02)
+        wait_until(lambda: self.log_text().count("Reloading config") > before, timeout,
+                   "mosquitto to reload its config")
 
     def log_text(self) -> str:
         try:

@@ -7,6 +7,9 @@ The crash test SIGKILLs it at a random moment (sometimes before ``ready``, durin
 ``consume PATH [LIMIT]``: print ``ready``, wait for a line on stdin, then lease records ten at a
 time, print each delivered id and ack them, until the queue stays empty (or LIMIT are acked).
 
+``poison PATH``: lease one record (visibility 0.1 s, max_deliveries 3, waiting up to 10 s for
+one), print ``got <attempt>`` and wait to be killed, like a consumer that a poison record kills.
+
 ``settle PATH N flush|buffered``: put N records, lease them (visibility 0.2 s), print
 ``leased``, wait for a line on stdin, ``ack()`` each (buffered), then ``flush()`` and print
 ``flushed``, or print ``acked`` without flushing; then wait to be killed.
@@ -74,6 +77,13 @@ def consume(path: str, limit: str = "0") -> None:
                 return
 
 
+def poison(path: str) -> None:
+    q = _queue_class()(path, "crash", visibility_timeout=0.1, max_deliveries=3)
+    (d,) = q.get(max_items=1, timeout=10.0)
+    print(f"got {d.attempt}", flush=True)
+    sys.stdin.readline()  # killed here
+
+
 def settle(path: str, n: str, mode: str) -> None:
     q = _queue_class()(path, "crash", visibility_timeout=0.2)
     q.put_many(list(range(int(n))))
@@ -91,4 +101,4 @@ def settle(path: str, n: str, mode: str) -> None:
 
 
 if __name__ == "__main__":
-    {"write": write, "consume": consume, "settle": settle}[sys.argv[1]](*sys.argv[2:])
+    {"write": write, "consume": consume, "settle": settle, "poison": poison}[sys.argv[1]](*sys.argv[2:])

@@ -113,6 +113,7 @@ def _serves(cluster: Cluster, ids: set[str]) -> None:
     tenant's queue is consumed by whichever node hosts it."""
     nodes = {n["id"]: n for n in status(cluster.state)["nodes"]}
     assert set(nodes) == ids and all(n["alive"] for n in nodes.values()), nodes
+    assert all(n["incarnation"] == 1 for n in nodes.values()), nodes   # none died and came back
     for node in nodes.values():
         linked = {m["id"] for m in node["members"] if m["self"] or m.get("connected")}
         assert linked == ids, (node["id"], node["members"])

@@ -84,3 +84,20 @@ def test_a_tls_client_verifies_the_broker_certificate_and_host_name():
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
     plain, _ = build_client(MqttOptions(), "sv-options-test", manual_ack=False)
     assert plain._ssl_context is None
+
+
+def test_the_iot_cloud_refuses_a_clear_password_to_a_remote_broker_before_connecting(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamvisor.cli", "run", str(root / "examples" / "iot_cloud.py"),
+         "--duration", "1", "--devices", "0", "--chaos", "0", "--mqtt", "mqtt://dev@192.0.2.7",
+         "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, cwd=root,
+        env={**os.environ, PASSWORD_ENV: "s3cret"})
+    assert proc.returncode != 0
+    assert "192.0.2.7:1883" in proc.stderr and "--mqtt-allow-insecure-password" in proc.stderr
+    assert "s3cret" not in proc.stderr + proc.stdout

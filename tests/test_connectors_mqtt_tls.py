@@ -115,3 +115,52 @@ def test_a_wrong_password_is_refused_by_the_broker(tls_broker):
 def test_a_client_without_a_certificate_is_refused(tls_broker):
     with pytest.raises((ssl.SSLError, ConnectionError)):
         connect_once(options(tls_broker, client_cert=False))
+
+
+def test_the_iot_cloud_ingests_over_tls_with_the_password_from_the_environment(tls_broker,
+                                                                               tmp_path):
+    """``--mqtt mqtts://user@host:port --mqtt-ca --mqtt-cert --mqtt-key``, the password in
+    ``STREAMVISOR_MQTT_PASSWORD``: readings published over TLS are stored."""
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+    from contextlib import closing
+    root = Path(__file__).resolve().parent.parent
+    c, run = tls_broker["certs"], uuid.uuid4().hex[:6]
+    tenant = f"t{run}"
+    app = subprocess.Popen(
+        [sys.executable, "-u", "-m", "streamvisor.cli", "run", str(root / "examples" / "iot_cloud.py"),
+         "--duration", "30", "--devices", "0", "--chaos", "0", "--tenants", tenant,
+         "--mqtt", f"mqtts://{USER}@localhost:{tls_broker['port']}", "--mqtt-ca", str(c["ca"]),
+         "--mqtt-cert", str(c["client_cert"]), "--mqtt-key", str(c["client_key"]),
+         "--mqtt-client-id", f"iot-{run}", "--db", str(tmp_path / "r.db"),
+         "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=root,
+        env={**os.environ, PASSWORD_ENV: PASSWORD, "STREAMVISOR_LOG_LEVEL": "error"})
+    sink = MqttSink(options(tls_broker))
+    try:
+        for _ in range(30):  # a progress line a second, until subscribed
+            line = app.stdout.readline()
+            if "mqtt_subscribed=1" in line:
+                break
+        else:
+            raise AssertionError(f"not subscribed over TLS: {line!r}")
+        sink.start()
+        assert sink.wait_connected(10.0)
+        sink.publish_many([reading_message(Reading(tenant, f"office-{tenant}.0001",
+                                                   1_800_000_000.0 + i, 21.0, 40.0))
+                           for i in range(20)], timeout=10.0)
+        for _ in range(30):
+            line = app.stdout.readline()
+            if "stored=20 " in line:
+                break
+        else:
+            raise AssertionError(f"the readings were not stored: {line!r}")
+    finally:
+        sink.stop()
+        app.terminate()
+        app.communicate(timeout=30)
+    with closing(sqlite3.connect(tmp_path / "r.db")) as conn:
+        assert conn.execute("SELECT count(*) FROM readings WHERE tenant = ?",
+                            (tenant,)).fetchone()[0] == 20

@@ -133,6 +133,29 @@ def test_an_unflushed_ack_lost_to_a_crash_only_means_a_redelivery(tmp_path):
         assert q.stats()["acked"] == 0
 
 
+def test_a_poison_record_that_kills_its_consumer_still_reaches_max_deliveries(tmp_path):
+    # Claims are committed without an fsync (written to the WAL, safe from kill -9): each
+    # killed consumer's delivery must still count.
+    path = tmp_path / "poison.db"
+    with DurableQueue(path, "crash") as q:
+        rid = q.put({"poison": True})
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for attempt in (1, 2, 3):
+        proc = subprocess.Popen([sys.executable, str(HELPER), "poison", str(path)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                cwd=str(ROOT))
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == f"got {attempt}\n".encode()
+        finally:
+            proc.kill()
+            proc.communicate(timeout=30)
+    with DurableQueue(path, "crash", visibility_timeout=0.1, max_deliveries=3) as q:
+        assert q.get(max_items=1, timeout=0.5) == []  # the third lease ran out: dead
+        assert [(x.id, x.reason, x.attempts) for x in q.dead_letters()] == [
+            (rid, "max_deliveries", 3)]
+
+
 def test_a_flushed_ack_survives_a_crash(tmp_path):
     path = tmp_path / "acks.db"
     _settle_then_kill(path, "flush")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.queue import (DurableQueue, QueueClosed, delete_tenant, export_tenant, stats_many)
+from actors.queue import (DurableQueue, QueueClosed, QueueFull, delete_tenant, export_tenant,
+                          put_each, stats_many)
 from actors.queue._engine import open_engines
 
 DATA = Path(__file__).with_name("data")
@@ -204,3 +205,45 @@ def test_an_old_format_file_is_upgraded_at_open_with_every_record_kept(tmp_path)
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     finally:
         conn.close()
+
+
+def test_put_each_puts_into_many_tenants_queues_in_one_commit_and_refuses_per_queue(tmp_path):
+    path = tmp_path / "q.db"
+    queues = [DurableQueue(path, "readings", tenant=f"t{i}") for i in range(300)]
+    small = DurableQueue(path, "readings", tenant="small", max_bytes=4096)
+    try:
+        groups = queues[0]._committer.groups
+        batches = [(q, [{"tenant": q.tenant, "i": i} for i in range(3)]) for q in queues]
+        out = put_each([*batches, (small, [{"pad": "x" * 2000}] * 3)])  # small: over 4 KiB
+        assert queues[0]._committer.groups == groups + 1  # one transaction, one fsync
+        assert isinstance(out[-1], QueueFull) and small.stats()["refused_full"] == 3
+        assert small.stats()["ready"] == 0
+        for (q, payloads), ids in zip(batches, out):
+            assert len(ids) == 3
+            assert [d.payload for d in q.get(max_items=10)] == payloads
+        bad = put_each([(queues[0], [1]), (queues[1], [{1, 2}])])  # a set cannot be encoded
+        assert isinstance(bad[1], TypeError) and len(bad[0]) == 1
+        assert queues[1].stats()["ready"] == 0
+    finally:
+        for q in [*queues, small]:
+            q.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_opens_its_own_engine_not_the_parents(tmp_path):
+    path = tmp_path / "q.db"
+    with DurableQueue(path, "work") as q:
+        q.put("from the parent")
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's engine (its thread is not here) must not be used
+            code = 1
+            try:
+                with DurableQueue(path, "work") as mine:
+                    mine.put("from the child")
+                    code = 0 if mine._engine is not q._engine else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert sorted(d.payload for d in q.get(max_items=10)) == ["from the child",
+                                                                   "from the parent"]

@@ -500,7 +500,7 @@ class Recording(Window):
         state = super().snapshot()
         journal = state["journal"][:state["n"]]
         Recording.sizes.append((sum(len(e[3]) for e in journal if e[0] == "i"),
-                                sum(len(k[3]) for k in state["base"]["keys"])))
+                                sum(len(k[4]) for k in state["base"]["keys"])))
         return state
 
 
@@ -514,3 +514,43 @@ def test_the_snapshot_stays_bounded_however_long_the_stream(irt: Runtime) -> Non
     assert journal.count(0) >= 5       # the base was rebuilt again and again
     h.end()
     assert sum(r.value for r in h.out.items) == 40_000
+
+
+def test_sliding_windows_with_a_fractional_step_are_the_same_window_for_every_item(
+        irt: Runtime) -> None:
+    h = Harness(irt, key=key, time=ts, windows=Sliding(0.3, 0.1), lateness=10)
+    h.push(*[("k", i * 0.05, i) for i in range(20)])
+    h.end()
+    starts = [r.start for r in h.out.items]
+    assert len({round(s, 9) for s in starts}) == len(starts) == 12   # [-0.2, 0.1) .. [0.9, 1.2)
+    for r in h.out.items:
+        assert all(r.start <= t < r.end for _, t, _ in r.value)
+    assert sum(r.count for r in h.out.items) >= 3 * 20 - 3           # ~3 windows per item
+
+
+def test_a_restart_keeps_the_idle_clock_of_a_key_and_never_reopens_a_closed_window(
+        clock: ManualClock) -> None:
+    rt = inline_runtime(clock)
+    try:
+        h = Harness(rt, Crashable, key=key, time=ts, windows=Tumbling(60), idle=30, **SUM)
+        h.push(("a", 1, 1))
+        clock.advance(20)
+        settle(rt)
+        ref = h.inst.ref("win")
+        assert ref is not None
+        ref.tell("crash")                   # restored at t=20: "a" has been silent for 20 s
+        settle(rt)
+        clock.advance(10)
+        settle(rt)                          # ... and for 30 s now: its window closes
+        assert h.out.items == [WindowResult("a", 0.0, 60.0, 1, 1)]
+        ref = h.inst.ref("win")
+        assert ref is not None
+        ref.tell("crash")                   # the closed window stays closed after a restart
+        settle(rt)
+        assert h.stats().restarts == 2 and h.stats().open_windows == 0
+        h.push(("a", 2, 1))
+        h.end()
+        assert h.out.items == [WindowResult("a", 0.0, 60.0, 1, 1)]
+        assert h.late.items == [("a", 2, 1)]
+    finally:
+        rt.shutdown()

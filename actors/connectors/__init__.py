@@ -9,6 +9,11 @@
     rt.spawn(MqttIngest, MqttOptions(client_id="plant-1"), queue, dead_letters=dead)
     rt.spawn(SqlWriter, queue, lambda: SqliteStore("readings.db"))
 
+    # one client for every tenant of the node: each reading into its tenant's queue
+    queues = {t: DurableQueue("queues.db", "readings", tenant=t) for t in ("acme", "globex")}
+    rt.spawn(MqttIngest, MqttOptions.from_url("mqtts://service.ingest@broker:8883",
+                                              ca_file="ca.pem"), queues.get, dead_letters=dead)
+
 The chain and where each guarantee comes from:
 
     broker --(QoS 1, manual ack)--> MqttSource --take/ack--> MqttIngest --put_many--> DurableQueue

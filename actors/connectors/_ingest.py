@@ -35,6 +35,8 @@ from typing import Any, Callable, Sequence
 
 from .._actor import Actor
 from .._errors import MailboxFull
+from ..queue._routed import put_each
+from ..queue._types import QueueError
 from ._client import MqttOptions
 from ._mqtt_source import BadMessage, Inbound, MqttSource, MqttSourceStatistics
 from ._readings import readings_filter, readings_topic
@@ -168,21 +170,31 @@ class MqttIngest(Actor):
             for item in taken:
                 held[item.reading.tenant].append(item)
         self._c["batches"] += 1
+        routed: list[tuple[str, list[Inbound], Any]] = []
         for tenant, items in held.items():
             queue = self._route(tenant)
             if queue is None:
                 self._unknown(tenant, items)
-                continue
+            else:
+                routed.append((tenant, items, queue))
+        if routed:
+            # every tenant's rows in one call: queues that share a file share one transaction.
+            # Lists, not tuples: msgpack packs them natively (a tuple is an extension type).
             try:
-                # lists, not tuples: msgpack packs them natively (a tuple is an extension type)
-                queue.put_many([[r.tenant, r.device, r.ts, r.temp, r.hum]
-                                for r in (i.reading for i in items)])  # committed on return
-            except OSError as exc:  # QueueFull (ENOSPC) or the disk: keep them, ack nothing
-                self._hold(tenant, items, exc)
-                continue
-            src.ack(items)
-            self._c["queued"] += len(items)
-            self._by_tenant[tenant] += len(items)
+                outcomes = put_each([(queue, [[r.tenant, r.device, r.ts, r.temp, r.hum]
+                                              for r in (i.reading for i in items)])
+                                     for _t, items, queue in routed])
+            except (OSError, QueueError) as exc:  # the shared transaction failed: none stored
+                outcomes = [exc] * len(routed)
+            for (tenant, items, _q), outcome in zip(routed, outcomes):
+                if isinstance(outcome, (OSError, QueueError)):  # full, unavailable, closed
+                    self._hold(tenant, items, outcome)  # (the tenant stopped): ack nothing
+                    continue
+                if isinstance(outcome, BaseException):
+                    raise outcome  # a programming error (an unencodable row): crash loudly
+                src.ack(items)  # committed: now the broker may forget them
+                self._c["queued"] += len(items)
+                self._by_tenant[tenant] += len(items)
         if self._held:
             self.send_after(self._retry, _RETRY, key=_RETRY)
         elif src.pending():

@@ -102,6 +102,7 @@ class MqttSourceStatistics:
     capacity: int
     rejected: dict[str, int] = field(default_factory=dict)  # kind -> count
     subscribed: bool = False   # connected and the broker granted the subscriptions
+    changes_pending: int = 0   # SUBSCRIBE/UNSUBSCRIBE sent, not yet answered by the broker
 
 
 class MqttSource(PahoConnection):
@@ -133,6 +134,7 @@ class MqttSource(PahoConnection):
         self.tenant = tenant
         self._filters = list(filters) if filters is not None else [readings_filter(tenant)]
         self._sub_mids: dict[int, list[str]] = {}
+        self._unsub_mids: set[int] = set()
         self.capacity = capacity
         self.max_payload_bytes = max_payload_bytes
         self._dead = dead_letters
@@ -145,6 +147,7 @@ class MqttSource(PahoConnection):
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_unsubscribe = self._on_unsubscribe
         self._log = get_logger(connector="mqtt-source", client_id=self.client_id)
         self._warned_at = 0.0
         self._warned_count = 0
@@ -203,7 +206,15 @@ class MqttSource(PahoConnection):
                 self._filters.remove(f)
             connected = self._connected
         if gone and connected:
-            self._client.unsubscribe(gone)
+            with self._lock:  # registered before the UNSUBACK can be handled
+                rc, mid = self._client.unsubscribe(gone)
+                if mid is not None:
+                    self._unsub_mids.add(mid)
+
+    def _on_unsubscribe(self, client: Any, userdata: Any, mid: int, reasons: Any,
+                        props: Any) -> None:
+        with self._lock:
+            self._unsub_mids.discard(mid)
 
     # -- the actor side (any thread, never blocks) ------------------------------------------------
     def take(self, max_items: int) -> list[Inbound]:
@@ -251,7 +262,8 @@ class MqttSource(PahoConnection):
                 dead_letter_failures=c["dead_letter_failures"], qos0_dropped=c["qos0_dropped"],
                 paused=c["paused"], superseded=c["superseded"], errors=c["errors"],
                 pending=len(self._buf), peak=self._peak, capacity=self.capacity,
-                rejected=dict(self._rejected), subscribed=self._up.is_set())
+                rejected=dict(self._rejected), subscribed=self._up.is_set(),
+                changes_pending=len(self._sub_mids) + len(self._unsub_mids))
 
     # -- paho callbacks (the paho thread) ---------------------------------------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -300,6 +312,8 @@ class MqttSource(PahoConnection):
                        props: Any) -> None:
         self._up.clear()
         with self._lock:
+            self._sub_mids.clear()  # unanswered (un)subscriptions: the reconnect sends the
+            self._unsub_mids.clear()  # current filters again
             self._gen += 1  # acks of what the old connection delivered are void from now on
             self._connected = False
             self._c["disconnects"] += 1

@@ -11,8 +11,18 @@ with DurableQueue("ingest.db", "readings", max_deliveries=5, ttl=3600) as q:
         except ValueError as exc:
             d.reject(str(exc))         # poison: dead letter "error: <text>" at once
         else:
-            d.ack()                    # or q.ack_many(batch)
+            d.ack()                    # buffered for the next group commit
+    q.flush()                          # every buffered ack on disk
 ```
+
+Tenants and many queues in one file (one connection and one commit thread per file in a
+process, whatever the number of queues)::
+
+    acme = DurableQueue("node.db", "readings", tenant="acme")
+    stats_many("node.db")                      # {(tenant, name): counts}, one transaction
+    export_tenant("node.db", "acme", "acme.db")
+    delete_tenant("node.db", "acme")           # no byte of acme's left in node.db
+    put_each([(acme, rows_a), (globex, rows_g)])  # many queues, one commit per file
 
 Semantics
 - ``put``/``put_many`` return ids (unique per file, never reused) once the records are on disk;
@@ -26,8 +36,14 @@ Semantics
   as ``"error: corrupt record ..."`` / ``"error: undecodable payload ..."``.
 - Every ``get`` leases its deliveries under a fresh random token. ``ack``/``nack``/``reject`` of
   a stale delivery (lease ran out and the record was delivered again, or it was dead-lettered)
-  change nothing and return False; a late ack whose record was not delivered again meanwhile
-  still succeeds. Settle in batches with ``ack_many`` (one transaction for the whole batch).
+  change nothing; a late ack whose record was not delivered again meanwhile still succeeds.
+- ``ack()``, ``nack()`` and ``reject()`` are buffered: they return at once (True, or False if
+  the delivery was already settled through this object) and ride with the file's next group
+  commit - the next ``get``, put or any other call, or the committer thread about 10-20 ms
+  later. A buffered settlement lost to a crash or a failed commit only means the record is
+  delivered again (at-least-once); failures are logged and make the next ``flush()`` raise.
+  ``wait=True`` blocks until on disk and returns False for a stale delivery; ``flush()`` waits
+  for everything buffered so far; ``ack_many`` acks a batch in one transaction and waits.
 - Time: TTL deadlines, nack delays and visibility timeouts are stored as wall-clock deadlines
   (``clock.time()``, default ``time.time``) so that they survive restarts and are shared by the
   processes using the file. This is the one documented exception to "windows use the monotonic
@@ -36,10 +52,15 @@ Semantics
   on the monotonic clock.
 
 Durability and concurrency
-- WAL with ``synchronous=FULL``; one committer thread per queue object gathers concurrent calls
-  (puts, claims, acks, nacks) into one transaction and one fsync; each call returns only after
-  its group committed. Claims are durable too, so attempt counts survive a crash (a poison
-  message that kills its consumer still reaches ``max_deliveries``).
+- WAL with ``synchronous=FULL``. Every queue of a file in one process shares one engine
+  (``_engine``: a connection and a committer thread). Concurrent calls (puts, claims, acks,
+  nacks) are gathered into one transaction and one fsync; a call with no group running runs
+  its group in its own thread. Each blocking call returns only after its group committed.
+- Claims survive a process crash (kill -9), so attempt counts do (a poison message that kills
+  its consumer still reaches ``max_deliveries``). Groups of only claims, reads and buffered
+  settlements are written to the WAL without an fsync and become durable against power loss
+  with the next fsynced commit (any put or waited call, or a checkpoint): a power cut can undo
+  such a claim (the record comes back without that attempt counted), never a put.
 - Several processes may share the file: ``BEGIN IMMEDIATE`` serialises writers (never the same
   delivery twice), ``busy_timeout`` bounds the wait; a ``get`` waiting for work polls every
   ``poll_interval`` for records put by other processes.
@@ -61,13 +82,10 @@ Durability and concurrency
 
 Performance (see ``_schema``): putting, claiming and acking a fresh record touch no secondary
 index; a claim of fresh records writes one lease row per batch, not one row per record.
-Measured on the 2-core development VM with ``tests/benchmarks/bench_queue.py`` (records fully
-acked per second, end to end, durable): 55,000-66,000/s (medians of two runs) with 2 producers
-``put_many(500)`` and 1 consumer ``get(1000)`` + ``ack_many``, against 11,000-13,000/s for
-RabbitMQ with publisher confirms through pika in the same runs; about half of both when other
-test runs load the VM. The committer is the bottleneck: every SQLite call releases the GIL and
-waits to get it back while the producers and consumers run Python. One-at-a-time ``put`` and
-``ack`` are bounded by commit latency (~4,000/s from 20 threads): batch.
+``tests/benchmarks/bench_queue.py`` measures, beside RabbitMQ through pika in the same run, the
+README's natural loop (``get(max_items=100)`` and ``d.ack()`` per record, with a concurrent
+producer) and the batched loop (``put_many`` + ``get(1000)`` + ``ack_many``); the README's
+benchmark section has the figures. One-at-a-time ``put`` is bounded by commit latency: batch.
 
 Bounds (RELIABILITY promise 2)
 - payload: ``max_payload_bytes`` encoded bytes (default 1 MiB): larger -> ``ValueError``, before
@@ -83,17 +101,19 @@ Bounds (RELIABILITY promise 2)
   ``purge_dead(ids)``.
 - per call: ``get`` returns at most 10,000 deliveries; ``put_many`` commits in atomic chunks of
   10,000; ``dead_letters`` returns at most ``limit`` (10,000) records.
-- memory: pending calls are bounded by the calling threads (each blocks for its result); one
-  group transaction carries at most ~20,000 records of work.
-- threads: one committer thread per ``DurableQueue`` object (the group commit needs a single
-  writer; the scheduler's pool must not block on fsync).
-  An actor waiting for its group commit counts as blocked for the scheduler (as in ``ask``):
-  other actors run meanwhile, on a spare worker if every worker waits, and their queue calls
-  join the same group.
+- memory: pending calls are bounded by the calling threads (each blocks for its result),
+  buffered settlements by the deliveries handed out (one each, at most); one group transaction
+  carries at most ~20,000 records of work besides the buffered acks it takes.
+- threads and file descriptors: one committer thread and one SQLite connection per open file in
+  a process, shared by all of its queues and tenants (the last ``close`` stops them). An actor
+  waiting for its group commit counts as blocked for the scheduler (as in ``ask``): other
+  actors run meanwhile, on a spare worker if every worker waits, and their queue calls join
+  the same group.
 """
 
 from ..codec import DecodeError, EncodeError
 from ._queue import DurableQueue
+from ._routed import put_each
 from ._tenants import delete_tenant, export_tenant, stats_many
 from ._types import (DeadLetter, Delivery, QueueClosed, QueueError, QueueFull, QueueUnavailable,
                      RecoveryReport)
@@ -101,7 +121,7 @@ from ._types import (DeadLetter, Delivery, QueueClosed, QueueError, QueueFull, Q
 __all__ = [
     "DeadLetter", "DecodeError", "Delivery", "DurableQueue", "EncodeError", "QueueClosed",
     "QueueError", "QueueFull", "QueueUnavailable", "RecoveryReport", "QueueItem", "QueueSource",
-    "QueueSink", "delete_tenant", "export_tenant", "stats_many",
+    "QueueSink", "delete_tenant", "export_tenant", "put_each", "stats_many",
 ]
 
 _STREAM_NAMES = ("QueueItem", "QueueSource", "QueueSink")

@@ -10,7 +10,9 @@ ack (a crash, a failed group) only means a redelivery. The committer takes every
 pending operation (up to ``max_group`` rows of work), runs them between ``BEGIN IMMEDIATE`` and
 ``COMMIT``, then wakes the callers. If anything in a group fails, the group is rolled back and
 its operations are retried one per transaction, so one refused put (disk full) never fails or
-falsely acknowledges its neighbours. An operation that refuses before writing anything (a put
+falsely acknowledges its neighbours. Groups that hold only claims, reads and buffered
+settlements are committed without an fsync (``_LIGHT``: safe from a process crash, made durable
+against power loss by the next fsynced commit). An operation that refuses before writing anything (a put
 over ``max_bytes``) raises ``Refused`` and the group goes on without it.
 
 Errors are classified in one place (``_faults``): corruption (SQLITE_CORRUPT/NOTADB, or damage
@@ -39,7 +41,13 @@ from ._types import QueueClosed, QueueError
 
 __all__ = ["Committer"]
 
-_WAKES = frozenset({"put", "nack", "buffered-nack", "requeue"})  # kinds that can make records deliverable
+_WAKES = frozenset({"put", "nack", "buffered-nack", "requeue"})
+# Groups made only of these commit with synchronous=NORMAL: written to the WAL (safe from a
+# process crash, kill -9 included) but not fsynced; the next durable commit (or checkpoint)
+# fsyncs them with it. Power loss before that can only undo them: a claim (the record is
+# delivered again, its attempt not counted), a buffered settlement (delivered again), a sweep
+# (redone). Every other group (puts, waited settlements, flush, requeue, purge) is fsynced.
+_LIGHT = frozenset({"claim", "read", "buffered-ack", "buffered-nack", "buffered-reject"})  # kinds that can make records deliverable
 
 
 class _Op:
@@ -71,14 +79,26 @@ def _wait_blocking(wait: Callable[[], Any]) -> Any:
 class Committer:
     """The single writer of one database file; see the module docstring.
 
-    Lock rule: ``_cond`` guards ``_pending``, ``_acks``, ``_closing`` and ``generation``; the
-    committer never holds it while touching SQLite, and callers never hold it while waiting for
-    their op. ``generation`` grows after every commit that made records deliverable (``_WAKES``
-    kinds), and ``_cond`` is notified then, which is what blocking ``get`` waits on.
+    Who runs a group: when no group is running, the calling thread runs it itself (taking every
+    pending operation and buffered ack with its own), which saves two thread switches per call;
+    while a group runs, calls queue up and the committer thread runs them as the next group
+    (group commit). Only one group runs at a time (``_busy``), so the connection is used by
+    one thread at a time. Buffered acks alone are committed by the thread within about twice
+    ``ACK_DELAY`` after the first of them, unless a group takes them earlier. While acks keep
+    coming, the idle thread looks for them every ``ACK_DELAY`` instead of being woken for each
+    first ack (which cost a thread switch per ``get`` in a consumer loop).
+
+    Lock rule: ``_lock`` guards ``_pending``, ``_acks``, ``_busy``, ``_closing`` and
+    ``generation``; nobody holds it while touching SQLite or waiting for an op. ``_work`` wakes
+    the committer thread; ``_records`` is notified after every commit that made records
+    deliverable (``_WAKES`` kinds; ``generation`` grows then), which blocking ``get`` waits on.
 
     An op with ``raw=True`` runs alone, outside any transaction, with the connection itself
     (``fn(conn)``): for VACUUM and checkpoints.
     """
+
+    ACK_DELAY = 0.01     # buffered acks alone are committed within about twice this
+    ACK_POLL_FOR = 1.0   # after an ack, the idle thread looks every ACK_DELAY for this long
 
     def __init__(self, conn: sqlite3.Connection, name: str, path: str,
                  repair: Callable[[str, bool], sqlite3.Connection],
@@ -88,22 +108,47 @@ class Committer:
         self._reopen = reopen
         self._path = path
         self._max_group = max_group
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._records = threading.Condition(self._lock)
         self._pending: list[_Op] = []
         self._acks: dict[str, dict[int, list[int]]] = {}  # queue -> lease -> ids (buffered)
-        self._waiting = False  # the thread waits for work (a buffered ack must wake it)
+        self._acks_at = -1e9  # monotonic time of the oldest buffered ack (or the last one)
+        self._asleep = False   # the thread waits without a timeout (a first ack must wake it)
+        self._busy = False   # a group is running (in the committer thread or a caller's)
+        self._sync: tuple[Any, bool] = (conn, False)  # (connection, its synchronous is NORMAL)
         self._closing = False
         self.generation = 0
         self.groups = 0
         self.ops = 0
         self.acks_buffered = 0
-        self.ack_failures = 0  # buffered ack groups that could not be committed
+        self.ack_failures = 0  # buffered settlements that could not be committed
         self.last_ack_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"streamvisor-queue:{name}",
                                         daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------ callers
+
+    def _enqueue_and_run(self, ops: list[_Op]) -> None:
+        with self._lock:
+            if self._closing:
+                raise QueueClosed("the queue is closed")
+            self._pending += ops
+            if self._busy:
+                batch = None
+                self._work.notify()
+            else:
+                self._busy = True
+                batch = self._take()
+        if batch is not None:  # no group was running: run this one here
+            try:
+                self._execute(batch)
+            finally:
+                with self._lock:
+                    self._busy = False
+                    if self._pending or self._acks or self._closing:
+                        self._work.notify()
 
     def submit(self, kind: str, fn: Callable[..., Any], *args: Any, weight: int = 1,
                clock: Any = time, raw: bool = False) -> Any:
@@ -114,24 +159,25 @@ class Committer:
         ``QueueUnavailable`` for a passing fault (busy, locked, I/O, permission), ``QueueError``
         for other storage errors, or what ``fn`` raised.
         """
-        op = _Op(kind, fn, args, weight, clock)
-        if raw:
-            op.kind = "raw:" + kind
-        with self._cond:
-            if self._closing:
-                raise QueueClosed("the queue is closed")
-            self._pending.append(op)
-            self._cond.notify_all()
-        _wait_blocking(op.done.acquire)
+        op = _Op("raw:" + kind if raw else kind, fn, args, weight, clock)
+
+        def run_and_wait() -> None:
+            self._enqueue_and_run([op])  # (runs the group right here when none is running)
+            op.done.acquire()
+        _wait_blocking(run_and_wait)
         if op.error is not None:
             raise op.error
         return op.result
 
     def buffer_ack(self, queue: str, lease: int, id: int) -> None:
         """Ack ``id`` (leased under ``lease``) in the next group; returns at once."""
-        with self._cond:
+        with self._lock:
             if self._closing:
                 raise QueueClosed("the queue is closed")
+            if not self._acks:
+                self._acks_at = time.monotonic()
+                if self._asleep:  # else it looks again within ACK_DELAY anyway
+                    self._work.notify()
             by_lease = self._acks.get(queue)
             if by_lease is None:
                 by_lease = self._acks[queue] = {}
@@ -141,24 +187,21 @@ class Committer:
             else:
                 ids.append(id)
             self.acks_buffered += 1
-            if self._waiting:
-                self._waiting = False
-                self._cond.notify_all()
 
     def post(self, kind: str, fn: Callable[..., Any], *args: Any, clock: Any = time) -> None:
         """Like ``submit`` but returns at once: ``fn`` runs in the next group, its failure is
         only counted and logged (like a buffered ack's)."""
         op = _Op("buffered-" + kind, fn, args, 1, clock)
-        with self._cond:
+        with self._lock:
             if self._closing:
                 raise QueueClosed("the queue is closed")
             self._pending.append(op)
-            self._cond.notify_all()
+            self._work.notify()
 
     def flush(self) -> None:
         """Block until every ack buffered before this call is on disk. Raises the error of a
         buffered ack that could not be committed meanwhile (its record will be redelivered)."""
-        with self._cond:
+        with self._lock:
             before = self.ack_failures
         after = self.submit("flush", _nothing)
         if after > before and self.last_ack_error is not None:
@@ -167,33 +210,27 @@ class Committer:
     def wait_for_records(self, generation: int, timeout: float) -> None:
         """Block up to ``timeout`` s until a commit made records deliverable (after
         ``generation``). Returns early when the queue closes."""
-        with self._cond:
+        with self._lock:
             if self.generation == generation and not self._closing:
-                self._cond.wait(timeout)
+                self._records.wait(timeout)
 
     def close(self) -> None:
         """Finish every pending operation and buffered ack, stop the thread, close the
         connection. Idempotent."""
-        with self._cond:
+        with self._lock:
             self._closing = True
-            self._cond.notify_all()
+            self._work.notify_all()
+            self._records.notify_all()
         if self._thread is not threading.current_thread():
             self._thread.join()
 
-    # ------------------------------------------------------------------ committer thread
+    # ------------------------------------------------------------------ running groups
 
-    def _take(self) -> list[_Op] | None:
-        """The next batch (buffered acks first), or None when closed and drained. Holds
-        ``_cond``."""
-        while not self._pending and not self._acks and not self._closing:
-            self._waiting = True
-            self._cond.wait()
-        self._waiting = False
+    def _take(self) -> list[_Op]:
+        """The next batch (buffered acks first). Holds ``_lock``; ``_busy`` is set."""
         pending = self._pending
         if pending and pending[0].kind.startswith("raw:"):
             return [pending.pop(0)]
-        if not pending and not self._acks:
-            return None
         batch: list[_Op] = []
         weight = 0
         if self._acks:
@@ -214,35 +251,63 @@ class Committer:
     def _run(self) -> None:
         try:
             while True:
-                with self._cond:
+                with self._lock:
+                    while True:
+                        now = time.monotonic()
+                        if not self._busy:
+                            if self._pending:
+                                break
+                            if self._acks:
+                                due = self._acks_at + self.ACK_DELAY - now
+                                if due <= 0 or self._closing:
+                                    break
+                                self._work.wait(due)
+                                continue
+                            if self._closing:
+                                return
+                        if now - self._acks_at < self.ACK_POLL_FOR:
+                            # Acks came lately: look again in ACK_DELAY rather than be woken
+                            # by the next first ack (a thread switch per get when streaming).
+                            self._work.wait(self.ACK_DELAY)
+                        else:
+                            self._asleep = True
+                            self._work.wait()
+                            self._asleep = False
+                    self._busy = True
                     batch = self._take()
-                if batch is None:
-                    return
-                if batch[0].kind.startswith("raw:"):
-                    self._raw(batch[0])
-                else:
-                    self._group(batch)
-                self.groups += 1
-                self.ops += len(batch)
-                wake = False
-                for op in batch:
-                    if op.error is None:
-                        wake = wake or op.kind in _WAKES
-                    elif op.kind.startswith("buffered-"):
-                        self.ack_failures += 1
-                        self.last_ack_error = op.error
-                        _log.logger().warning("queue.buffered_acks_lost", path=self._path,
-                                              acks=op.weight, error=str(op.error))
-                    if op.kind == "flush":
-                        op.result = self.ack_failures
-                if wake:
-                    with self._cond:
-                        self.generation += 1
-                        self._cond.notify_all()
-                for op in batch:
-                    op.done.release()
+                try:
+                    self._execute(batch)
+                finally:
+                    with self._lock:
+                        self._busy = False
         finally:
             self._conn.close()
+
+    def _execute(self, batch: list[_Op]) -> None:
+        """Run one batch (one group, or one raw op), then wake whoever waits for it."""
+        if batch[0].kind.startswith("raw:"):
+            self._raw(batch[0])
+        else:
+            self._group(batch)
+        self.groups += 1
+        self.ops += len(batch)
+        wake = False
+        for op in batch:
+            if op.error is None:
+                wake = wake or op.kind in _WAKES
+            elif op.kind.startswith("buffered-"):
+                self.ack_failures += 1
+                self.last_ack_error = op.error
+                _log.logger().warning("queue.buffered_settlements_lost", path=self._path,
+                                      kind=op.kind, count=op.weight, error=str(op.error))
+            if op.kind == "flush":
+                op.result = self.ack_failures
+        if wake:
+            with self._lock:
+                self.generation += 1
+                self._records.notify_all()
+        for op in batch:
+            op.done.release()
 
     def _raw(self, op: _Op) -> None:
         try:
@@ -256,6 +321,10 @@ class Committer:
     def _group(self, batch: list[_Op]) -> None:
         conn = self._conn
         try:
+            light = all(op.kind in _LIGHT for op in batch)
+            if self._sync != (conn, light):
+                conn.execute(f"PRAGMA synchronous = {'NORMAL' if light else 'FULL'}")
+                self._sync = (conn, light)
             conn.execute("BEGIN IMMEDIATE")
             group = Group(conn, 0.0)
             results = []

@@ -7,7 +7,8 @@ finishes pending work and buffered acks, stops the thread and closes the connect
 queues (or tenants) in one file cost one thread and a constant number of file descriptors, and
 a group commit serves all of them at once.
 
-The engine is found by the file's real path. Its ``busy_timeout`` is the first opener's.
+The engine is found by the file's real path. Its ``busy_timeout`` is the first opener's. A
+forked child starts with no engines (the parent's connections and threads are not its own).
 ``recovery_report`` is what opening (or a later repair of) the file found, shared by its queues.
 """
 
@@ -80,6 +81,18 @@ def release(engine: Engine) -> None:
             del _engines[engine.key]
     engine.committer.close()
     release_hold(engine.path)
+
+
+def _forget_in_child() -> None:
+    # A forked child inherits the registry but not the committer threads, and must not use
+    # the parent's SQLite connections: its queues open engines of their own.
+    global _lock
+    _lock = threading.Lock()
+    _engines.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def open_engines() -> dict[str, Any]:

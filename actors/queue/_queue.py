@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
+import random
 import time
 import zlib
 from typing import Any, Iterable
@@ -22,6 +22,22 @@ DEFAULT_MAX_PAYLOAD = 1024 * 1024      # encoded bytes
 DEFAULT_DEAD_LETTER_LIMIT = 10_000
 DEFAULT_MAX_BYTES = 1 << 30            # per queue, dead letters included (see _schema.record_size)
 MIN_MAX_BYTES = 4096
+
+
+_rng = random.Random()
+_rng_pid = -1
+
+
+def _lease_token() -> int:
+    """A random 63-bit lease token. Not a secret (it is stored in the file), only unique: a
+    Mersenne Twister seeded from ``os.urandom`` (``secrets.randbits`` reads the kernel's random
+    source on every call, which cost ~1 ms per ``get`` on a loaded machine); re-seeded in a
+    forked child so that two processes never draw the same sequence."""
+    global _rng_pid
+    if _rng_pid != os.getpid():
+        _rng.seed(os.urandom(32))
+        _rng_pid = os.getpid()
+    return _rng.getrandbits(63)
 
 
 def _seconds(name: str, value: Any, *, allow_none: bool = False, positive: bool = False) -> Any:
@@ -180,7 +196,7 @@ class DurableQueue:
         deadline = time.monotonic() + _seconds("timeout", timeout)
         while True:
             generation = self._committer.generation
-            lease = secrets.randbits(63)
+            lease = _lease_token()
             rows, next_due = self._submit(
                 "claim", _ops.claim, max_items, self.visibility_timeout, self.max_deliveries,
                 lease, weight=max_items)
@@ -364,3 +380,4 @@ class DurableQueue:
         who = "" if self.tenant is None else f" tenant={self.tenant!r}"
         return (f"<DurableQueue {self.name!r}{who} at {self.path!r} {state} "
                 f"groups={self._committer.groups} ops={self._committer.ops}>")
+

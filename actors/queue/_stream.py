@@ -15,8 +15,9 @@ where its processing ends:
 An item that is never settled - lost with a crashed node, or dropped by a lossy edge - comes back
 after the queue's visibility timeout and runs through the graph again: every record is processed
 at least once, or dead-lettered with its reason (after ``max_deliveries``, its TTL, or a reject).
-Settling calls block on the queue's group commit (milliseconds); they run inside the node's turn
-like any I/O, and the scheduler keeps other actors running meanwhile.
+``QueueSink``'s batch ack blocks on the queue's group commit (milliseconds), inside the node's
+turn like any I/O; ``item.reject``/``nack``/``ack`` are buffered for the next commit and return
+at once (a settlement lost to a crash only means the record comes through again).
 """
 
 from __future__ import annotations
@@ -52,16 +53,18 @@ class QueueItem:
         """The same record (and lease) carrying a new payload."""
         return QueueItem(self.delivery, payload)
 
-    def reject(self, reason: str) -> bool:
-        """Dead-letter it now with reason ``"error: <reason>"``. False if the lease was stale."""
-        return self.delivery.reject(reason)
+    def reject(self, reason: str, wait: bool = False) -> bool:
+        """Dead-letter it with reason ``"error: <reason>"`` (buffered; see ``Delivery.reject``).
+        False if already settled, or with ``wait=True`` if the lease was stale."""
+        return self.delivery.reject(reason, wait=wait)
 
-    def nack(self, delay: float = 0.0, error: str | None = None) -> bool:
-        """Deliver it again after ``delay`` seconds (counts as an attempt)."""
-        return self.delivery.nack(delay, error)
+    def nack(self, delay: float = 0.0, error: str | None = None, wait: bool = False) -> bool:
+        """Deliver it again after ``delay`` seconds (counts as an attempt; buffered)."""
+        return self.delivery.nack(delay, error, wait=wait)
 
-    def ack(self) -> bool:
-        return self.delivery.ack()
+    def ack(self, wait: bool = False) -> bool:
+        """Processed (buffered; ``wait=True`` blocks until on disk, see ``Delivery.ack``)."""
+        return self.delivery.ack(wait=wait)
 
     def __repr__(self) -> str:
         return f"<QueueItem id={self.id} attempt={self.attempt} {self.payload!r}>"

@@ -18,67 +18,67 @@ from ._messages import FlushBatch
 
 if TYPE_CHECKING:
     from ._edges import In
-    from ._node import Node
+    from ._wiring import Wiring
 
 __all__ = ["batch_take", "on_flush_batch", "flush_all_batches"]
 
 
-def _run(node: "Node", chunk: list[Any], port: str) -> None:
-    node.process_batch(chunk, port)
-    c = node._sv_c
+def _run(w: "Wiring", chunk: list[Any], port: str) -> None:
+    w.node.process_batch(chunk, port)
+    c = w.counters
     c.custody -= len(chunk)
     c.processed += len(chunk)
 
 
-def batch_take(node: "Node", inp: "In", items: Any, now: float) -> None:
+def batch_take(w: "Wiring", inp: "In", items: Any, now: float) -> None:
     port = inp.port
-    buf = node._sv_bbuf[port]
+    buf = w.batches[port]
     buf.extend(items)
-    node._sv_grant(inp, len(items))
-    size = node._sv_bmax
+    w.grant(inp, len(items))
+    size = w.batch_max
     fired = False
     while len(buf) >= size:
         chunk = buf[:size]
         del buf[:size]
-        _run(node, chunk, port)
+        _run(w, chunk, port)
         fired = True
-    delay = node._sv_bdelay
+    delay = w.batch_delay
     if buf and delay == 0:
         chunk = buf[:]
         buf.clear()
-        _run(node, chunk, port)
-    armed = node._sv_barmed
+        _run(w, chunk, port)
+    armed = w.batch_armed
     if not buf:
         if armed[port]:
             armed[port] = False
-            node.cancel_timer(("sv-batch", port))
+            w.node.cancel_timer(("sv-batch", port))
     elif delay is not None and (fired or not armed[port]):
         # every item now waiting arrived in this message (a full batch took the older ones)
         armed[port] = True
-        node.send_after(delay, FlushBatch(port), key=("sv-batch", port))
+        w.node.send_after(delay, FlushBatch(port), key=("sv-batch", port))
 
 
-def on_flush_batch(node: "Node", port: str) -> None:
-    node._sv_barmed[port] = False
-    if node._sv_paused:  # taken items wait with the node; look again after another delay
-        if node._sv_bbuf.get(port):
-            node._sv_barmed[port] = True
-            node.send_after(node._sv_bdelay or 0.0, FlushBatch(port), key=("sv-batch", port))
+def on_flush_batch(w: "Wiring", port: str) -> None:
+    w.batch_armed[port] = False
+    if w.paused:  # taken items wait with the node; look again after another delay
+        if w.batches.get(port):
+            w.batch_armed[port] = True
+            w.node.send_after(w.batch_delay or 0.0, FlushBatch(port), key=("sv-batch", port))
         return
-    buf = node._sv_bbuf.get(port)
+    buf = w.batches.get(port)
     if buf:
         chunk = buf[:]
         buf.clear()
-        _run(node, chunk, port)
-        node._sv_epilogue()
+        _run(w, chunk, port)
+        w.epilogue()
 
 
-def flush_all_batches(node: "Node") -> None:
-    for port, buf in node._sv_bbuf.items():
+def flush_all_batches(w: "Wiring") -> None:
+    for port, buf in w.batches.items():
         if buf:
             chunk = buf[:]
             buf.clear()
-            _run(node, chunk, port)
-            if node._sv_barmed.get(port):
-                node._sv_barmed[port] = False
-                node.cancel_timer(("sv-batch", port))
+            _run(w, chunk, port)
+            if w.batch_armed.get(port):
+                w.batch_armed[port] = False
+                w.node.cancel_timer(("sv-batch", port))

@@ -24,7 +24,7 @@ from ._stats import EdgeCounters
 
 if TYPE_CHECKING:
     from ._graph import EdgeDef
-    from ._node import Node
+    from ._wiring import Wiring
 
 __all__ = ["Out", "In", "Batch"]
 
@@ -49,7 +49,8 @@ class Out:
                  "tell", "ref", "epoch", "credit", "buf", "ending", "end_sent", "owner",
                  "_report_at", "_reported")
 
-    def __init__(self, edge: "EdgeDef", target: int, stats: EdgeCounters, owner: "Node") -> None:
+    def __init__(self, edge: "EdgeDef", target: int, stats: EdgeCounters,
+                 owner: "Wiring") -> None:
         self.eid = edge.index
         self.name = edge.name
         self.policy = edge.policy
@@ -144,7 +145,7 @@ class Out:
         in_flight = st.sent - st.delivered - st.lost_in_flight
         if in_flight > 0:
             st.lost_in_flight += in_flight
-            self.owner._sv_report_loss("in_flight", in_flight, self.name)
+            self.owner.report_loss("in_flight", in_flight, self.name)
         self.ref = msg.ref
         self.tell = msg.ref.tell
         self.epoch = msg.epoch
@@ -158,7 +159,7 @@ class Out:
         self.tell = self.ref = None
         self.credit = 0
         self.stats.credit = 0
-        self.owner._sv_report_loss("in_flight", n, self.name)
+        self.owner.report_loss("in_flight", n, self.name)
 
     def _refused(self, items: Any) -> None:
         """The receiver's mailbox was full (someone else filled it: credit alone never does).
@@ -168,7 +169,7 @@ class Out:
         self.buf[:0] = items
         self.credit = 0
         self.stats.credit = 0
-        self.owner.log.warning("stream receiver's mailbox is full; items wait in the sender",
+        self.owner.node.log.warning("stream receiver's mailbox is full; items wait in the sender",
                                edge=self.name, items=n)
 
     def _dropped(self, n: int) -> None:
@@ -177,7 +178,7 @@ class Out:
         if now - self._report_at >= 1.0:
             self._report_at = now
             total = self.stats.dropped
-            self.owner._sv_report_drops(self, total, total - self._reported)
+            self.owner.report_drops(self, total, total - self._reported)
             self._reported = total
 
     def __repr__(self) -> str:
@@ -206,7 +207,7 @@ class In:
         self.ended = False
         self.epoch = 0
 
-    def attach(self, node: "Node", ref: Any) -> None:
+    def attach(self, w: "Wiring", ref: Any) -> None:
         """Attach to sender ``ref``: a fresh window (less what is still held from this edge)."""
         self.upstream = ref
         self.credit_tell = ref.tell
@@ -214,9 +215,9 @@ class In:
         grant = self.window - self.held
         grant = grant if grant > 0 else 0
         self.owed = 0
-        if node._sv_blocked:  # its own outputs are backed up (or not wired yet): withhold
+        if w.blocked:  # its own outputs are backed up (or not wired yet): withhold
             self.owed, grant = grant, 0
-        if not ref.tell(Attach(self.eid, node.ref, grant, self.epoch)):
+        if not ref.tell(Attach(self.eid, w.node.ref, grant, self.epoch)):
             self.upstream = self.credit_tell = None
 
     def give(self, n: int) -> None:

@@ -31,6 +31,7 @@ from .._checks import check_number
 from ._enums import Expired, Policy, Trigger
 from ._kinds import Sink, Source
 from ._node import Node
+from ._timers import watched_ports
 
 if TYPE_CHECKING:
     from .._runtime import Runtime
@@ -153,7 +154,10 @@ class Graph:
             cls.check_arguments(*args, **kwargs)
         except ValueError as e:
             raise ValueError(f"{what}: {e}") from None
-        pick = lambda given, attr: getattr(cls, attr) if given is _UNSET else given  # noqa: E731
+
+        def pick(given: Any, attr: str) -> Any:  # add's override, or the class attribute
+            return getattr(cls, attr) if given is _UNSET else given
+
         ins = _ports(f"{what}: inputs", pick(inputs, "inputs"))
         outs = _ports(f"{what}: outputs", pick(outputs, "outputs"))
         if issubclass(cls, Source) and ins:
@@ -176,7 +180,7 @@ class Graph:
                           lambda w, v: _seconds(w, v))
         rules = _per_input(f"{what}: on_expired", pick(on_expired, "on_expired"), ins,
                            lambda w, v: Expired.parse(v))
-        for port in cls._sv_watched_ports():  # type: ignore[attr-defined]
+        for port in watched_ports(cls):
             if isinstance(port, str) and port not in ins:
                 raise ValueError(f"{what}: a timeout() watches input {port!r}, which is not one "
                                  f"of its inputs {ins}")

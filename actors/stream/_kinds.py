@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 from typing import Any, Iterable
 
-from . import _wiring
 from ._log import StreamLog
 from ._node import Node
 
@@ -39,26 +38,12 @@ class Source(Node):
 
     def finish(self) -> None:
         """No more items: each output ends once what was produced has been sent."""
-        _wiring.finish_source(self)
+        self._wiring.finish_source()
 
     @property
     def demand(self) -> int:
         """How many items ``produce`` may return now."""
-        return _wiring.demand(self)
-
-    def _sv_on_pump(self) -> None:
-        _wiring.pump_source(self, "pump")
-
-    def _sv_on_poll(self) -> None:
-        _wiring.pump_source(self, "poll")
-
-    def _sv_on_wake(self) -> None:
-        _wiring.pump_source(self, "wake")
-
-    def _sv_after_credit(self) -> None:
-        if self._sv_bp:
-            self._sv_check_blocked()
-        _wiring.kick(self)
+        return self._wiring.demand()
 
 
 class IterableSource(Source):

@@ -1,13 +1,13 @@
 """What node actors tell each other (never user payloads: those travel as ``(edge, items)``
-tuples, the one plain-tuple message a node takes). Each control message knows which node
-method handles it, so a node's ``receive`` is one class check and one call."""
+tuples, the one plain-tuple message a node takes). Each control message knows which method of
+the node's ``Wiring`` handles it, so a node's ``receive`` is one class check and one call."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._node import Node
+    from ._wiring import Wiring
 
 __all__ = ["Credit", "Attach", "Hello", "End", "Pump", "Poll", "Wake", "Every", "Watch",
            "FlushBatch", "Expire", "PUMP", "POLL", "WAKE", "EXPIRE"]
@@ -22,8 +22,8 @@ class Credit:
     def __init__(self, eid: int, n: int, epoch: int) -> None:
         self.eid, self.n, self.epoch = eid, n, epoch
 
-    def handle(self, node: "Node") -> None:
-        node._sv_on_credit(self)
+    def handle(self, w: "Wiring") -> None:
+        w.on_credit(self)
 
     def __repr__(self) -> str:
         return f"<Credit edge={self.eid} n={self.n} epoch={self.epoch}>"
@@ -39,8 +39,8 @@ class Attach:
     def __init__(self, eid: int, ref: Any, grant: int, epoch: int) -> None:
         self.eid, self.ref, self.grant, self.epoch = eid, ref, grant, epoch
 
-    def handle(self, node: "Node") -> None:
-        node._sv_on_attach(self)
+    def handle(self, w: "Wiring") -> None:
+        w.on_attach(self)
 
     def __repr__(self) -> str:
         return f"<Attach edge={self.eid} grant={self.grant} epoch={self.epoch}>"
@@ -54,8 +54,8 @@ class Hello:
     def __init__(self, eid: int, ref: Any) -> None:
         self.eid, self.ref = eid, ref
 
-    def handle(self, node: "Node") -> None:
-        node._sv_on_hello(self)
+    def handle(self, w: "Wiring") -> None:
+        w.on_hello(self)
 
 
 class End:
@@ -66,8 +66,8 @@ class End:
     def __init__(self, eid: int) -> None:
         self.eid = eid
 
-    def handle(self, node: "Node") -> None:
-        node._sv_on_end(self.eid)
+    def handle(self, w: "Wiring") -> None:
+        w.on_end(self.eid)
 
 
 class _Signal:
@@ -76,11 +76,11 @@ class _Signal:
     def __init__(self, method: str) -> None:
         self.method = method
 
-    def handle(self, node: "Node") -> None:
-        getattr(node, self.method)()
+    def handle(self, w: "Wiring") -> None:
+        getattr(w, self.method)()
 
     def __repr__(self) -> str:
-        return f"<{self.method.removeprefix('_sv_on_')}>"
+        return f"<{self.method.removeprefix('on_')}>"
 
 
 class Pump(_Signal):
@@ -99,10 +99,10 @@ class Expire(_Signal):
     """A BARRIER's timer: a waiting value reached its ``max_age``."""
 
 
-PUMP = Pump("_sv_on_pump")
-POLL = Poll("_sv_on_poll")
-WAKE = Wake("_sv_on_wake")
-EXPIRE = Expire("_sv_on_expire")
+PUMP = Pump("on_pump")
+POLL = Poll("on_poll")
+WAKE = Wake("on_wake")
+EXPIRE = Expire("on_expire")
 
 
 class Every:
@@ -113,8 +113,8 @@ class Every:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def handle(self, node: "Node") -> None:
-        node._sv_on_every(self.name)
+    def handle(self, w: "Wiring") -> None:
+        w.on_every(self.name)
 
 
 class Watch:
@@ -125,8 +125,8 @@ class Watch:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def handle(self, node: "Node") -> None:
-        node._sv_on_watch(self.name)
+    def handle(self, w: "Wiring") -> None:
+        w.on_watch(self.name)
 
 
 class FlushBatch:
@@ -137,5 +137,5 @@ class FlushBatch:
     def __init__(self, port: str) -> None:
         self.port = port
 
-    def handle(self, node: "Node") -> None:
-        node._sv_on_flush_batch(self.port)
+    def handle(self, w: "Wiring") -> None:
+        w.on_flush_batch(self.port)

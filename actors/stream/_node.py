@@ -22,23 +22,26 @@ and ``on_message`` (anything else told to the node). What they emit is sent when
 returns - never an item of a handler that raised: the items it was handling are then counted as
 lost, exactly, and the node is restarted by its supervisor.
 
-Nodes must not override ``receive`` (``TypeError`` at class definition).
+Nodes must not override ``receive`` (``TypeError`` at class definition), nor use the attribute
+``_wiring``: the framework keeps all it needs for the node there (one ``Wiring`` object, see
+``_wiring``); every other attribute is yours. A node object is made only by its graph's
+instance (the ``Binding`` check in ``__init__``); the runtime starts each incarnation by calling
+``on_start`` and then ``Wiring.start`` (``Node._startup``, the core's start hook).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Iterable
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .._actor import Actor
-from . import _wiring
-from ._batching import on_flush_batch
+from . import _timers
 from ._edges import Batch
 from ._enums import Expired, Trigger
 from ._messages import (Attach, Credit, End, Every, Expire, FlushBatch, Hello, Poll, Pump, Wake,
                         Watch)
-from ._timers import on_every, on_watch
-from ._triggers import on_expire
+from ._wiring import Wiring
 
 if TYPE_CHECKING:
     from ._instance import StreamInstance
@@ -63,17 +66,27 @@ class Binding:
         return f"<Binding {self.shared.plan.name}/{self.shared.plan.nodes[self.index].name}>"
 
 
-def _wrap_init(init: Any) -> Any:
+# The ``__init__`` functions that ``_bound_init`` made (a class inheriting one is not rewrapped).
+_WRAPPED: "weakref.WeakSet[Callable[..., None]]" = weakref.WeakSet()
+
+
+def _bound_init(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a node class's ``__init__`` in the one binding check: the spawn's ``Binding`` (the
+    first argument) builds the node's ``Wiring`` and is taken off before ``init`` sees its
+    arguments; without one, the node must be bound already (a ``super().__init__`` call),
+    else ``TypeError``: a node is made by instantiating its graph, never directly."""
+
     @functools.wraps(init)
     def __init__(self: "Node", *args: Any, **kwargs: Any) -> None:
         if args and args[0].__class__ is Binding:
-            _bind(self, args[0])
+            self._wiring = Wiring(self, args[0], type(self).snapshot is not Node.snapshot)
             args = args[1:]
-        elif not hasattr(self, "_sv_def"):
-            raise _unbound(self)
+        elif getattr(self, "_wiring", None) is None:
+            raise TypeError(f"{type(self).__name__} is a stream node: add it to a Graph and "
+                            "instantiate the graph instead of spawning it")
         init(self, *args, **kwargs)
 
-    __init__._sv_wrapped = True  # type: ignore[attr-defined]
+    _WRAPPED.add(__init__)
     return __init__
 
 
@@ -88,9 +101,10 @@ class Node(Actor):
     max_age: Any = None              # seconds, or {port: seconds}: when a value expires
     on_expired: Any = Expired.WAIT   # or {port: Expired}
 
-    _sv_timer_specs: tuple[tuple[str, tuple[Any, ...]], ...] = ()
-    _sv_simple = False
-    _sv_single: Any = None
+    # The framework's state for this node (see ``_wiring``): a slot, so that a node's own
+    # attributes can neither shadow it nor be shadowed by it.
+    __slots__ = ("_wiring",)
+    _wiring: Wiring
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -99,28 +113,11 @@ class Node(Actor):
                             "process_batch or fire, and other messages in on_message; it must "
                             "not override receive")
         init = cls.__dict__.get("__init__")
-        if init is not None and not getattr(init, "_sv_wrapped", False):
-            cls.__init__ = _wrap_init(init)  # type: ignore[method-assign]
-        specs: dict[str, tuple[Any, ...]] = {}
-        for klass in reversed(cls.__mro__):
-            for attr, value in vars(klass).items():
-                mark = getattr(value, "_sv_timer", None)
-                if mark is not None:
-                    specs[attr] = mark
-                elif attr in specs:
-                    del specs[attr]  # overridden by a method without the decorator
-        cls._sv_timer_specs = tuple(specs.items())
-
-    @classmethod
-    def _sv_watched_ports(cls) -> list[str]:
-        return [spec[2] for _, spec in cls._sv_timer_specs if spec[0] == "timeout"]
+        if init is not None and init not in _WRAPPED:
+            cls.__init__ = _bound_init(init)  # type: ignore[method-assign]
+        _timers.collect_specs(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if args and args[0].__class__ is Binding:
-            _bind(self, args[0])
-            args = args[1:]
-        elif not hasattr(self, "_sv_def"):
-            raise _unbound(self)
         if args or kwargs:
             raise TypeError(f"{type(self).__name__}() takes no arguments; define __init__ to "
                             f"accept {args or ''}{kwargs or ''}")
@@ -166,50 +163,47 @@ class Node(Actor):
         """Send ``item`` on output ``port`` (when the handler returns). ``ValueError`` for a port
         the node does not have."""
         try:
-            self._sv_emitted[port].append(item)
+            self._wiring.emitted[port].append(item)
         except KeyError:
-            raise ValueError(f"{self._sv_def.name}: no output port {port!r} (outputs: "
-                             f"{self._sv_def.outputs})") from None
+            raise self._wiring.no_port(port) from None
 
     def emit_many(self, items: Iterable[Any], port: str = "out") -> None:
         """Send every item of ``items`` on ``port`` (one call for a whole batch)."""
         try:
-            self._sv_emitted[port].extend(items)
+            self._wiring.emitted[port].extend(items)
         except KeyError:
-            raise ValueError(f"{self._sv_def.name}: no output port {port!r} (outputs: "
-                             f"{self._sv_def.outputs})") from None
+            raise self._wiring.no_port(port) from None
 
     def pause(self) -> None:
         """Stop taking items: what arrives waits, uncredited, until ``resume()`` (a sink waiting
         for a database, a rate limit). Bounded by the input windows."""
-        self._sv_paused = True
-        self._sv_simple = False
+        self._wiring.pause()
 
     def resume(self) -> None:
         """Take items again, starting with those that waited (in this handler, in order)."""
-        if self._sv_paused:
-            _wiring.resume(self)
+        if self._wiring.paused:
+            self._wiring.resume()
 
     @property
     def paused(self) -> bool:
-        return self._sv_paused
+        return self._wiring.paused
 
     @property
     def node_name(self) -> str:
         """This node's name in the graph."""
-        return self._sv_def.name
+        return self._wiring.definition.name
 
     @property
     def instance(self) -> "StreamInstance":
         """The graph instance this node belongs to (logs, statistics)."""
-        return self._sv_shared.instance
+        return self._wiring.shared.instance
 
     @property
     def counters(self) -> Any:
         """This node's counters in the instance (they survive restarts; ``statistics()`` reads
         them): a node with counted outcomes of its own (``Window``: ``late``, ``errors``,
         ``evicted``, ``open_windows``) adds to them here."""
-        return self._sv_c
+        return self._wiring.counters
 
     @classmethod
     def check_arguments(cls, *args: Any, **kwargs: Any) -> None:
@@ -220,173 +214,47 @@ class Node(Actor):
     @property
     def now(self) -> float:
         """The runtime clock (a ``ManualClock`` in tests)."""
-        return self._sv_clock.now()
+        return self._wiring.clock.now()
 
     # -- the framework's side (do not call) ------------------------------------------------------
+    def _startup(self) -> None:
+        """The runtime's start of the actor (its first turn): your ``on_start``, then the
+        framework's start of this incarnation (``Wiring.start``: restore, attach, timers)."""
+        self.on_start()
+        self._wiring.start()
+
     def receive(self, msg: Any) -> Any:
         cls = msg.__class__
         if cls is Batch:
-            if self._sv_simple:  # Trigger.EACH, no batching, no watchdog, not paused
-                inp = self._sv_in[msg.eid]
+            w = self._wiring
+            if w.simple:  # Trigger.EACH, no batching, no watchdog, not paused
+                inp = w.by_eid[msg.eid]
                 items = msg.items
                 n = len(items)
                 inp.stats.delivered += n
-                c = self._sv_c
+                c = w.counters
                 c.custody += n
                 self.process_batch(items, inp.port)
                 c.custody -= n
                 c.processed += n
-                if self._sv_has_outputs:
-                    self._sv_flush()
-                self._sv_grant(inp, n)
-                if self._sv_snap:
-                    self._sv_save()
+                if w.has_outputs:
+                    w.flush()
+                w.grant(inp, n)
+                if w.takes_snapshots:
+                    w.save()
             else:
-                _wiring.take(self, msg)
+                w.take(msg)
         elif cls in _CONTROL:
-            msg.handle(self)
+            msg.handle(self._wiring)
         else:
             result = self.on_message(msg)
-            self._sv_epilogue()
+            self._wiring.epilogue()
             return result
         return None
 
-    def _sv_boot(self) -> None:
-        """The actor's ``on_start``: yours first, then the framework's (see ``_wiring``)."""
-        type(self).on_start(self)
-        _wiring.boot(self)
-
-    def _sv_epilogue(self) -> None:
-        """After every handler: route what it emitted, send ends, take a snapshot."""
-        if self._sv_has_outputs:
-            self._sv_flush()
-        if self._sv_end_pending:
-            _wiring.end_outputs(self)
-        if self._sv_snap:
-            self._sv_save()
-
-    def _sv_flush(self) -> None:
-        """Route what the handler emitted; then update the backed-up state."""
-        single = self._sv_single
-        if single is not None:  # one output port, one edge, no log: the common case
-            port, out = single
-            items = self._sv_emitted[port]
-            if items:
-                self._sv_emitted[port] = []
-                self._sv_c.emitted += len(items)
-                if out.push(items) or self._sv_blocked:
-                    self._sv_check_blocked()
-            return
-        emitted = self._sv_emitted
-        waiting = False
-        for port, items in emitted.items():
-            if items:
-                emitted[port] = []
-                waiting = self._sv_route(port, items) or waiting
-        if (waiting or self._sv_blocked) and self._sv_bp:
-            self._sv_check_blocked()
-
-    def _sv_route(self, port: str, items: list[Any]) -> bool:
-        n = len(items)
-        self._sv_c.emitted += n
-        log = self._sv_logs.get(port) if self._sv_logs else None
-        if log is not None:
-            log.extend(items)
-        outs = self._sv_routes[port]
-        if len(outs) == 1:
-            return outs[0].push(items)
-        if not outs:
-            if log is None:
-                self._sv_c.unrouted += n
-            return False
-        shared = tuple(items)  # the same immutable batch to every receiver
-        waiting = False
-        for out in outs:
-            waiting = out.push(shared) or waiting
-        return waiting
-
-    def _sv_check_blocked(self) -> None:
-        blocked = False
-        for out in self._sv_bp:
-            if out.buf or out.tell is None:  # items waiting, or no receiver (yet)
-                blocked = True
-                break
-        was, self._sv_blocked = self._sv_blocked, blocked
-        if was and not blocked:
-            for inp in self._sv_ins:
-                if inp.owed >= inp.threshold:
-                    owed, inp.owed = inp.owed, 0
-                    inp.give(owed)
-
-    def _sv_grant(self, inp: Any, n: int) -> None:
-        owed = inp.owed + n
-        if owed >= inp.threshold and not self._sv_blocked:
-            inp.owed = 0
-            inp.give(owed)
-        else:
-            inp.owed = owed
-
-    def _sv_save(self) -> None:
-        self._sv_shared.snapshots[self._sv_index] = self.snapshot()
-
-    # control messages (see _messages): the logic lives in _wiring and _triggers
-    def _sv_on_credit(self, msg: Credit) -> None:
-        out = self._sv_out_by_eid.get(msg.eid)
-        if out is None or msg.epoch != out.epoch:
-            return  # credit from an incarnation the edge no longer delivers to
-        out.credit += msg.n
-        out.pump()
-        self._sv_after_credit()
-
-    def _sv_on_attach(self, msg: Attach) -> None:
-        out = self._sv_out_by_eid.get(msg.eid)
-        if out is None or msg.epoch < out.epoch:
-            return
-        out.attach(msg)
-        self._sv_after_credit()
-
-    def _sv_after_credit(self) -> None:
-        if self._sv_bp:
-            self._sv_check_blocked()
-
-    def _sv_on_hello(self, msg: Hello) -> None:
-        _wiring.on_hello(self, msg)
-
-    def _sv_on_end(self, eid: int) -> None:
-        _wiring.on_end(self, eid)
-
-    def _sv_on_flush_batch(self, port: str) -> None:
-        on_flush_batch(self, port)
-
-    def _sv_on_expire(self) -> None:
-        on_expire(self)
-
-    def _sv_on_every(self, name: str) -> None:
-        on_every(self, name)
-
-    def _sv_on_watch(self, name: str) -> None:
-        on_watch(self, name)
-
-    def _sv_on_pump(self) -> None:
-        pass
-
-    _sv_on_poll = _sv_on_wake = _sv_on_pump
-
-    def _sv_report_loss(self, where: str, n: int, edge: str | None) -> None:
-        _wiring.report_loss(self, where, n, edge)
-
-    def _sv_report_drops(self, out: Any, total: int, since: int) -> None:
-        _wiring.report_drops(self, out, total, since)
-
     def __repr__(self) -> str:
-        d = getattr(self, "_sv_def", None)
-        return f"<{type(self).__name__} {d.name if d else '(unbound)'}>"
+        w = getattr(self, "_wiring", None)
+        return f"<{type(self).__name__} {w.definition.name if w else '(unbound)'}>"
 
 
-def _unbound(node: Node) -> TypeError:
-    return TypeError(f"{type(node).__name__} is a stream node: add it to a Graph and "
-                     "instantiate the graph instead of spawning it")
-
-
-def _bind(node: Node, binding: Binding) -> None:
-    _wiring.bind(node, binding, type(node).snapshot is not Node.snapshot)
+Node.__init__ = _bound_init(Node.__init__)  # type: ignore[method-assign]

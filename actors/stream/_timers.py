@@ -20,15 +20,27 @@ timer cost. Both kinds run like any handler: what they emit is sent when they re
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 from .._checks import check_number
 from ._messages import Every, Watch
 
 if TYPE_CHECKING:
-    from ._node import Node
+    from ._wiring import Wiring
 
-__all__ = ["every", "timeout", "arm_timers", "on_every", "on_watch", "seen"]
+__all__ = ["every", "timeout", "collect_specs", "specs", "watched_ports", "arm_timers",
+           "on_every", "on_watch", "seen"]
+
+Spec = tuple[Any, ...]  # ("every", period) or ("timeout", seconds, port, repeat)
+
+# The mark that ``every``/``timeout`` put on a method (an attribute of the function, so that it
+# survives other decorators that copy the function's attributes, as ``functools.wraps`` does).
+_MARK = "_sv_timer"
+
+# Each node class's timer methods, found once at class definition (``collect_specs``).
+_SPECS: "weakref.WeakKeyDictionary[type, tuple[tuple[str, Spec], ...]]" = (
+    weakref.WeakKeyDictionary())
 
 
 def _check(what: str, value: Any) -> None:
@@ -46,7 +58,7 @@ def every(period: float | str) -> Callable[[Any], Any]:
     _check("every(period)", period)
 
     def mark(fn: Any) -> Any:
-        fn._sv_timer = ("every", period)
+        setattr(fn, _MARK, ("every", period))
         return fn
 
     return mark
@@ -61,14 +73,39 @@ def timeout(seconds: float | str, port: str = "in", *, repeat: bool = False
         raise ValueError(f"timeout(port=) must name an input port, got {port!r}")
 
     def mark(fn: Any) -> Any:
-        fn._sv_timer = ("timeout", seconds, port, bool(repeat))
+        setattr(fn, _MARK, ("timeout", seconds, port, bool(repeat)))
         return fn
 
     return mark
 
 
-def _seconds(node: "Node", value: Any, what: str) -> float:
+def collect_specs(cls: type) -> None:
+    """Find ``cls``'s timer methods (called when a node class is defined): a method overridden
+    without the decorator is no timer any more."""
+    found: dict[str, Spec] = {}
+    for klass in reversed(cls.__mro__):
+        for attr, value in vars(klass).items():
+            mark = getattr(value, _MARK, None)
+            if mark is not None:
+                found[attr] = mark
+            elif attr in found:
+                del found[attr]  # overridden by a method without the decorator
+    _SPECS[cls] = tuple(found.items())
+
+
+def specs(cls: type) -> tuple[tuple[str, Spec], ...]:
+    """``(method name, spec)`` of each timer method of node class ``cls``."""
+    return _SPECS.get(cls, ())
+
+
+def watched_ports(cls: type) -> list[Any]:
+    """The input ports that ``cls``'s ``@timeout`` methods watch."""
+    return [spec[2] for _, spec in specs(cls) if spec[0] == "timeout"]
+
+
+def _seconds(w: "Wiring", value: Any, what: str) -> float:
     if isinstance(value, str):
+        node = w.node
         value = getattr(node, value)
         _check(f"{type(node).__name__}.{what}", value)
         if isinstance(value, str):
@@ -76,53 +113,56 @@ def _seconds(node: "Node", value: Any, what: str) -> float:
     return float(value)
 
 
-def arm_timers(node: "Node") -> None:
-    now = node._sv_clock.now()
-    for name, spec in type(node)._sv_timer_specs:
+def arm_timers(w: "Wiring") -> None:
+    now = w.clock.now()
+    node = w.node
+    for name, spec in w.timer_specs:
         if spec[0] == "every":
-            period = _seconds(node, spec[1], name)
-            node._sv_due[name] = (now + period, period)
+            period = _seconds(w, spec[1], name)
+            w.due[name] = (now + period, period)
             node.send_after(period, Every(name), key=("sv-every", name))
         else:
-            seconds = _seconds(node, spec[1], name)
-            node._sv_due[name] = (seconds, spec[2], spec[3])
-            node._sv_seen.setdefault(spec[2], now)
-            node._sv_watch_idle[name] = False
+            seconds = _seconds(w, spec[1], name)
+            w.due[name] = (seconds, spec[2], spec[3])
+            w.last_seen.setdefault(spec[2], now)
+            w.watch_idle[name] = False
             node.send_after(seconds, Watch(name), key=("sv-watch", name))
 
 
-def on_every(node: "Node", name: str) -> None:
-    due, period = node._sv_due[name]
-    now = node._sv_clock.now()
+def on_every(w: "Wiring", name: str) -> None:
+    due, period = w.due[name]
+    now = w.clock.now()
     due += period
     if due <= now:  # missed whole periods: skip them
         due = now + period - ((now - due) % period)
-    node._sv_due[name] = (due, period)
+    w.due[name] = (due, period)
+    node = w.node
     node.send_after(due - now, Every(name), key=("sv-every", name))
     getattr(node, name)()
-    node._sv_epilogue()
+    w.epilogue()
 
 
-def on_watch(node: "Node", name: str) -> None:
-    seconds, port, repeat = node._sv_due[name]
-    now = node._sv_clock.now()
-    last = node._sv_seen.get(port, now)
+def on_watch(w: "Wiring", name: str) -> None:
+    seconds, port, repeat = w.due[name]
+    now = w.clock.now()
+    last = w.last_seen.get(port, now)
+    node = w.node
     if now < last + seconds:  # items came meanwhile: look again when it could be silent
         node.send_after(last + seconds - now, Watch(name), key=("sv-watch", name))
         return
     if repeat:
         node.send_after(seconds, Watch(name), key=("sv-watch", name))
     else:
-        node._sv_watch_idle[name] = True  # re-armed by the next arrival
+        w.watch_idle[name] = True  # re-armed by the next arrival
     getattr(node, name)(port, now - last)
-    node._sv_epilogue()
+    w.epilogue()
 
 
-def seen(node: "Node", port: str, now: float) -> None:
+def seen(w: "Wiring", port: str, now: float) -> None:
     """Items arrived on ``port`` (called once per batch)."""
-    node._sv_seen[port] = now
-    idle = node._sv_watch_idle
-    for name in node._sv_watchers[port]:
+    w.last_seen[port] = now
+    idle = w.watch_idle
+    for name in w.watchers[port]:
         if idle.get(name):
             idle[name] = False
-            node.send_after(node._sv_due[name][0], Watch(name), key=("sv-watch", name))
+            w.node.send_after(w.due[name][0], Watch(name), key=("sv-watch", name))

@@ -25,7 +25,7 @@ from ._messages import EXPIRE
 
 if TYPE_CHECKING:
     from ._edges import In
-    from ._node import Node
+    from ._wiring import Wiring
 
 __all__ = ["Inputs", "barrier_take", "barrier_run", "latest_take", "on_expire",
            "discard_leftovers"]
@@ -53,25 +53,25 @@ class Inputs(dict):  # type: ignore[type-arg]
         return f"Inputs({dict.__repr__(self)}{extra}, trigger={self.trigger!r})"
 
 
-def _consumed(node: "Node", inp: "In") -> None:
+def _consumed(w: "Wiring", inp: "In") -> None:
     inp.held -= 1
-    node._sv_grant(inp, 1)
+    w.grant(inp, 1)
 
 
-def barrier_take(node: "Node", inp: "In", items: Any, now: float) -> None:
-    fifo = node._sv_fifo[inp.port]
+def barrier_take(w: "Wiring", inp: "In", items: Any, now: float) -> None:
+    fifo = w.fifos[inp.port]
     for item in items:
         fifo.append((item, now, inp))
     inp.held += len(items)
-    barrier_run(node, now)
+    barrier_run(w, now)
 
 
-def barrier_run(node: "Node", now: float) -> None:
-    nd = node._sv_def
+def barrier_run(w: "Wiring", now: float) -> None:
+    nd = w.definition
     ports = nd.inputs
     ages, rules = nd.max_age, nd.on_expired
-    fifos = [node._sv_fifo[p] for p in ports]
-    c = node._sv_c
+    fifos = [w.fifos[p] for p in ports]
+    c = w.counters
     while True:
         for port, fifo in zip(ports, fifos):  # WAIT: expired values leave, the barrier waits
             limit = ages.get(port)
@@ -80,7 +80,7 @@ def barrier_run(node: "Node", now: float) -> None:
                     _, _, src = fifo.popleft()
                     c.expired += 1
                     c.custody -= 1
-                    _consumed(node, src)
+                    _consumed(w, src)
         if not all(fifos):
             break
         heads = [fifo.popleft() for fifo in fifos]
@@ -93,44 +93,44 @@ def barrier_run(node: "Node", now: float) -> None:
                 else:
                     c.discarded += 1
                 c.custody -= 1
-                _consumed(node, h[2])
+                _consumed(w, h[2])
             continue
-        node.fire(Inputs({p: h[0] for p, h in zip(ports, heads)},
+        w.node.fire(Inputs({p: h[0] for p, h in zip(ports, heads)},
                          {p: now - h[1] for p, h in zip(ports, heads)}, stale, None))
         c.fired += 1
         c.custody -= len(ports)
         c.processed += len(ports)
         for h in heads:
-            _consumed(node, h[2])
-    _arm_expiry(node, now)
+            _consumed(w, h[2])
+    _arm_expiry(w, now)
 
 
-def _arm_expiry(node: "Node", now: float) -> None:
-    nd = node._sv_def
+def _arm_expiry(w: "Wiring", now: float) -> None:
+    nd = w.definition
     due = None
-    for port, fifo in node._sv_fifo.items():
+    for port, fifo in w.fifos.items():
         limit = nd.max_age.get(port)
         if fifo and limit is not None and nd.on_expired.get(port, Expired.WAIT) is Expired.WAIT:
             t = fifo[0][1] + limit
             due = t if due is None or t < due else due
     if due is not None:
-        node.send_after(max(0.0, due - now), EXPIRE, key="sv-expire")
+        w.node.send_after(max(0.0, due - now), EXPIRE, key="sv-expire")
 
 
-def on_expire(node: "Node") -> None:
-    if node._sv_paused:
+def on_expire(w: "Wiring") -> None:
+    if w.paused:
         return
-    barrier_run(node, node._sv_clock.now())
-    node._sv_epilogue()
+    barrier_run(w, w.clock.now())
+    w.epilogue()
 
 
-def latest_take(node: "Node", inp: "In", items: Any, now: float) -> None:
-    nd = node._sv_def
+def latest_take(w: "Wiring", inp: "In", items: Any, now: float) -> None:
+    nd = w.definition
     ports = nd.inputs
     ages, rules = nd.max_age, nd.on_expired
-    slots = node._sv_slot
+    slots = w.latest
     port = inp.port
-    c = node._sv_c
+    c = w.counters
     for item in items:
         slots[port] = (item, now)
         if len(slots) == len(ports):
@@ -154,19 +154,19 @@ def latest_take(node: "Node", inp: "In", items: Any, now: float) -> None:
             if wait:
                 c.suppressed += 1
             else:
-                node.fire(Inputs(values, waited, frozenset(stale), port))
+                w.node.fire(Inputs(values, waited, frozenset(stale), port))
                 c.fired += 1
         else:
             c.suppressed += 1
         c.custody -= 1
         c.processed += 1
-    node._sv_grant(inp, len(items))
+    w.grant(inp, len(items))
 
 
-def discard_leftovers(node: "Node") -> None:
+def discard_leftovers(w: "Wiring") -> None:
     """End of every input: BARRIER values that never found their pairs are discarded."""
-    c = node._sv_c
-    for fifo in node._sv_fifo.values():
+    c = w.counters
+    for fifo in w.fifos.values():
         while fifo:
             _, _, src = fifo.popleft()
             c.discarded += 1

@@ -178,7 +178,7 @@ class _Key:
     ``start -> [end, acc, count]`` (sessions: ``[end, acc, count, last]``) and the smallest
     end among them."""
 
-    __slots__ = ("top", "closed", "seen", "wins", "next_end")
+    __slots__ = ("top", "closed", "seen", "wins", "next_end", "cur", "cw")
 
     def __init__(self, seen: float) -> None:
         self.top = -_INF
@@ -186,6 +186,8 @@ class _Key:
         self.seen = seen
         self.wins: dict[float, list[Any]] = {}
         self.next_end = _INF
+        self.cur = _INF     # Tumbling: the start of the window last opened ...
+        self.cw: Any = None  # ... and that window, while it is open
 
 
 class _Config(NamedTuple):
@@ -300,8 +302,8 @@ class Window(Node):
             keys = []
             frozen = self._freeze
             for k, st in self._keys.items():
-                keys.append([k, st.top, st.closed, [[start, w[0], frozen(w[1]), *w[2:]]
-                                                    for start, w in st.wins.items()]])
+                keys.append([k, st.top, st.closed, st.seen,
+                             [[start, w[0], frozen(w[1]), *w[2:]] for start, w in st.wins.items()]])
             self._base = {"gtop": self._gtop, "ended": self._ended, "keys": keys}
             self._journal = []
             self._jn = 0
@@ -316,8 +318,8 @@ class Window(Node):
         now = self.now
         self._gtop = base["gtop"]
         self._ended = base["ended"]
-        for k, top, closed, wins in base["keys"]:
-            st = _Key(now)
+        for k, top, closed, seen, wins in base["keys"]:
+            st = _Key(min(seen, now))  # (another process's clock may be ahead of this one)
             st.top, st.closed = top, closed
             for start, *w in wins:
                 st.wins[start] = list(w)
@@ -457,7 +459,10 @@ class Window(Node):
                 st.top = t
                 if t - lateness >= st.next_end:
                     self._close_key(k, st, t - lateness)
-            w = st.wins.get(start)
+            if start == st.cur:
+                w = st.cw
+            else:
+                w = st.wins.get(start)
             if w is None:
                 end = start + size
                 if end <= st.top - lateness or end <= st.closed:
@@ -468,7 +473,8 @@ class Window(Node):
                 except Exception as e:
                     self._bad(item, f"init/fold raised {type(e).__name__}: {e}")
                     continue
-                st.wins[start] = [end, acc, 1]
+                st.wins[start] = st.cw = [end, acc, 1]
+                st.cur = start
                 if end < st.next_end:
                     st.next_end = end
                 self._opened(end, start, k)
@@ -537,13 +543,14 @@ class Window(Node):
             k, t = kt
             st, wm = self._observe(k, t, now)
             limit = max(wm, st.closed)
-            last = offset + ((t - offset) // step) * step   # the latest start containing t
+            j = (t - offset) // step        # the latest window starting at or before t
             starts = []
-            s = last
-            while s + size > t:
+            s = offset + j * step           # (each start computed the same way, never by
+            while s + size > t:             # repeated subtraction: equal floats for equal j)
                 if s + size > limit:
                     starts.append(s)
-                s -= step
+                j -= 1
+                s = offset + j * step
             if not starts:
                 self._late(item)
                 continue
@@ -650,6 +657,8 @@ class Window(Node):
 
     def _close(self, k: Any, st: _Key, start: float, w: list[Any]) -> None:
         """Emit a window already taken out of ``st.wins``."""
+        if st.cur == start:
+            st.cur, st.cw = _INF, None
         self._open -= 1
         end = w[0]
         if end > st.closed:

@@ -46,7 +46,9 @@ def boot(state: StateDir, request: dict[str, Any]) -> dict[str, Any]:
             workers=request.get("workers", 2), restart=request.get("restart", "always"),
             heartbeat_interval=request.get("heartbeat_interval", 0.2),
             heartbeat_timeout=request.get("heartbeat_timeout", 1.5),
-            tls=tuple(request["tls"]) if request.get("tls") else None)
+            tls=tuple(request["tls"]) if request.get("tls") else None,
+            log_max_bytes=request.get("log_max_bytes", 10 << 20),
+            log_keep=request.get("log_keep", 3))
     addresses = {node_id: _thespian.create_node(system, name, node_id) for node_id in configs}
     for node_id, address in addresses.items():
         system.tell(address, configs[node_id])

@@ -26,6 +26,7 @@ from actors import get_logger
 from actors.codec import DEFAULT_MAX_SIZE, EncodeError, encode, encode_frame
 
 from ._outbox import Outbox
+from ._ratelog import RateLimitedLog
 from ._wire import AUTH, CREDIT, HELLO, TELL, VERSION, FatalFrame, FrameReader
 
 __all__ = ["Connection", "handshake", "HandshakeError", "LinkStats"]
@@ -33,6 +34,7 @@ __all__ = ["Connection", "handshake", "HandshakeError", "LinkStats"]
 MAX_FRAME_RECORDS = 1000
 HANDSHAKE_MAX_SIZE = 64 * 1024   # bytes of one handshake frame (before the peer is trusted)
 _log = get_logger(component="cluster.conn")
+_warn = RateLimitedLog(_log)   # what a peer sends cannot flood the log
 
 
 class HandshakeError(Exception):
@@ -45,7 +47,7 @@ class LinkStats:
 
     __slots__ = ("frames_in", "frames_out", "records_in", "records_out", "bytes_in",
                  "bytes_out", "frames_rejected", "records_rejected", "unencodable",
-                 "auth_failures", "dead_letters", "dropped_full")
+                 "auth_failures", "dead_letters", "dropped_full", "handshakes_refused")
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -239,7 +241,9 @@ class Connection:
                     stats.bytes_in += size
                     if isinstance(item, Exception):
                         stats.frames_rejected += 1
-                        _log.warning("frame rejected", peer=self.peer_id, error=str(item))
+                        _warn.warning(f"frame:{self.peer_id}", "frame rejected",
+                                      peer=self.peer_id, error=str(item),
+                                      rejected=stats.frames_rejected)
                         outbox.add_grant(size)
                         continue
                     stats.frames_in += 1

@@ -40,6 +40,8 @@ class Configure:
     heartbeat_interval: float = 0.2
     heartbeat_timeout: float = 1.5
     tls: tuple[str, str, str] | None = None   # (cert, key, ca) PEM paths: mutual TLS 1.3
+    log_max_bytes: int = 10 << 20       # cluster.log is rotated at this size ...
+    log_keep: int = 3                   # ... keeping this many older parts
 
     def for_node(self, node_id: str, port: int, heartbeat_port: int, incarnation: int,
                  members: tuple[dict[str, Any], ...]) -> "Configure":

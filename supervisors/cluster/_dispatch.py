@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from actors import ActorCrashed, ActorDead, ActorError, ActorRef, MailboxFull, get_logger
 
 from . import _bridge
+from ._ratelog import RateLimitedLog
 from ._wire import (ASK, CRASHED, CREDIT, DEAD, DOWN, ERROR, FULL, INTEREST, LINK, LOOKUP, OK,
                     PUBLISH, REPLY, TELL, UNLINK, decode_reason, encode_reason)
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["Dispatcher"]
 
 _log = get_logger(component="cluster.dispatch")
+_warn = RateLimitedLog(_log)   # a peer sending bad records cannot flood the log
 
 
 class _Rejected(Exception):
@@ -109,7 +111,8 @@ class Dispatcher:
                     raise _Rejected(f"unknown record kind {kind!r}")
             except (_Rejected, ValueError, TypeError, IndexError, KeyError) as exc:
                 stats.records_rejected += 1
-                _log.warning("record rejected", peer=peer.id, error=str(exc))
+                _warn.warning(f"record:{peer.id}", "record rejected", peer=peer.id,
+                              error=str(exc), rejected=stats.records_rejected)
 
     def _target(self, target: Any) -> ActorRef | None:
         if type(target) is int:

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ._control import StatusRequest
-from ._tls import TlsConfig, check_key_file
-from ._tls import generate as generate_tls
+from ._tlslink import TlsConfig, check_key_file
+from ._tlslink import generate as generate_tls
 from ._state import StateDir, is_running, pids_in_group, process_state, write_private
 
 __all__ = ["start_cluster", "cluster_status", "stop_cluster", "ClusterError"]
@@ -112,7 +112,8 @@ def start_cluster(app: str | None, *, nodes: int, state_dir: str | os.PathLike[s
                   node_prefix: str | None = None, heartbeat_interval: float = 0.2,
                   heartbeat_timeout: float = 1.5, timeout: float = 30.0,
                   tls: TlsConfig | None = None, tls_generate: bool = False,
-                  insecure: bool = False) -> dict[str, Any]:
+                  insecure: bool = False, log_max_bytes: int = 10 << 20,
+                  log_keep: int = 3) -> dict[str, Any]:
     """Start ``nodes`` node processes running ``app``; returns once they are all up and see
     each other. Blocks up to ``timeout`` seconds; raises ``ClusterError`` with the reason (and
     stops whatever it had started) on failure.
@@ -123,6 +124,9 @@ def start_cluster(app: str | None, *, nodes: int, state_dir: str | os.PathLike[s
     if nodes < 1:
         raise ClusterError("--nodes must be at least 1")
     check_bind(bind, tls is not None or tls_generate, insecure)
+    if log_max_bytes < 1 or log_keep < 0:
+        raise ClusterError(f"--log-max-bytes must be at least 1 and --log-keep at least 0, got "
+                           f"{log_max_bytes} and {log_keep}")
     if tls is not None:
         check_tls(tls)
     state = StateDir(state_dir)
@@ -159,6 +163,7 @@ def start_cluster(app: str | None, *, nodes: int, state_dir: str | os.PathLike[s
                "app_options": app_options or {}, "tenants": list(tenants), "workers": workers,
                "restart": restart, "heartbeat_interval": heartbeat_interval,
                "heartbeat_timeout": heartbeat_timeout, "timeout": timeout,
+               "log_max_bytes": log_max_bytes, "log_keep": log_keep,
                "tls": [str(Path(p).resolve()) for p in (tls.cert, tls.key, tls.ca)]
                if tls is not None else None}
     result = _run_boot(state, request, timeout + 15.0)

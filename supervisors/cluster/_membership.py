@@ -29,7 +29,7 @@ from actors import ActorDead, ActorRef, MailboxFull, get_logger
 
 from . import _bridge
 from ._conn import Connection, HandshakeError, handshake
-from ._tls import TlsStream
+from ._tlslink import TlsStream
 from ._peer import MemberInfo, Peer
 from ._pubsub import wanted_by
 from ._remote import NOCONNECTION, is_proxy_cell, link_record
@@ -172,14 +172,30 @@ class Membership:
 
     # -- connections -----------------------------------------------------------------------
     def _accept_loop(self) -> None:
+        """Accept connections; each handshake runs on its own thread, at most
+        ``max_handshakes`` at a time: a connection over that is closed at once and counted
+        (``handshakes_refused``), so strangers holding handshakes open cost bounded threads."""
         assert self._listener is not None
         while not self._stopping.is_set():
             try:
                 sock, _addr = self._listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._admit, args=(sock, False), daemon=True,
+            if not self._handshake_slots.acquire(blocking=False):
+                self.stats.handshakes_refused += 1
+                self._warn.warning("handshake-slots", "connection refused: too many handshakes "
+                                   "in progress", limit=self._max_handshakes,
+                                   refused=self.stats.handshakes_refused)
+                sock.close()
+                continue
+            threading.Thread(target=self._admit_in_slot, args=(sock,), daemon=True,
                              name=f"{self.id}-handshake").start()
+
+    def _admit_in_slot(self, sock: socket.socket) -> None:
+        try:
+            self._admit(sock, False)
+        finally:
+            self._handshake_slots.release()
 
     def _connect_loop(self) -> None:
         while not self._stopping.wait(0.05):

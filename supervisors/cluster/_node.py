@@ -39,7 +39,7 @@ from ._membership import Membership
 from ._peer import MemberInfo, Peer
 from ._placement import Detector, owner, place
 from ._ratelog import RateLimitedLog
-from ._tls import TlsConfig
+from ._tlslink import TlsConfig
 from ._pubsub import ClusterPubSub
 from ._remote import Exports, Proxies, RemoteRef
 from ._tenants import TenantHost
@@ -81,7 +81,7 @@ class ClusterNode(Membership):
                  window: int = 1 << 20, outbox_limit: int = 100_000,
                  block_timeout: float = 5.0, cluster_pubsub: bool = True,
                  on_event: Callable[[dict[str, Any]], None] | None = None,
-                 tls: TlsConfig | None = None) -> None:
+                 tls: TlsConfig | None = None, max_handshakes: int = 16) -> None:
         if not isinstance(node_id, str) or not node_id or "/" in node_id:
             raise ValueError(f"node id must be a non-empty string without '/', got {node_id!r}")
         if not cookie:
@@ -115,6 +115,8 @@ class ClusterNode(Membership):
         self._events: deque[dict[str, Any]] = deque(maxlen=500)
         self.stats = LinkStats()  # handshake failures, and the counters of retired peers
         self._warn = RateLimitedLog(_log)   # what strangers cause is logged at a bounded rate
+        self._max_handshakes = max_handshakes
+        self._handshake_slots = threading.BoundedSemaphore(max_handshakes)
         self._retired_refused = 0
         self.exports = Exports()
         self.proxies = Proxies(self)
@@ -325,6 +327,7 @@ class ClusterNode(Membership):
             totals["dead_letters"] += peer.dead_letters
         totals["outbox_refused"] = self._retired_refused + sum(p.outbox.refused for p in peers)
         totals["outbox_queued"] = sum(p.outbox.queued() for p in peers)
+        totals["system_dropped"] = sum(p.outbox.system_dropped for p in peers)
         totals["exports"] = len(self.exports)
         totals["proxies"] = len(self.proxies)
         hb = self._heartbeats

@@ -8,8 +8,10 @@ Bounds (RELIABILITY promise 2):
 - at most ``limit`` queued records (tells counted one by one). A sender over the bound gets
   ``MailboxFull`` at once on a pool worker (workers never block) and after waiting up to
   ``block_timeout`` on any other thread (its back-pressure). Every refusal is counted
-  (``refused``). System records (replies, downs, links) are never refused: their number is
-  bounded by asks, exports and links.
+  (``refused``). System records (replies, downs, links, lookups, interest) never wait and are
+  not refused under ``limit``; they have their own bound, ``system_limit`` queued system
+  records (default 100,000): over it (a peer that stopped reading while this node keeps
+  answering it) one is dropped, counted in ``system_dropped`` and ``put`` returns False.
 - credit: the writer starts a frame only while ``in_flight`` (bytes sent, not yet granted back
   by the receiver) is below ``window``, so a slow receiver holds at most ``window`` plus one
   frame of this node's data, and this node at most ``limit`` records for it.
@@ -38,15 +40,19 @@ class Outbox:
     """Records waiting for one peer. ``put_tell``/``put`` are safe from any thread."""
 
     def __init__(self, peer: str, *, limit: int = 100_000, window: int = 1 << 20,
-                 block_timeout: float = 5.0) -> None:
+                 block_timeout: float = 5.0, system_limit: int = 100_000) -> None:
         self.peer = peer
         self.limit = limit
+        self.system_limit = system_limit
+        self._system = 0          # queued system records
+        self.system_dropped = 0
         self.window = window
         self.block_timeout = block_timeout
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)   # the writer waits here
         self._space = threading.Condition(self._lock)   # blocked senders wait here
         self._groups: deque[list[Any]] = deque()
+        self._is_system: deque[bool] = deque()   # beside _groups: which records are system
         self._last: list[Any] | None = None  # the newest TELL record, still open for appends
         self._count = 0
         self._writer_waiting = False
@@ -79,6 +85,7 @@ class Outbox:
             else:
                 self._last = [TELL, target, [payload]]
                 self._groups.append(self._last)
+                self._is_system.append(False)
             self._count += 1
             if self._writer_waiting:
                 self._writer_waiting = False
@@ -90,12 +97,20 @@ class Outbox:
         refused. False if closed; ``MailboxFull`` over the bound (``can_block`` as in
         ``put_tell``; None: never wait)."""
         with self._lock:
-            if (not system and self._count >= self.limit
+            if system:
+                if self._system >= self.system_limit:
+                    self.system_dropped += 1
+                    return False
+                self._system += 1
+            elif (self._count >= self.limit
                     and not self._wait_space(can_block is not None and can_block())):
                 return False
             if self.closed:
+                if system:
+                    self._system -= 1
                 return False
             self._groups.append(record)
+            self._is_system.append(system)
             self._last = None
             self._count += 1
             if self._writer_waiting:
@@ -177,6 +192,8 @@ class Outbox:
                     record = groups.popleft()
                     if record is self._last:
                         self._last = None
+                    if self._is_system.popleft():
+                        self._system -= 1
                     records.append(record)
                     taken += len(record[2]) if record[0] == TELL else 1
                 self._count -= taken
@@ -194,8 +211,10 @@ class Outbox:
             self.closed = True
             left = list(self._groups)
             self._groups.clear()
+            self._is_system.clear()
             self._last = None
             self._count = 0
+            self._system = 0
             self._ready.notify_all()
             self._space.notify_all()
             return left

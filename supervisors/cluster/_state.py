@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["StateDir", "write_private", "process_start_time", "process_state", "is_running", "pids_in_group",
+__all__ = ["StateDir", "write_private", "rotate_log", "process_start_time", "process_state", "is_running", "pids_in_group",
            "children_of", "DEFAULT_STATE_DIR"]
 
 DEFAULT_STATE_DIR = ".streamvisor-cluster"
@@ -169,6 +169,42 @@ class StateDir:
             path.unlink(missing_ok=True)
         for path in (self.cluster_file, self.cookie_file, self.control_key_file):
             path.unlink(missing_ok=True)
+
+
+def rotate_log(path: Path, max_bytes: int, keep: int) -> bool:
+    """Copy-truncate ``path`` once it reaches ``max_bytes``: ``path.1`` .. ``path.<keep>`` hold
+    the older parts (0600), ``keep=0`` keeps none. Every writer appends (``O_APPEND``), so they
+    go on writing at the start of the emptied file. Several processes may call this: an
+    exclusive ``flock`` on ``path.lock`` lets one rotate. True if it rotated. Lines written
+    between the copy and the truncation are lost (a few bytes; the price of copy-truncate)."""
+    import fcntl
+    import shutil
+
+    try:
+        if os.stat(path).st_size < max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    lock_fd = os.open(f"{path}.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False   # another process is rotating it
+        if os.stat(path).st_size < max_bytes:
+            return False   # it just did
+        if keep > 0:
+            for i in range(keep - 1, 0, -1):
+                older = Path(f"{path}.{i}")
+                if older.exists():
+                    os.replace(older, f"{path}.{i + 1}")
+            fd = os.open(f"{path}.1", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        os.truncate(path, 0)
+        return True
+    finally:
+        os.close(lock_fd)
 
 
 def write_private(path: Path, text: str) -> None:

@@ -27,9 +27,9 @@ from thespian.system.transport.TCPTransport import TCPTransport
 from actors import configure_logging, get_logger
 
 from ._control import Configure, Ready, StatusReply, StatusRequest, global_name
-from ._tls import TlsConfig
+from ._tlslink import TlsConfig
 from ._seal import MAX_FRAME, SealedPickle, bounded_receive_buffer
-from ._state import StateDir, is_running, process_start_time
+from ._state import StateDir, is_running, process_start_time, rotate_log
 from supervisors.apps import load_app  # the same loader as `streamvisor run`
 
 __all__ = ["NodeActor", "BASE", "connect", "create_node", "ask_all", "shutdown", "address_of",
@@ -141,9 +141,16 @@ class NodeActor(_ThespianActor):
 
     # -- restarting killed nodes of this admin ---------------------------------------------------
     def _housekeeping(self) -> None:
-        """Every ``_HOUSEKEEPING`` s: restart the dead nodes of this admin whose process is gone,
+        """Every ``_HOUSEKEEPING`` s: rotate ``cluster.log`` when it is over its size; restart
+        the dead nodes of this admin whose process is gone,
         if this node is the lowest live one of the admin (so exactly one survivor does it, and
         another takes over if that one dies too)."""
+        if self.config is not None:
+            try:
+                rotate_log(StateDir(self.config.state_dir).log_file, self.config.log_max_bytes,
+                           self.config.log_keep)
+            except OSError as exc:   # a full disk must not stop the node
+                _log.error("cluster.log not rotated", error=repr(exc))
         if self.node is not None and self.config is not None and self.config.restart == "always":
             for member in self.node.members():
                 if not member["alive"]:

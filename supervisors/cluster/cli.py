@@ -63,6 +63,10 @@ def add_cluster_commands(subparsers: Any) -> argparse.ArgumentParser:
     start.add_argument("--tls-ca", default=None, help="the cluster's CA certificate (PEM)")
     start.add_argument("--insecure", action="store_true",
                        help="allow a non-loopback --bind without TLS (data in clear)")
+    start.add_argument("--log-max-bytes", type=int, default=10 << 20,
+                       help="rotate <state-dir>/cluster.log at this size (default 10 MiB)")
+    start.add_argument("--log-keep", type=int, default=3,
+                       help="older parts of cluster.log to keep (default 3)")
     start.add_argument("--heartbeat-timeout", type=float, default=1.5,
                        help="seconds of silence before a node is declared dead (default 1.5)")
     start.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for start-up")
@@ -119,7 +123,7 @@ def _tls_files(args: argparse.Namespace) -> Any:
         return None
     if not all(given):
         raise ClusterError("--tls-cert, --tls-key and --tls-ca go together (give all three)")
-    from ._tls import TlsConfig
+    from ._tlslink import TlsConfig
     return TlsConfig(*(str(Path(p).resolve()) for p in given))
 
 
@@ -157,7 +161,8 @@ def run_cluster_command(args: argparse.Namespace, extra: list[str] | None = None
                 app_options=_app_options(module, args.app, extra), workers=args.workers,
                 restart=args.restart, name=args.name, heartbeat_timeout=args.heartbeat_timeout,
                 timeout=args.timeout, tls=_tls_files(args), tls_generate=args.tls,
-                insecure=args.insecure)
+                insecure=args.insecure, log_max_bytes=args.log_max_bytes,
+                log_keep=args.log_keep)
             if args.json:
                 out(json.dumps(result))
             else:
@@ -170,7 +175,7 @@ def run_cluster_command(args: argparse.Namespace, extra: list[str] | None = None
         if extra:
             raise SystemExit(f"streamvisor cluster: unrecognized arguments: {' '.join(extra)}")
         if args.cluster_command == "cert":
-            from ._tls import issue
+            from ._tlslink import issue
             state = Path(args.state_dir)
             files = issue(state / "tls", args.out, args.host or ["127.0.0.1"])
             out(f"issued {files.cert} (key {files.key}) from the CA of {state}; "

@@ -10,6 +10,8 @@ run uses fresh processes). One record is ``["dev-0042", 23.5, seq]``.
   1,000 records over TCP on 127.0.0.1, credit window 1 MiB; the receiver decodes each frame and
   tells every record to the actor (mailbox 100,000, BLOCK: back-pressure reaches the sender).
   Timed from the first tell until the sender's ``ask("count")`` sees N.
+- streamvisor over TLS: the same, with both nodes on mutual TLS 1.3 (``--tls``): what
+  encryption and the lock-guarded TLS stream cost.
 - thespian ``multiprocTCPBase``: one actor sends N records to an actor in another process, one
   thespian message each (pickled), timed until the receiver reports N.
 - raw Unix socket: a process writes ``msgpack.packb`` batches of 256 records (length-prefixed)
@@ -133,9 +135,17 @@ def _counter_class() -> type:
     return Counter
 
 
-def _role_receiver() -> None:
+def _tls(directory: str | None) -> Any:
+    """Certificates for both nodes of a TLS run (generated once into ``directory``)."""
+    if not directory:
+        return None
+    from supervisors.cluster._tlslink import generate
+    return generate(directory, ["127.0.0.1"])
+
+
+def _role_receiver(tls_dir: str | None = None) -> None:
     from supervisors.cluster import ClusterNode
-    node = ClusterNode("r", cookie=COOKIE)
+    node = ClusterNode("r", cookie=COOKIE, tls=_tls(tls_dir))
     node.start(start_app=False)
     node.runtime.spawn(_counter_class(), name="sink")
     _say(node.info)
@@ -147,11 +157,15 @@ def _role_receiver() -> None:
     node.stop()
 
 
-def _streamvisor_link(n: int) -> float:
+def _streamvisor_link(n: int, tls: bool = False) -> float:
+    import tempfile
+
     from supervisors.cluster import ClusterNode
     from supervisors.cluster.testing import wait_connected
-    receiver = _spawn("receiver")
-    sender = ClusterNode("s", cookie=COOKIE)
+    tls_dir = tempfile.mkdtemp(prefix="bench-cluster-tls-") + "/tls" if tls else None
+    config = _tls(tls_dir)
+    receiver = _spawn("receiver", *([tls_dir] if tls_dir else []))
+    sender = ClusterNode("s", cookie=COOKIE, tls=config)
     try:
         info = _read(receiver, 20)
         sender.start(start_app=False)
@@ -390,6 +404,8 @@ def run(repeats: int = 3, quick: bool = False) -> list[dict[str, Any]]:
     plan = [
         ("link", "streamvisor cluster: RemoteRef.tell, codec frames over TCP", n_sv,
          lambda: _streamvisor_link(n_sv), True),
+        ("link", "streamvisor cluster over mutual TLS 1.3 (same, encrypted)", n_sv,
+         lambda: _streamvisor_link(n_sv, tls=True), False),
         ("link", "thespian multiprocTCPBase, 1 record per message", n_th,
          lambda: _thespian_link(n_th), False),
         ("link", "raw Unix socket, msgpack batches of 256", n_raw, lambda: _raw_unix(n_raw), False),
@@ -438,7 +454,7 @@ def run(repeats: int = 3, quick: bool = False) -> list[dict[str, Any]]:
 def main(argv: list[str]) -> int:
     role = argv[0] if argv else ""
     if role == "receiver":
-        _role_receiver()
+        _role_receiver(argv[1] if len(argv) > 1 else None)
     elif role == "thespian":
         _role_thespian(int(argv[1]))
     elif role == "unix":

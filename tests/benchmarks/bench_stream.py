@@ -47,7 +47,9 @@ __all__ = ["run"]
 
 
 # -- what runs inside one measurement process ------------------------------------------------------
-def _streamvisor(n: int, batch: int, per_item: bool) -> dict[str, Any]:
+def _streamvisor(n: int, batch: int, per_item: bool, inline: bool = False) -> dict[str, Any]:
+    """``inline``: on ``Runtime(inline=True)`` (one thread; the instruction counts of
+    ``instructions.py`` use it), else on ``Runtime(workers=2)``."""
     from actors import Runtime
     from actors.stream import Graph, Node, Sink, Source
 
@@ -90,7 +92,7 @@ def _streamvisor(n: int, batch: int, per_item: bool) -> dict[str, Any]:
     g.add("s2", stage)
     g.add("count", Count)
     g.pipe("source", "s1", "s2", "count")
-    with Runtime(workers=2) as rt:
+    with (Runtime(inline=True) if inline else Runtime(workers=2)) as rt:
         with Window() as window:
             inst = g.instantiate(rt, "bench")
             finished = done.wait(60)

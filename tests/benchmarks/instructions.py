@@ -1,10 +1,12 @@
 """Instructions per message, counted by valgrind (``--tool=callgrind``): a figure that does not
 move with the load on the machine, unlike msg/s on a shared VM.
 
-``python -m tests.benchmarks.instructions [--n N] [--peers raw,inline,w1,w2]``
+``python -m tests.benchmarks.instructions [--n N] [--peers raw,inline,w1,w2,stream,stream-each]``
 
-For each peer it runs the harness's 3-stage pipeline (``_peer_raw`` / ``_peer_streamvisor``)
-twice under callgrind, with 2N messages and with N, and prints
+For each peer it runs the harness's 3-stage pipeline (``_peer_raw`` / ``_peer_streamvisor``;
+``stream`` and ``stream-each``: ``bench_stream``'s batched pipeline of stream nodes, batches of
+64, forwarded with ``process_batch``/``emit_many`` or item by item with ``process``/``emit``,
+on the inline runtime) twice under callgrind, with 2N messages and with N, and prints
 ``(instructions(2N) - instructions(N)) / N``: start-up, imports and the runtime's own start cost
 cancel out. ``PYTHONHASHSEED`` is fixed, so a
 rerun of the same code gives the same count to within a fraction of a percent. With threads
@@ -16,6 +18,7 @@ says so and exits 2 without it. (Slow: about 20 s per peer with N=50,000.)
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import re
 import shutil
@@ -26,12 +29,15 @@ from pathlib import Path
 
 __all__ = ["main", "count"]
 
-PEERS = ("raw", "inline", "w1", "w2")
+PEERS = ("raw", "inline", "w1", "w2", "stream", "stream-each")
 
 
 def _pipeline(which: str, n: int) -> None:
     """The measured program (run inside valgrind by ``count``): the harness's own pipeline."""
-    if which == "raw":
+    if which.startswith("stream"):
+        from .bench_stream import _streamvisor
+        _streamvisor(n, 64, which == "stream-each", inline=True)
+    elif which == "raw":
         from ._peer_raw import pipeline
         pipeline(n)
     else:
@@ -77,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         print("valgrind is not installed: no instruction counts (apt install valgrind)",
               file=sys.stderr)
         return 2
+    # Byte-compile first: a module compiled inside the larger run only would count as per-message.
+    root = Path(__file__).resolve().parents[2]
+    for package in ("actors", "supervisors", "tests/benchmarks"):
+        compileall.compile_dir(root / package, quiet=2)
     per_msg = {}
     for peer in peers:
         per_msg[peer] = (count(peer, 2 * args.n) - count(peer, args.n)) / args.n

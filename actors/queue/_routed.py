@@ -1,0 +1,73 @@
+"""``put_each``: records for several queues at once, one transaction per database file.
+
+A node-wide ingest (``actors.connectors.MqttIngest``) splits each batch by tenant and puts each
+part into its tenant's queue. Queues of one file share one committer; calling ``put_many`` per
+queue would make one group commit (and one fsync) per tenant, one after the other. ``put_each``
+submits one operation per file that inserts every queue's records in the same transaction, and
+reports each queue's outcome separately: a queue over its ``max_bytes`` is refused on its own
+(``QueueFull``, nothing of it written) while the others are stored. Queues in different files
+(or on different clocks) get one transaction each.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from . import _ops
+from ._ops import Group, Refused
+from ._queue import MAX_BATCH, DurableQueue
+from ._schema import RECORD_OVERHEAD
+from ._types import QueueClosed, QueueFull
+
+__all__ = ["put_each"]
+
+
+
+def _put_all(group: Group, parts: list[tuple[int, DurableQueue, list[Any], int]]) -> list[Any]:
+    results: list[Any] = []
+    for _index, q, items, size in parts:
+        try:
+            results.append(_ops.put(group, q._key, items, q.ttl, q.max_bytes, size))
+        except Refused as refused:  # wrote nothing for this queue; the others go on
+            results.append(refused.error)
+    return results
+
+
+def put_each(batches: Sequence[tuple[Any, Sequence[Any]]]) -> list[Any]:
+    """``[(queue, payloads), ...]`` -> for each entry, the ids of its records (on disk when this
+    returns) or the exception that refused them (``QueueFull``, ``QueueClosed``, an encoding
+    error; nothing of that entry was written). Blocks for one group commit per file. Objects
+    that are not a ``DurableQueue`` but have ``put_many`` are called one by one. Raises only
+    what the shared transaction itself raised (``QueueUnavailable``, ``QueueError``): then
+    nothing of that file's entries was written."""
+    out: list[Any] = [None] * len(batches)
+    by_file: dict[tuple[int, int], list[tuple[int, DurableQueue, list[Any], int]]] = {}
+    for index, (queue, payloads) in enumerate(batches):
+        if (not isinstance(queue, DurableQueue) or len(payloads) > MAX_BATCH
+                or not payloads):
+            try:
+                out[index] = queue.put_many(payloads)
+            except (OSError, ValueError, TypeError, RuntimeError) as exc:
+                out[index] = exc
+            continue
+        if queue._closed:
+            out[index] = QueueClosed(f"the queue {queue.name!r} is closed")
+            continue
+        try:
+            items = [queue._encode(p, None) for p in payloads]
+        except (ValueError, TypeError) as exc:
+            out[index] = exc
+            continue
+        size = sum(len(p) for p, _k, _c in items) + RECORD_OVERHEAD * len(items)
+        key = (id(queue._committer), id(queue._clock))
+        by_file.setdefault(key, []).append((index, queue, items, size))
+    for parts in by_file.values():
+        first = parts[0][1]
+        results = first._committer.submit("put", _put_all, parts,
+                                          weight=sum(len(p[2]) for p in parts),
+                                          clock=first._clock)
+        for (index, queue, items, _size), result in zip(parts, results):
+            if isinstance(result, QueueFull):
+                queue.refused_full += len(items)
+            out[index] = result
+    return out
