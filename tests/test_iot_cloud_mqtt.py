@@ -122,12 +122,12 @@ def check_ten_thousand(tmp_path, port):
     for tenant, device, _ in rows:                     # no tenant sees another's data
         assert f"-{tenant}." in device
     reasons = []
-    with DurableQueue(tmp_path / "mqtt.dead", "mqtt-dead") as dead:  # the node's, one client
+    with DurableQueue(tmp_path / "queues.db", "mqtt-dead") as dead:  # the node's, one client
         letters = [m.payload for m in dead.get(max_items=1000)]
     reasons += [letter["reason"] for letter in letters]
     assert {letter["topic"].split("/")[1] for letter in letters} <= set(tenants)
     for tenant in tenants:
-        with DurableQueue(tmp_path / f"{tenant}.queue", tenant) as queue:
+        with DurableQueue(tmp_path / "queues.db", "readings", tenant=tenant) as queue:
             reasons += [letter.reason for letter in queue.dead_letters()]
     assert len(reasons) == len(invalid)                # every invalid one, once, with a reason
     assert all(reason for reason in reasons)
