@@ -454,3 +454,68 @@ def test_rejected_records_are_not_kept_in_the_checkpoint_and_finished_sources_st
     assert nodes["merge"]["seen"] == {"a": 10, "b": 5}
     inst.stop()
     rt.shutdown()
+
+
+class Batched(Node):
+    """Counts in batches of up to 1,000 or after 100 s: a barrier hands over the partial batch."""
+
+    max_items = 1000
+    max_delay = 100.0
+
+    def __init__(self):
+        self.count = 0
+
+    def process_batch(self, items, port):
+        self.count += len(items)
+        self.emit_many(items)
+
+    def snapshot(self):
+        return self.count
+
+    def restore(self, count):
+        self.count = count
+
+
+def test_a_barrier_hands_a_partial_batch_over_before_the_snapshot(store):
+    clock = ManualClock()
+    rt = inline_runtime(clock)
+    items = list(range(50))
+    g = Graph("batched", checkpoint=Checkpoints(store, every=1.0))
+    g.add("numbers", Feed, items)
+    g.add("batch", Batched)
+    g.add("out", Drop)
+    g.pipe("numbers", "batch", "out")
+    inst = g.instantiate(rt, "ckpt-test-batched")
+    settle(rt)
+    assert inst.statistics().node("batch").processed == 0  # waiting in the batch
+    clock.advance(1.0)
+    settle(rt)
+    _, nodes = committed(store, "ckpt-test-batched", "batched")
+    assert nodes["numbers"] == 50 and nodes["batch"] == 50
+    inst.stop()
+    rt.shutdown()
+
+
+def test_snapshots_are_consistent_with_the_sources_on_worker_threads(tmp_path, clock):
+    from actors import Runtime
+    store = SqliteCheckpoints(tmp_path / "c.db")
+    rt = Runtime(workers=2, clock=clock, node="test")
+    a, b = [], []
+    inst = two_feeds(a, b, Checkpoints(store, every=0.5)).instantiate(rt, "acme")
+    seen = set()
+    for step in range(12):
+        a.extend(range(step * 3000, (step + 1) * 3000))
+        b.extend(range(step * 500, (step + 1) * 500))
+        clock.advance(0.25)
+        settle(rt)
+        found = store.load("acme", "merge")
+        if found is None or found[0] in seen:
+            continue
+        seen.add(found[0])
+        _, nodes = committed(store, "acme", "merge")
+        assert nodes["merge"]["seen"] == {"a": nodes["a"], "b": nodes["b"]}
+        assert nodes["merge"]["total"] == {"a": sum(a[:nodes["a"]]), "b": sum(b[:nodes["b"]])}
+    assert len(seen) >= 3
+    inst.stop()
+    rt.shutdown()
+    store.close()

@@ -43,12 +43,16 @@ Why this is exactly once for the state of a queue-fed graph
 Outputs are at least once: a sink writes when items reach it, a crash replays what followed
 the last checkpoint; an idempotent sink (an upsert by key) makes them exactly once.
 
-Items lost inside a running instance (a node crash restarted by its supervisor, a receiver
-that died) would break the argument above - a later checkpoint would cover records whose effects
-are not in the state - so at the first loss the instance's checkpoints stop (``failed``, logged
-as an error: nothing more is acknowledged) and the whole instance restarts from its last
-committed checkpoint, on a thread of its own (``recoveries``); the queue redelivers the rest
-after its visibility timeout. (Counters start again with the new nodes.)
+A node that crashes inside a running instance loses what it held and what was in flight to it,
+which would break the argument above: a later checkpoint would cover records whose effects are
+not in the state. So when a node's incarnation starts again (a supervisor restarted it) the
+instance's checkpoints stop (``failed``, logged as an error: nothing more is acknowledged) and
+the whole instance restarts from its last committed checkpoint, on a thread of its own
+(``recoveries``); the queue redelivers the rest after its visibility timeout. (Counters start
+again with the new nodes.) The new incarnation fails the checkpoints in its first turn, before
+it can take part in one, and a checkpoint whose barrier had passed the node before it crashed
+holds none of the lost items. A node that stays dead (no supervision) takes no more snapshots:
+no checkpoint commits, nothing more is acknowledged.
 
 Limits (said, not hidden): a lossy edge (a drop policy) loses items by design; use
 backpressure edges in a checkpointed graph.

@@ -87,7 +87,7 @@ class _Shared:
                      for key, size in plan.retained.items()}
         self.snapshots: dict[int, Any] = {}
         self.checkpoint: Any = None  # a _checkpoint.Coordinator when checkpoints are on
-        self.instance: StreamInstance = None  # type: ignore[assignment]
+        self.instance: StreamInstance = None  # type: ignore[assignment]  # set right after construction
         self._lock = threading.Lock()
         self._refs: list[ActorRef | None] = [None] * len(plan.nodes)
         self._incarnations = [0] * len(plan.nodes)

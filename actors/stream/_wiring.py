@@ -162,6 +162,9 @@ class Wiring:
         for inp in self.ins:
             inp.epoch = epoch
         if epoch > 1:
+            if shared.checkpoint is not None:  # what it held is gone: see _checkpoint
+                shared.checkpoint.fail(f"node {self.definition.name} restarted "
+                                       f"(incarnation {epoch})")
             c = self.counters
             if c.custody:
                 lost, c.custody = c.custody, 0
@@ -483,9 +486,6 @@ class Wiring:
     # -- reporting -------------------------------------------------------------------------------
     def report_loss(self, where: str, n: int, edge: str | None) -> None:
         node = self.node
-        if self.shared.checkpoint is not None:
-            self.shared.checkpoint.fail(f"{n} items lost ({where}) at node "
-                                        f"{self.definition.name}")
         graph, name = self.shared.plan.name, self.definition.name
         node.log.warning("stream items lost", graph=graph, node=name, where=where, edge=edge,
                          count=n)
