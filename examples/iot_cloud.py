@@ -693,7 +693,7 @@ class _App:
         self.graph = build_graph(lambda tenant: self.queues[tenant], self.db, self.store,
                                  self.minutes, self.puts_of)
         self.state = getattr(options, "state", None)
-        every = getattr(options, "checkpoint_every", 5.0)
+        every = getattr(options, "checkpoint_every", 0.0)  # (the command line's default: 5 s)
         if self.state is not None and not self.state.startswith(("postgresql://",
                                                                   "postgres://")):
             raise SystemExit(f"iot_cloud: --state must be a postgresql:// URL, got "

@@ -47,7 +47,7 @@ A node that crashes inside a running instance loses what it held and what was in
 which would break the argument above: a later checkpoint would cover records whose effects are
 not in the state. So when a node's incarnation starts again (a supervisor restarted it) the
 instance's checkpoints stop (``failed``, logged as an error: nothing more is acknowledged) and
-the whole instance restarts from its last committed checkpoint, on a thread of its own
+the whole instance restarts from its last committed checkpoint, in an actor of its own
 (``recoveries``); the queue redelivers the rest after its visibility timeout. (Counters start
 again with the new nodes.) The new incarnation fails the checkpoints in its first turn, before
 it can take part in one, and a checkpoint whose barrier had passed the node before it crashed
@@ -67,6 +67,8 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import codec
+from .._actor import Actor
+from .._messages import Down
 from .._checks import check_number
 
 if TYPE_CHECKING:
@@ -309,8 +311,10 @@ class Coordinator:
         self.log.error("checkpoints stopped: the instance restarts from its last checkpoint",
                        tenant=self.tenant, graph=self.graph, reason=reason,
                        committed=self.committed)
-        threading.Thread(target=inst._recover, args=(shared,), daemon=True,
-                         name=f"recover-{self.graph}").start()
+        try:  # a top-level actor of its own: the runtime's way to block (stop, then start)
+            inst.runtime.spawn(_Recovery, inst, shared)
+        except Exception as exc:  # the runtime is closing
+            self.log.warning("no recovery: the runtime is closing", error=repr(exc))
 
     def status(self) -> dict[str, Any]:
         with self._lock:
@@ -320,6 +324,32 @@ class Coordinator:
                     "failed": self.failed,
                     "recoveries": self.recoveries,
                     "every": self.every}
+
+
+class _Recovery(Actor):
+    """Restarts an instance from its last checkpoint, once, without blocking anyone: it stops
+    the instance's root (or its nodes), waits for their ``Down``, then starts the nodes again
+    (``StreamInstance._recover_begin`` / ``_recover_finish``)."""
+
+    def __init__(self, inst: Any, shared: Any) -> None:
+        self.inst, self.shared = inst, shared
+        self.waiting: set[Any] = set()
+
+    def on_start(self) -> None:
+        refs = self.inst._recover_begin(self.shared)
+        if not refs:
+            self.stop()
+            return
+        for ref in refs:
+            self.waiting.add(self.monitor(ref))
+            ref._cell._signal(("stop", "shutdown"))  # (Runtime.stop without the wait)
+
+    def receive(self, message: Any) -> None:
+        if isinstance(message, Down) and message.monitor in self.waiting:
+            self.waiting.discard(message.monitor)
+            if not self.waiting:
+                self.inst._recover_finish(self.shared)
+                self.stop()
 
 
 # -- a node's side -----------------------------------------------------------------------------------

@@ -251,16 +251,24 @@ class StreamInstance:
             expired=sum(n.expired for n in nodes), discarded=sum(n.discarded for n in nodes),
             completed=self.completed)
 
-    def _recover(self, failed: Any) -> None:
-        """The checkpoints of incarnation ``failed`` (its ``_Shared``) stopped - items were lost
-        inside the instance, so a later checkpoint could claim records whose effects are not in
-        the state: stop every node and start them again from the last committed checkpoint
-        (the queue redelivers what it does not cover). Runs on its own thread."""
+    def _recover_begin(self, failed: Any) -> list[ActorRef] | None:
+        """The checkpoints of incarnation ``failed`` (its ``_Shared``) stopped - a node restarted
+        and lost what it held, so a later checkpoint could claim records whose effects are not
+        in the state: the whole instance restarts from its last committed checkpoint (the queue
+        redelivers what it does not cover). Step 1: the actors to stop (None: nothing to do).
+        Driven by ``_checkpoint._Recovery``, an actor: nothing here blocks."""
         with self._recover_lock:
             if self._stopping or self._shared is not failed or self.runtime._closed:
-                return
-            self._stop_nodes(5.0)
-            if self._stopping:
+                return None
+            if self.root is not None:
+                return [self.root]
+            refs = [failed.ref(i) for i in range(len(failed.plan.nodes))]
+            return [r for r in refs if r is not None]
+
+    def _recover_finish(self, failed: Any) -> None:
+        """Step 2, once every actor of step 1 has exited: start the nodes again."""
+        with self._recover_lock:
+            if self._stopping or self._shared is not failed or self.runtime._closed:
                 return
             self._recoveries += 1
             _launch(self)
