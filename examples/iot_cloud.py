@@ -321,8 +321,8 @@ def build_graph(queue_of: Any, db: str, store: Any = None, minutes: Any = None,
                 puts_of: Any = None) -> Graph:
     """The one graph every tenant gets; ``queue_of(tenant)`` is that tenant's durable queue,
     ``store`` and ``minutes`` the node's shared readings store and minute table (``None``:
-    each instance opens ``db``), ``puts_of(tenant)`` a function counting the puts into it. The app instantiates it
-    with checkpoints (``--checkpoint-every``, ``--state``)."""
+    each instance opens ``db``), ``puts_of(tenant)`` a function counting the puts into it.
+    The app instantiates it with checkpoints (``--checkpoint-every``, ``--state``)."""
     # seed: the supervisors draw no backoff jitter here (no child has a backoff); a fixed seed
     # spares each tenant's start a read of os.urandom
     g = Graph("ingest", supervision=GraphSupervision(intensity=10, period=10.0, seed=0))

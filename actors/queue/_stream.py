@@ -189,8 +189,9 @@ class QueueSource(_UsesQueue, Source):
 class QueueSink(_UsesQueue, Sink):
     """Acknowledges every ``QueueItem`` that reaches it, one commit per batch, after
     ``store(items)`` returned (in a graph with checkpoints, the ``QueueSource`` acknowledges
-    them when a checkpoint commits instead: ``store`` must then be idempotent). If ``store`` raises, nothing of the batch is acknowledged: the
-    node crashes (its supervisor restarts it) and the queue delivers the records again."""
+    them when a checkpoint commits instead: ``store`` must then be idempotent). If ``store``
+    raises, nothing of the batch is acknowledged: the node crashes (its supervisor restarts
+    it) and the queue delivers the records again."""
 
     max_items = 256      # one commit per batch of up to 256 items ...
     max_delay = 0.01     # ... or per 10 ms: a lease must be settled well within its timeout
@@ -210,7 +211,7 @@ class QueueSink(_UsesQueue, Sink):
                 raise TypeError(f"QueueSink got {type(item).__name__}, expected QueueItem: "
                                 "nodes must pass queue records on with item.derive(payload)")
         self.store(batch)
-        if self._wiring.shared.checkpoint is not None:  # the source acknowledges them when a checkpoint commits
+        if self._wiring.shared.checkpoint is not None:  # acknowledged by the source at a commit
             self.acked += len(batch)
             return
         results = self.queue.ack_many([item.delivery for item in batch])

@@ -320,7 +320,8 @@ class Coordinator:
         with self._lock:
             return {"committed": self.committed, "commits": self.commits,
                     "restored": self.restored_id, "abandoned": self.abandoned,
-                    "pending": len(self.pending), "held": self.held, "bytes": self.bytes, "seconds": self.seconds,
+                    "pending": len(self.pending), "held": self.held, "bytes": self.bytes,
+                    "seconds": self.seconds,
                     "failed": self.failed,
                     "recoveries": self.recoveries,
                     "every": self.every}
@@ -450,7 +451,7 @@ def check_aligned(w: "Wiring") -> None:
     cid, a.cid, a.arrived = a.cid, None, set()
     pass_barrier(w, cid)
     held, a.held = a.held, []
-    for k, (inp, items) in enumerate(held):
+    for inp, items in held:
         if items.__class__ is Barrier:
             arrive(w, inp, items)
         elif not a.hold(inp, items):

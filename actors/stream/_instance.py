@@ -277,8 +277,9 @@ class StreamInstance:
         """Where the instance's checkpoints stand (None without checkpoints): ``committed``
         (the id of the last one on disk), ``commits`` (since the last start), ``restored`` (the
         id it started from, 0: none), ``abandoned``, ``pending``, ``held``, ``bytes`` (the last
-        one's size), ``seconds`` (spent encoding snapshots and committing, all nodes), ``failed`` (why they stopped, or None), ``recoveries`` (restarts of the
-        whole instance from its last checkpoint after items were lost in it), ``every``."""
+        one's size), ``seconds`` (spent encoding snapshots and committing, all nodes),
+        ``failed`` (why they stopped, or None), ``recoveries`` (restarts of the whole instance
+        from its last checkpoint after a node restarted), ``every``."""
         coord = self._shared.checkpoint
         return None if coord is None else coord.status()
 
