@@ -862,6 +862,8 @@ def start(rt: Runtime, options: Any) -> Any:
     (started a few per turn by a ``TenantStarter``); in a cluster the node calls
     ``start_tenant`` for the tenants placed on it."""
     global _app
+    if options.mqtt:  # a bad --mqtt (URL, files, a clear password) stops the app before it starts
+        mqtt_options(options, "iot-cloud")
     names: list[str] = []
     if getattr(options, "cluster", None) is None:
         names = tenant_names(options.tenant_names)
