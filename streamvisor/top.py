@@ -35,7 +35,7 @@ import threading
 import time
 import urllib.request
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any
 
 from actors import ActorRef, Runtime
 from actors import lowlevel
@@ -190,8 +190,9 @@ def with_rates(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str
 def add_top_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``top`` to a ``streamvisor`` subparsers object; the parsed namespace's ``run_top``
     runs it (``return args.run_top(args)``)."""
-    top = subparsers.add_parser("top", help="live view of a running node (supervision tree, "
-                                            "mailboxes, rates, drops, restarts)")
+    top: argparse.ArgumentParser = subparsers.add_parser(
+        "top", help="live view of a running node (supervision tree, mailboxes, rates, drops, "
+                    "restarts)")
     top.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT",
                      help=f"the node's status server (default {DEFAULT_HTTP})")
     top.add_argument("--interval", type=float, default=1.0, help="seconds between samples")

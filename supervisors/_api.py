@@ -6,16 +6,26 @@ actor it blocks that actor's worker, like any ``ask``). A supervisor that does n
 Refusals raise ``SupervisorError`` with OTP's word as ``.reason``; a spec that does not fit the
 supervisor raises ``ValueError``.
 
-| call                        | answer                          | refusals (``.reason``)               |
-|-----------------------------|---------------------------------|--------------------------------------|
-| ``which_children(sup)``     | ``[ChildInfo]`` in start order  | -                                    |
-| ``count_children(sup)``     | ``{"specs", "active", "supervisors", "workers"}`` | -                  |
-| ``start_child(sup, spec)``  | the new ``ActorRef`` (None if it ignored its start) | ``already_started``, ``already_present``, ``start_failed`` |
-| ``start_child(sup, *args)`` | SIMPLE_ONE_FOR_ONE: an instance with the spec's args + ``args`` | ``start_failed`` |
-| ``terminate_child(sup, id)``| None (idempotent); SIMPLE_ONE_FOR_ONE takes the instance's ref | ``not_found`` |
-| ``restart_child(sup, id)``  | the new ``ActorRef`` (None if ignored) | ``running``, ``restarting``, ``not_found``, ``start_failed`` |
-| ``delete_child(sup, id)``   | None                            | ``running``, ``restarting``, ``not_found`` |
-| ``child(sup, id)``          | a ``ChildHandle``               | ``not_found``                        |
+| call                         | answer                                   | refusals (``.reason``)  |
+|------------------------------|------------------------------------------|-------------------------|
+| ``which_children(sup)``      | ``[ChildInfo]`` in start order           | -                       |
+| ``count_children(sup)``      | ``{"specs", "active", "supervisors",     | -                       |
+|                              | "workers"}``                             |                         |
+| ``start_child(sup, spec)``   | the new ``ActorRef`` (None if it ignored | ``already_started``,    |
+|                              | its start)                               | ``already_present``,    |
+|                              |                                          | ``start_failed``        |
+| ``start_child(sup, *args)``  | SIMPLE_ONE_FOR_ONE: an instance with the | ``start_failed``        |
+|                              | spec's args + ``args``                   |                         |
+| ``terminate_child(sup, id)`` | None (idempotent); SIMPLE_ONE_FOR_ONE    | ``not_found``           |
+|                              | takes the instance's ref                 |                         |
+| ``restart_child(sup, id)``   | the new ``ActorRef`` (None if ignored)   | ``running``,            |
+|                              |                                          | ``restarting``,         |
+|                              |                                          | ``not_found``,          |
+|                              |                                          | ``start_failed``        |
+| ``delete_child(sup, id)``    | None                                     | ``running``,            |
+|                              |                                          | ``restarting``,         |
+|                              |                                          | ``not_found``           |
+| ``child(sup, id)``           | a ``ChildHandle``                        | ``not_found``           |
 
 ``peek_children(sup)`` is the one call that does not ask: it reads the children the supervisor
 published at the end of its last turn (see ``supervisors._board``), so reporting never waits

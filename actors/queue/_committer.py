@@ -31,7 +31,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar, cast
 
 from .._cell import current_cell
 from . import _log, _ops
@@ -41,13 +41,15 @@ from ._types import QueueClosed, QueueError
 
 __all__ = ["Committer"]
 
-_WAKES = frozenset({"put", "nack", "buffered-nack", "requeue"})
+_T = TypeVar("_T")
+
+_WAKES = frozenset({"put", "nack", "buffered-nack", "requeue"})  # can make records deliverable
 # Groups made only of these commit with synchronous=NORMAL: written to the WAL (safe from a
 # process crash, kill -9 included) but not fsynced; the next durable commit (or checkpoint)
 # fsyncs them with it. Power loss before that can only undo them: a claim (the record is
 # delivered again, its attempt not counted), a buffered settlement (delivered again), a sweep
 # (redone). Every other group (puts, waited settlements, flush, requeue, purge) is fsynced.
-_LIGHT = frozenset({"claim", "read", "buffered-ack", "buffered-nack", "buffered-reject"})  # kinds that can make records deliverable
+_LIGHT = frozenset({"claim", "read", "buffered-ack", "buffered-nack", "buffered-reject"})
 
 
 class _Op:
@@ -144,14 +146,30 @@ class Committer:
         if batch is not None:  # no group was running: run this one here
             try:
                 self._execute(batch)
+            except BaseException as exc:  # e.g. KeyboardInterrupt in this (the caller's) thread
+                self._abandon(batch, exc)
+                raise
             finally:
                 with self._lock:
                     self._busy = False
                     if self._pending or self._acks or self._closing:
                         self._work.notify()
 
-    def submit(self, kind: str, fn: Callable[..., Any], *args: Any, weight: int = 1,
-               clock: Any = time, raw: bool = False) -> Any:
+    def _abandon(self, batch: list[_Op], exc: BaseException) -> None:
+        """A batch interrupted half-way: roll back what is open and release every op still
+        waiting with an error (never a false ack: at worst a put that did commit is reported
+        failed and put again, a duplicate at-least-once allows), so no other caller hangs."""
+        with contextlib.suppress(Exception):
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        for op in batch:
+            if op.done.locked():
+                op.result = None
+                op.error = QueueError(f"interrupted before its group committed: {exc!r}")
+                op.done.release()
+
+    def submit(self, kind: str, fn: Callable[..., _T], *args: Any, weight: int = 1,
+               clock: Any = time, raw: bool = False) -> _T:
         """Run ``fn(group, *args)`` in the next group transaction; block until committed.
         ``clock.time()`` is the group's ``now`` for this op.
 
@@ -167,7 +185,8 @@ class Committer:
         _wait_blocking(run_and_wait)
         if op.error is not None:
             raise op.error
-        return op.result
+        result: _T = op.result
+        return result
 
     def buffer_ack(self, queue: str, lease: int, id: int) -> None:
         """Ack ``id`` (leased under ``lease``) in the next group; returns at once."""
@@ -203,7 +222,8 @@ class Committer:
         buffered ack that could not be committed meanwhile (its record will be redelivered)."""
         with self._lock:
             before = self.ack_failures
-        after = self.submit("flush", _nothing)
+        # a flush op's result is the count of failed ack groups (set where groups commit)
+        after = cast(int, self.submit("flush", _nothing))
         if after > before and self.last_ack_error is not None:
             raise self.last_ack_error
 
@@ -277,6 +297,10 @@ class Committer:
                     batch = self._take()
                 try:
                     self._execute(batch)
+                except BaseException as exc:  # the thread's boundary: never leave a caller hanging
+                    self._abandon(batch, exc)
+                    if not isinstance(exc, Exception):
+                        raise
                 finally:
                     with self._lock:
                         self._busy = False
