@@ -112,6 +112,7 @@ class PostgresQueue(DurableQueue):
             raise
 
     _OPS: Any = _pgops
+    _ENGINES: Any = _pgengine
     _NUL_IN_ERROR = False  # PostgreSQL text cannot hold NUL
     _new_lease = staticmethod(lambda: secrets.randbits(63))
 
@@ -213,15 +214,6 @@ class PostgresQueue(DurableQueue):
         return out
 
     # ------------------------------------------------------------------ lifecycle
-
-    def close(self) -> None:
-        """Commit buffered settlements and let go of the engine (the last queue on it closes
-        the connection). Idempotent; blocks. Unsettled deliveries are redelivered after their
-        visibility timeout."""
-        if self._closed:
-            return
-        self._closed = True
-        _pgengine.release(self._engine)
 
     def __enter__(self) -> "PostgresQueue":
         return self

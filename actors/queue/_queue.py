@@ -126,6 +126,7 @@ class DurableQueue:
     # ``generation``, ``wait_for_records``, ``buffer_ack``, ``flush``), ``self._key`` (the
     # queue's key there), how a lease token is drawn and whether an error text may hold NUL.
     _OPS: Any = _ops
+    _ENGINES: Any = _engine  # acquire/release of the engines
     _NUL_IN_ERROR = True
     _new_lease = staticmethod(_lease_token)
 
@@ -419,7 +420,7 @@ class DurableQueue:
         if self._closed:
             return
         self._closed = True
-        _engine.release(self._engine)
+        self._ENGINES.release(self._engine)
 
     def __enter__(self) -> "DurableQueue":
         return self
