@@ -1,7 +1,8 @@
 """Helper process for the queue tests (run with ``sys.executable``; PYTHONPATH = repo root).
 
 ``write PATH``: open the queue, print ``ready``, and from three threads put records forever
-(bounded, ``write_queue``), printing each acknowledged id on its own line, flushed, only after ``put`` returned.
+(bounded; ``write_queue``), printing each acknowledged id on its own line, flushed, only
+after ``put`` returned.
 The crash test SIGKILLs it at a random moment (sometimes before ``ready``, during start-up).
 
 ``consume PATH [LIMIT]``: print ``ready``, wait for a line on stdin, then lease records ten at a

@@ -108,8 +108,9 @@ class Registry:
             engine.users -= 1
             if engine.users > 0:
                 return False
-            if self._engines.get(engine.key) is engine:
-                del self._engines[engine.key]
+            key = engine.key
+            if self._engines.get(key) is engine:
+                del self._engines[key]
             return True
 
     def users(self, label: Callable[[Any], Any] = lambda key: key) -> dict[Any, int]:

@@ -117,12 +117,12 @@ class PostgresQueue(DurableQueue):
     _new_lease = staticmethod(lambda: secrets.randbits(63))
 
     @property
-    def path(self) -> str:  # type: ignore[override]
+    def path(self) -> str:  # type: ignore[override]  # a DSN, not a file
         """Where the queue lives: ``host:port/db`` (no secrets) and the tables' prefix."""
         return f"{self._engine.where} {self.schema + '.' if self.schema else ''}{self.prefix}"
 
     @property
-    def recovery_report(self) -> RecoveryReport:  # type: ignore[override]
+    def recovery_report(self) -> RecoveryReport:  # type: ignore[override]  # no file to recover
         """Always clean: the server owns the bytes, nothing is ever salvaged here."""
         return RecoveryReport()
 
@@ -141,7 +141,7 @@ class PostgresQueue(DurableQueue):
             self, payload: Any, key: str | None) -> tuple[bytes, str | None]:
         return self._encoded(payload, key), key
 
-    def _put(self, items: list[tuple[bytes, str | None]]) -> list[int]:  # type: ignore[override]
+    def _put(self, items: list[tuple[bytes, str | None]]) -> list[int]:  # type: ignore[override]  # PostgreSQL puts carry no size
         sizes = [_pgops.record_size(p, k) for p, k in items]
         try:
             return self._submit("put", _pgops.put, items, self.ttl, self.max_bytes, sizes,

@@ -7,7 +7,7 @@ import os
 import random
 import time
 import zlib
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from .. import codec
 from . import _engine, _ops
@@ -15,6 +15,8 @@ from ._schema import RECORD_OVERHEAD, SEP, payload_crc, queue_key, row_crc
 from ._types import DeadLetter, Delivery, QueueClosed, QueueFull, RecoveryReport
 
 __all__ = ["DurableQueue"]
+
+_T = TypeVar("_T")
 
 MAX_BATCH = 10_000                     # records per put_many transaction chunk / get call
 MAX_KEY_CHARS = 1024
@@ -161,7 +163,7 @@ class DurableQueue:
         """What opening (or a later repair of) the file found; shared by its queues."""
         return self._engine.recovery_report
 
-    def _submit(self, kind: str, fn: Any, *args: Any, weight: int = 1) -> Any:
+    def _submit(self, kind: str, fn: Callable[..., _T], *args: Any, weight: int = 1) -> _T:
         if self._closed:
             raise QueueClosed(f"the queue {self.name!r} is closed")
         return self._committer.submit(kind, fn, self._key, *args, weight=weight,
@@ -348,7 +350,7 @@ class DurableQueue:
             self._post(action, self._OPS.settle, *args)
             delivery._settled = True
             return True
-        ok = self._submit(action, self._OPS.settle, *args)
+        ok: bool = self._submit(action, self._OPS.settle, *args)
         if ok:
             delivery._settled = True
         return ok
@@ -375,13 +377,15 @@ class DurableQueue:
         """Make dead records deliverable again (attempts reset to 0, TTL restarted from now).
         Returns how many were requeued. Blocks."""
         ids = [i for i in ids if type(i) is int]
-        return self._submit("requeue", self._OPS.requeue_dead, ids, self.ttl,
-                            weight=max(1, len(ids)))
+        n: int = self._submit("requeue", self._OPS.requeue_dead, ids, self.ttl,
+                              weight=max(1, len(ids)))
+        return n
 
     def purge_dead(self, ids: Iterable[int]) -> int:
         """Delete dead records for good (their space is reused). Returns how many. Blocks."""
         ids = [i for i in ids if type(i) is int]
-        return self._submit("purge", self._OPS.purge_dead, ids, weight=max(1, len(ids)))
+        n: int = self._submit("purge", self._OPS.purge_dead, ids, weight=max(1, len(ids)))
+        return n
 
     def stats(self) -> dict[str, int]:
         """``{"ready", "in_flight", "delayed", "dead", "acked", "bytes", "refused_full"}`` for
@@ -390,7 +394,7 @@ class DurableQueue:
         records this object's puts had refused with ``QueueFull``. Blocks. Cost: fresh records
         are counted by a rowid range scan from the cursor, the others through partial indexes
         and lease rows."""
-        out = self._submit("read", self._OPS.stats, self.max_deliveries)
+        out: dict[str, int] = self._submit("read", self._OPS.stats, self.max_deliveries)
         out["refused_full"] = self.refused_full
         return out
 
