@@ -718,15 +718,20 @@ class _App:
         self.bases: dict[Any, dict[str, int]] | None = None  # the queue file at the first start
         self.started: set[str] = set()  # every tenant started in this process
 
-    def start_mqtt(self, rt: Runtime) -> None:
+    def mqtt_settings(self) -> MqttOptions:
+        """The broker settings of ``--mqtt*``: ``SystemExit`` with the reason for a bad one
+        (checked in ``start``, before anything runs)."""
+        options = self.options
+        node = getattr(options.cluster, "id", None) if self.in_cluster else None
+        client_id = options.mqtt_client_id or ("iot-cloud" if node is None else f"iot-cloud-{node}")
+        return mqtt_options(options, client_id)
+
+    def start_mqtt(self, rt: Runtime, mqtt: MqttOptions) -> None:
         """One MQTT client for the whole node: readings are routed to their tenant's queue (the
         broker is acked after the commit); readings of a tenant this node does not host, and
         bad payloads, go to the node's dead letters (queue ``mqtt-dead``), with their reason. A
         single node reads every tenant's topic; a cluster node subscribes to its own tenants."""
         options = self.options
-        node = getattr(options.cluster, "id", None) if self.in_cluster else None
-        client_id = options.mqtt_client_id or ("iot-cloud" if node is None else f"iot-cloud-{node}")
-        mqtt = mqtt_options(options, client_id)
         self.mqtt_dead = DurableQueue(self.queues_path, "mqtt-dead")
         self.mqtt_base = _queued(self.mqtt_dead.stats())
         self.mqtt = rt.spawn(MqttIngest, mqtt, self.routes.get, dead_letters=self.mqtt_dead,
@@ -908,6 +913,8 @@ def start(rt: Runtime, options: Any) -> Any:
     (started a few per turn by a ``TenantStarter``); in a cluster the node calls
     ``start_tenant`` for the tenants placed on it."""
     global _app
+    if options.mqtt:  # a bad --mqtt (URL, files, a clear password) stops the app before it starts
+        mqtt_options(options, "iot-cloud")
     names: list[str] = []
     if getattr(options, "cluster", None) is None:
         names = tenant_names(options.tenant_names)
@@ -923,7 +930,8 @@ def start(rt: Runtime, options: Any) -> Any:
     app = _app
     # MQTT after the tenants: a reading never finds its tenant missing (it would be
     # dead-lettered as unknown)
-    mqtt = (lambda: app.start_mqtt(rt)) if options.mqtt else None
+    settings = app.mqtt_settings() if options.mqtt else None  # a bad --mqtt stops us here
+    mqtt = (lambda: app.start_mqtt(rt, settings)) if settings is not None else None
     if names:
         _app.starter = rt.spawn(TenantStarter, _app, names, then=mqtt, name="tenant-starter")
     elif mqtt is not None:
