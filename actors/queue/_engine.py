@@ -91,17 +91,31 @@ class Engine:
 _registry = Registry()
 
 
+# A path as given -> its real path, while an engine of that file is open. ``os.path.realpath``
+# makes a system call per path component; in a busy process each one waits for the GIL to come
+# back (a switch interval), which made opening 5,000 tenants' queues of one file take most of a
+# minute. A name that already reached an open engine reaches the same file again (a symlink
+# changed while the engine is open would not be followed: the open file stays the one in use).
+_aliases: dict[str, str] = {}
+
+
 def acquire(path: str, busy_timeout: float) -> Engine:
     """The engine of ``path``, opened on first use; pair with ``release``. Raises what opening
     raises (``QueueUnavailable`` for a passing fault)."""
-    key = os.path.realpath(path)
+    key = _aliases.get(path)
+    if key is None:
+        key = os.path.realpath(path)
     engine: Engine = _registry.acquire(key, lambda: Engine(path, key, busy_timeout))
+    _aliases[path] = key
     return engine
 
 
 def release(engine: Engine) -> None:
     """One user fewer; the last one closes the engine (blocks until its work is on disk)."""
     if _registry.release(engine):
+        for alias, key in list(_aliases.items()):
+            if key == engine.key:
+                _aliases.pop(alias, None)
         engine.close()
         release_hold(engine.path)
 
@@ -110,6 +124,7 @@ def _forget_in_child() -> None:
     # A forked child inherits the registry but not the committer threads, and must not use
     # the parent's SQLite connections: its queues open engines of their own.
     _registry.forget()
+    _aliases.clear()
 
 
 if hasattr(os, "register_at_fork"):
