@@ -13,6 +13,8 @@ TCP with ``actors.codec`` frames, heartbeats are UDP; ``_bridge`` is the one mod
 into ``actors``' internals. The design and its limits: ``supervisors/cluster/README.md``.
 """
 
+from ._lease import (Lease, LeaseKeeper, LeaseStore, LeaseUnavailable, StaleEpoch,
+                     fenced_commit)
 from ._launcher import ClusterError, cluster_status, start_cluster, stop_cluster
 from ._node import ClusterNode
 from ._placement import Detector, owner, place
@@ -22,4 +24,6 @@ from ._wire import RemoteError
 
 __all__ = ["ClusterNode", "RemoteRef", "RemoteError", "NOCONNECTION", "ClusterPubSub",
            "place", "owner", "Detector",
-           "start_cluster", "cluster_status", "stop_cluster", "ClusterError"]
+           "start_cluster", "cluster_status", "stop_cluster", "ClusterError",
+           "Lease", "LeaseKeeper", "LeaseStore", "LeaseUnavailable", "StaleEpoch",
+           "fenced_commit"]
