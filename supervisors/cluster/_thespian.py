@@ -124,7 +124,10 @@ class NodeActor(_ThespianActor):
                 tenants=config.tenants, app=app, app_options=dict(config.app_options),
                 heartbeat_interval=config.heartbeat_interval,
                 heartbeat_timeout=config.heartbeat_timeout,
-                tls=TlsConfig(*config.tls) if config.tls else None)
+                tls=TlsConfig(*config.tls) if config.tls else None,
+                **({} if not config.leases else {
+                    "lease_dsn": config.leases[0], "lease_ttl": config.leases[1],
+                    "lease_grace": config.leases[2], "lease_table": config.leases[3]}))
             node.start(members=config.members, seeds=config.seeds)
         except (Exception, SystemExit) as exc:  # reported to the launcher, which says why
             _log.error("node failed to start", node=config.node_id, error=repr(exc))

@@ -69,6 +69,16 @@ def add_cluster_commands(subparsers: Any) -> argparse.ArgumentParser:
                        help="older parts of cluster.log to keep (default 3)")
     start.add_argument("--heartbeat-timeout", type=float, default=1.5,
                        help="seconds of silence before a node is declared dead (default 1.5)")
+    start.add_argument("--state", default=None, metavar="postgresql://...",
+                       help="a shared PostgreSQL database: a node hosts a tenant only while it "
+                            "holds the tenant's lease there (fencing across partitions)")
+    start.add_argument("--lease-ttl", type=float, default=6.0,
+                       help="tenant lease length in seconds with --state (default 6)")
+    start.add_argument("--lease-grace", type=float, default=1.0,
+                       help="seconds after a lease's expiry before another node may take it "
+                            "(default 1; above the clock drift)")
+    start.add_argument("--lease-table", default="streamvisor_leases",
+                       help="the lease table in --state (default streamvisor_leases)")
     start.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for start-up")
     start.add_argument("--json", action="store_true", help="print the result as JSON")
     cert = commands.add_parser(
@@ -162,7 +172,8 @@ def run_cluster_command(args: argparse.Namespace, extra: list[str] | None = None
                 restart=args.restart, name=args.name, heartbeat_timeout=args.heartbeat_timeout,
                 timeout=args.timeout, tls=_tls_files(args), tls_generate=args.tls,
                 insecure=args.insecure, log_max_bytes=args.log_max_bytes,
-                log_keep=args.log_keep)
+                log_keep=args.log_keep, state_url=args.state, lease_ttl=args.lease_ttl,
+                lease_grace=args.lease_grace, lease_table=args.lease_table)
             if args.json:
                 out(json.dumps(result))
             else:
