@@ -237,6 +237,57 @@ def test_unacked_readings_are_redelivered_after_the_connection_is_lost(broker, p
     assert [i.reading.ts for i in drain(src, 1)] == [3100.0]
 
 
+@pytest.mark.integration
+def test_a_batch_of_acks_settles_exactly_those_readings(tmp_path):
+    """Acks of a batch leave as one write; after a clean stop and a resumed session the broker
+    redelivers exactly the readings that were not acked. (A private broker: its log shows when
+    it has read the DISCONNECT - and so every PUBACK before it - so that the resumed session
+    cannot overtake them.)"""
+    from tests._mosquitto import PrivateBroker
+    from tests.conftest import require_program
+    require_program("mosquitto")
+    with PrivateBroker(tmp_path / "broker") as private:
+        opts = MqttOptions(port=private.port, client_id=f"sv-acks-{uuid.uuid4().hex[:8]}",
+                           reconnect_min=0.05, reconnect_max=0.5, session_expiry=60)
+        publisher = MqttSink(MqttOptions(port=private.port)).start()
+        src = MqttSource(opts, tenant="acme").start()
+        try:
+            assert src.wait_connected(5.0) and publisher.wait_connected(5.0)
+            publisher.publish_many([(tenant_topic("acme"), payload(ts=5000 + i))
+                                    for i in range(10)])
+            wait_until(lambda: src.pending() == 10, timeout=5.0, message="10 readings")
+            taken = src.take(10)
+            acked = taken[:3] + taken[5:8]
+            assert src.ack(x for x in acked) == 6  # any iterable, one write
+            left = sorted({i.reading.ts for i in taken} - {i.reading.ts for i in acked})
+        finally:
+            src.stop()  # DISCONNECT goes after the queued PUBACKs, on the same connection
+            publisher.stop()
+        wait_until(lambda: f"Client {opts.client_id} disconnected." in private.log_text(),
+                   timeout=10.0, message="the broker to read the DISCONNECT")
+        again = MqttSource(opts, tenant="acme").start()
+        try:
+            got = drain(again, 4)
+            assert sorted(i.reading.ts for i in got) == left and len(left) == 4
+            assert again.statistics().accepted == 4
+        finally:
+            again.stop()
+
+
+def test_coalesced_pubacks_are_the_bytes_of_one_ack_each():
+    from actors.connectors import _mqtt_source
+    from actors.connectors._client import build_client
+    assert _mqtt_source._PUBACKS is not None
+    one, _ = build_client(MqttOptions(), "sv-bytes-1", manual_ack=True)
+    many, _ = build_client(MqttOptions(), "sv-bytes-2", manual_ack=True)
+    mids = [1, 2, 255, 256, 65535]
+    for mid in mids:
+        one.ack(mid, 1)
+    _mqtt_source._PUBACKS(many, mids)
+    assert b"".join(p["packet"] for p in one._out_packet) == many._out_packet[0]["packet"]
+    assert len(many._out_packet) == 1 and many._out_packet[0]["packet"][:4] == b"\x40\x02\x00\x01"
+
+
 def kick(client_id: str) -> None:
     """Connect with ``client_id`` (taking the session over, acking nothing) and leave."""
     import paho.mqtt.client as mqtt

@@ -113,3 +113,37 @@ def test_a_cluster_node_reads_only_the_tenants_placed_on_it_with_one_client(port
         assert line["mqtt_rejected"] == rejected  # a foreign tenant's readings never came here
     finally:
         sink.stop()
+
+
+def test_forty_tenants_on_one_node_share_one_broker_connection(tmp_path):
+    require_program("mosquitto")
+    tenants = [f"t{i:02d}" for i in range(40)]
+    with PrivateBroker(tmp_path / "broker") as broker:
+        app = load_example()
+        parser = argparse.ArgumentParser()
+        app.add_arguments(parser)
+        client_id = f"node-{uuid.uuid4().hex[:6]}"
+        options = parser.parse_args([
+            "--devices", "0", "--chaos", "0", "--tenants", ",".join(tenants),
+            "--mqtt", f"127.0.0.1:{broker.port}", "--mqtt-client-id", client_id,
+            "--db", str(tmp_path / "r.db"), "--data-dir", str(tmp_path / "data")])
+        sink = MqttSink(MqttOptions(port=broker.port)).start()
+        try:
+            assert sink.wait_connected(10.0)
+            with Runtime(workers=2) as rt:
+                progress = app.start(rt, options)
+                wait_until(lambda: progress().get("mqtt_subscribed") == 1, timeout=10.0,
+                           message="the node's client subscribed")
+                sink.publish_many([
+                    (readings_topic(t, f"office-{t}.0001"),
+                     json.dumps({"ts": 1_800_000_000.0 + n, "temp": 21.0, "hum": 40.0}).encode())
+                    for t in tenants for n in range(3)], timeout=10.0)
+                wait_until(lambda: progress()["stored"] == 120, timeout=30.0,
+                           message="3 readings of each of the 40 tenants stored")
+                app.stop(rt)
+        finally:
+            sink.stop()
+        log = broker.log_text()
+    assert rows(tmp_path / "r.db") == {t: 3 for t in tenants}
+    assert log.count(f" as {client_id} ") == 1  # one connection for every tenant of the node
+    assert log.count("New client connected") == 2  # ... and the test's publisher: nothing else

@@ -681,3 +681,32 @@ def test_a_second_queue_on_an_open_file_does_not_drop_the_first_ones_locks(tmp_p
     finally:
         done.close()
         work.close()
+
+
+def test_a_group_interrupted_in_the_callers_thread_releases_every_waiting_call(path, clock):
+    """The calling thread runs a group when none is running; if it is interrupted there (a
+    KeyboardInterrupt), the other calls of that group get an error instead of hanging, and
+    the queue keeps working."""
+    from actors.queue import QueueError
+    from actors.queue._committer import _nothing, _Op
+
+    with DurableQueue(path, clock=clock) as q:
+        committer = q._committer
+        real = committer._group
+
+        def interrupted(batch):  # as if Ctrl-C arrived while this thread ran the group
+            committer._group = real
+            raise KeyboardInterrupt
+
+        mine, other = _Op("flush", _nothing, (), 1), _Op("flush", _nothing, (), 1)
+        released = []
+        waiter = threading.Thread(target=lambda: released.append(other.done.acquire(timeout=30)))
+        waiter.start()
+        committer._group = interrupted
+        with pytest.raises(KeyboardInterrupt):
+            committer._enqueue_and_run([mine, other])  # one batch, run in this thread
+        waiter.join(timeout=30)
+        assert released == [True] and isinstance(other.error, QueueError)
+        assert "interrupted" in str(other.error)
+        assert q.put("after") > 0
+        assert [d.payload for d in q.get(max_items=10)] == ["after"]

@@ -98,6 +98,7 @@ def test_stats_many_reads_every_queue_in_one_transaction_and_the_ledger_adds_up(
         batch[0].ack()
         batch[1].reject("bad")
         batch[2].nack(delay=100)  # max_deliveries=1: the last try, dead at once
+        q.flush()  # stats_many reads what is committed
         counts = stats_many(path)
         acme = counts[("acme", "in")]
         assert acme == {"ready": 4, "in_flight": 3, "delayed": 0, "dead": 2, "acked": 1,

@@ -244,8 +244,13 @@ class PahoConnection:
         ``timeout`` seconds passed, False."""
         return self._up.wait(timeout)
 
-    def _close(self) -> None:
-        """Disconnect and join the paho thread (blocks up to about a second while a reconnect
-        backoff sleeps)."""
+    def _close(self, timeout: float = 2.0) -> None:
+        """Disconnect and join the paho thread (blocks up to ``timeout`` seconds). paho's loop
+        ends on its own once it has written what was queued - the PUBACKs sent just before,
+        then DISCONNECT - so it is joined first; ``loop_stop`` alone could end it before those
+        writes (the broker would then redeliver what was already acked)."""
         disconnect(self._client, self.options)
+        thread = getattr(self._client, "_thread", None)  # paho's network thread (paho 2.x)
+        if isinstance(thread, threading.Thread) and thread is not threading.current_thread():
+            thread.join(timeout)
         self._client.loop_stop()

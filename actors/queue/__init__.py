@@ -24,6 +24,12 @@ process, whatever the number of queues)::
     delete_tenant("node.db", "acme")           # no byte of acme's left in node.db
     put_each([(acme, rows_a), (globex, rows_g)])  # many queues, one commit per file
 
+The same queue on PostgreSQL, for consumers on several hosts (``_pg`` has the differences)::
+
+    q = DurableQueue.postgres("postgresql://postgres@127.0.0.1:5432/test", "readings",
+                              tenant="acme")
+    q = open_queue(url_or_path, "readings")   # postgresql://, sqlite:/// or a file path
+
 Semantics
 - ``put``/``put_many`` return ids (unique per file, never reused) once the records are on disk;
   ``get`` leases records (``Delivery.attempt`` starts at 1); ``ack`` removes, ``nack(delay)``
@@ -119,6 +125,7 @@ __all__ = [
     "DeadLetter", "DecodeError", "Delivery", "DurableQueue", "EncodeError", "QueueClosed",
     "QueueError", "QueueFull", "QueueUnavailable", "RecoveryReport", "QueueItem", "QueueSource",
     "QueueSink", "delete_tenant", "export_tenant", "put_each", "stats_many",
+    "PostgresQueue", "open_queue",
 ]
 
 _STREAM_NAMES = ("QueueItem", "QueueSource", "QueueSink")
@@ -130,4 +137,10 @@ def __getattr__(name: str) -> object:
     if name in _STREAM_NAMES:
         from . import _stream
         return getattr(_stream, name)
+    if name == "PostgresQueue":
+        from ._pg import PostgresQueue
+        return PostgresQueue
+    if name == "open_queue":
+        from ._open import open_queue
+        return open_queue
     raise AttributeError(f"module 'actors.queue' has no attribute {name!r}")

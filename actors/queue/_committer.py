@@ -134,11 +134,27 @@ class Committer:
         if batch is not None:  # no group was running: run this one here
             try:
                 self._execute(batch)
+            except BaseException as exc:  # e.g. KeyboardInterrupt in this (the caller's) thread
+                self._abandon(batch, exc)
+                raise
             finally:
                 with self._lock:
                     self._busy = False
                     if self._pending or self._acks or self._closing:
                         self._work.notify()
+
+    def _abandon(self, batch: list[_Op], exc: BaseException) -> None:
+        """A batch interrupted half-way: roll back what is open and release every op still
+        waiting with an error (never a false ack: at worst a put that did commit is reported
+        failed and put again, a duplicate at-least-once allows), so no other caller hangs."""
+        with contextlib.suppress(Exception):
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        for op in batch:
+            if op.done.locked():
+                op.result = None
+                op.error = QueueError(f"interrupted before its group committed: {exc!r}")
+                op.done.release()
 
     def submit(self, kind: str, fn: Callable[..., Any], *args: Any, weight: int = 1,
                clock: Any = time, raw: bool = False) -> Any:
@@ -264,6 +280,10 @@ class Committer:
                     batch = self._take()
                 try:
                     self._execute(batch)
+                except BaseException as exc:  # the thread's boundary: never leave a caller hanging
+                    self._abandon(batch, exc)
+                    if not isinstance(exc, Exception):
+                        raise
                 finally:
                     with self._lock:
                         self._busy = False

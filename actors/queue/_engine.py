@@ -5,7 +5,8 @@ shared by every ``DurableQueue`` opened on that file, whatever its name or tenan
 file on first use) and counts the user; ``release(engine)`` uncounts it, and the last release
 finishes pending work and buffered acks, stops the thread and closes the connection. So 1,000
 queues (or tenants) in one file cost one thread and a constant number of file descriptors, and
-a group commit serves all of them at once.
+a group commit serves all of them at once. A second, read-only use of the file (``read``) serves
+whole-file snapshots such as ``stats_many`` without holding up the committer.
 
 The engine is found by the file's real path. Its ``busy_timeout`` is the first opener's. A
 forked child starts with no engines (the parent's connections and threads are not its own).
@@ -17,9 +18,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from typing import Any
 
 from ._committer import Committer
+from ._faults import kind, unavailable
+from ._ops import Group
 from ._store import connect, hold, open_database, release as release_hold
 from ._types import RecoveryReport
 
@@ -36,6 +40,34 @@ class Engine:
         self.users = 0
         self.committer = Committer(conn, os.path.basename(path), path, self._repair,
                                    self._reopen)
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+
+    def read(self, fn: Any, *args: Any) -> Any:
+        """``fn(group, *args)`` in a read transaction on the engine's second connection: a
+        consistent snapshot of what is committed, without holding up the committer (WAL
+        readers never block the writer). For whole-file reads such as ``stats_many``."""
+        with self._read_lock:
+            try:
+                if self._reader is None:
+                    self._reader = connect(self.path, self.busy_timeout)
+                conn = self._reader
+                conn.execute("BEGIN")
+                try:
+                    return fn(Group(conn, time.time()), *args)
+                finally:
+                    conn.execute("ROLLBACK")  # nothing was written
+            except Exception as exc:  # the read boundary: name the file and the cause
+                if kind(exc) is None:
+                    raise
+                raise unavailable(self.path, "reading", exc) from exc
+
+    def close(self) -> None:
+        self.committer.close()
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     recovery_report: RecoveryReport
 
@@ -79,7 +111,7 @@ def release(engine: Engine) -> None:
             return
         if _engines.get(engine.key) is engine:
             del _engines[engine.key]
-    engine.committer.close()
+    engine.close()
     release_hold(engine.path)
 
 

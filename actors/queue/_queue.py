@@ -116,6 +116,16 @@ class DurableQueue:
         self._committer = self._engine.committer
         self._closed = False
 
+    @classmethod
+    def postgres(cls, dsn: str, name: str = "default", **options: Any) -> "DurableQueue":
+        """The same queue on PostgreSQL (``actors.queue._pg.PostgresQueue``): ``dsn`` is a
+        libpq connection string or ``postgresql://`` URL; ``options`` are this class's (minus
+        ``busy_timeout``) plus ``schema``, ``prefix``, ``connect_timeout``, ``lock_timeout``,
+        ``io_timeout``. Raises ``QueueUnavailable`` when the server cannot be reached."""
+        from ._pg import PostgresQueue
+
+        return PostgresQueue(dsn, name, **options)
+
     @property
     def recovery_report(self) -> RecoveryReport:
         """What opening (or a later repair of) the file found; shared by its queues."""

@@ -42,7 +42,11 @@ def put_each(batches: Sequence[tuple[Any, Sequence[Any]]]) -> list[Any]:
     nothing of that file's entries was written."""
     out: list[Any] = [None] * len(batches)
     by_file: dict[tuple[int, int], list[tuple[int, DurableQueue, list[Any], int]]] = {}
+    other: dict[int, list[tuple[int, Any, Sequence[Any]]]] = {}  # another backend's engines
     for index, (queue, payloads) in enumerate(batches):
+        if hasattr(queue, "_put_each") and payloads and len(payloads) <= MAX_BATCH:
+            other.setdefault(id(queue._engine), []).append((index, queue, payloads))
+            continue
         if (not isinstance(queue, DurableQueue) or len(payloads) > MAX_BATCH
                 or not payloads):
             try:
@@ -69,5 +73,8 @@ def put_each(batches: Sequence[tuple[Any, Sequence[Any]]]) -> list[Any]:
         for (index, queue, items, _size), result in zip(parts, results):
             if isinstance(result, QueueFull):
                 queue.refused_full += len(items)
+            out[index] = result
+    for entries in other.values():  # PostgreSQL: one transaction per engine, its own way
+        for index, result in entries[0][1]._put_each(entries):
             out[index] = result
     return out

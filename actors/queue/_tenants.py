@@ -69,9 +69,16 @@ def stats_many(path: str | os.PathLike[str],
     in one transaction, so the figures of all queues are of the same instant; ``queued`` of a
     queue is ``ready + in_flight + delayed``. Unlike ``DurableQueue.stats()`` it sweeps
     nothing: a record whose lease or TTL ran out counts where it was until a ``get`` or
-    ``stats`` of its queue moves it. Blocks; cost: one pass over the records of the file."""
+    ``stats`` of its queue moves it. Counts what is committed (an ack still buffered counts
+    as in flight). Blocks; cost: one pass over the records of the file (about 0.2 s for
+    100,000 records on the development VM) on a second connection, so puts, gets and acks of
+    the file's queues go on meanwhile."""
     keys = None if queues is None else [queue_key(t, n) for t, n in queues]
-    found = _run(path, busy_timeout, _ops.stats_many, keys)
+    engine = _engine.acquire(os.fspath(path), busy_timeout)
+    try:  # a snapshot on the engine's reading connection: commits go on meanwhile
+        found = engine.read(_ops.stats_many, keys)
+    finally:
+        _engine.release(engine)
     return {_split(key): counts for key, counts in found.items()}
 
 

@@ -18,6 +18,10 @@ disk), delivered, and its ack durably stored. Same record count, payload and cod
   thread ``get(max_items=1000)`` + ``ack_many``. Group commit gathers them into shared fsyncs.
 - streamvisor, one at a time: 16 producer threads ``put`` single records; 4 consumer threads
   ``get(100)`` and ``Delivery.ack()`` each: what group commit alone does for naive callers.
+- streamvisor on PostgreSQL (``DurableQueue.postgres``, 127.0.0.1:5432, database ``test``, the
+  server's default ``synchronous_commit=on``): the natural, batched and one-at-a-time loops
+  again, in a fresh schema dropped afterwards. If the server is unreachable its rows carry the
+  reason in ``note``.
 - RabbitMQ (127.0.0.1:5672, guest/guest) via pika: a durable queue, persistent messages
   (delivery_mode=2), publisher confirms; 2 publishers on ``SelectConnection`` keeping up to 1,000
   unconfirmed messages each (the fastest pika offers), 1 consumer with manual acks (prefetch
@@ -60,10 +64,15 @@ def _timed(body: Callable[[], int]) -> float:
     return done / (time.perf_counter() - started)
 
 
-def _natural(records: int, max_items: int = 100) -> float:
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _natural(records: int, max_items: int = 100, postgres: bool = False) -> float:
     """The README loop: one producer ``put_many(500)``, one consumer ``get`` + ``d.ack()``."""
     tmp = tempfile.mkdtemp(prefix="bench-queue-")
-    q = DurableQueue(os.path.join(tmp, "bench.db"), "bench")
+    schema = f"svbench_{uuid.uuid4().hex[:8]}"
+    q = (DurableQueue.postgres(PG_DSN, "bench", schema=schema) if postgres
+         else DurableQueue(os.path.join(tmp, "bench.db"), "bench"))
     got = [0]
 
     def produce() -> None:
@@ -97,11 +106,16 @@ def _natural(records: int, max_items: int = 100) -> float:
     finally:
         q.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        if postgres:
+            from actors.queue._pg import drop_tables
+            drop_tables(PG_DSN, schema=schema)
 
 
-def _streamvisor(records: int, *, batched: bool) -> float:
+def _streamvisor(records: int, *, batched: bool, postgres: bool = False) -> float:
     tmp = tempfile.mkdtemp(prefix="bench-queue-")
-    q = DurableQueue(os.path.join(tmp, "bench.db"), "bench")
+    schema = f"svbench_{uuid.uuid4().hex[:8]}"
+    q = (DurableQueue.postgres(PG_DSN, "bench", schema=schema) if postgres
+         else DurableQueue(os.path.join(tmp, "bench.db"), "bench"))
     producers, consumers = (2, 1) if batched else (16, 4)
     share = records // producers
     got = [0]
@@ -138,11 +152,15 @@ def _streamvisor(records: int, *, batched: bool) -> float:
 
     try:
         rate = _timed(body)
+        q.flush()  # one-at-a-time acks are buffered: count them once they are durable
         assert q.stats()["acked"] == share * producers
         return rate
     finally:
         q.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        if postgres:
+            from actors.queue._pg import drop_tables
+            drop_tables(PG_DSN, schema=schema)
 
 
 # ------------------------------------------------------------------ RabbitMQ
@@ -323,8 +341,13 @@ def run(repeats: int = 3, quick: bool = False, records: int = RECORDS) -> list[d
         _row("streamvisor DurableQueue natural loop: get(100), d.ack() each (buffered acks)",
              f"{records} records, 1 producer put_many(500), 1 consumer 'for d in "
              "q.get(max_items=100, timeout=1.0): handle(d.payload); d.ack()', flush() at the "
-             "end; SQLite WAL synchronous=FULL",
+             "end; SQLite WAL, puts and the flush fsynced, claims and buffered acks written "
+             "without an fsync (safe from kill -9)",
              lambda: _natural(records), repeats, NATURAL),
+        _row("streamvisor DurableQueue.postgres natural loop: get(100), d.ack() each",
+             f"{records} records, the same loop on PostgreSQL 127.0.0.1:5432 "
+             "(synchronous_commit=on)",
+             lambda: _natural(records, postgres=True), repeats, NATURAL),
         _row("RabbitMQ natural loop (pika basic_consume, basic_ack per message)",
              f"{rabbit_natural} records, durable queue, delivery_mode=2, 1 SelectConnection publisher "
              "with confirms (window 1000), 1 consumer prefetch 100, basic_ack each message",
@@ -339,6 +362,14 @@ def run(repeats: int = 3, quick: bool = False, records: int = RECORDS) -> list[d
         _row("streamvisor DurableQueue put+get+ack one at a time (durable, group commit)",
              f"{slow} records, 16 producer threads x put(), 4 consumer threads get(100)+ack() each",
              lambda: _streamvisor(slow, batched=False), repeats),
+        _row("streamvisor DurableQueue.postgres put_many+get+ack_many (durable, group commit)",
+             f"{records} records, same load as the SQLite row, PostgreSQL 127.0.0.1:5432 "
+             "(synchronous_commit=on), SKIP LOCKED claims",
+             lambda: _streamvisor(records, batched=True, postgres=True), repeats),
+        _row("streamvisor DurableQueue.postgres put+get+ack one at a time (durable)",
+             f"{slow} records, 16 producer threads x put(), 4 consumer threads get(100)+ack() "
+             "each, PostgreSQL",
+             lambda: _streamvisor(slow, batched=False, postgres=True), repeats),
         _row("RabbitMQ (pika async publisher confirms, window 1000, manual acks)",
              f"{records} records, durable queue, delivery_mode=2, 2 SelectConnection publishers, "
              "1 consumer prefetch 1000, ack multiple every 500",

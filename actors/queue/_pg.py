@@ -1,0 +1,412 @@
+"""``PostgresQueue``: the durable queue on PostgreSQL, same contract as the SQLite backend.
+
+```python
+from actors.queue import DurableQueue
+
+with DurableQueue.postgres("postgresql://postgres@127.0.0.1:5432/test", "readings",
+                           tenant="acme", max_deliveries=5, ttl=3600) as q:
+    q.put({"device": "d1", "value": 21.5})           # returns once committed on the server
+    for d in q.get(max_items=100, timeout=1.0):
+        d.ack()                                       # buffered; d.ack(wait=True) / q.flush()
+```
+
+What is the same as ``DurableQueue`` on SQLite (the package docstring has the full contract):
+put/put_many return ids (unique, increasing, never reused) once committed; ``get`` leases under
+a fresh random token and counts the attempt durably; ``Delivery.ack/nack/reject`` are buffered
+for the next group commit unless ``wait=True`` (``flush()`` waits), ``ack_many`` waits; a stale
+settle changes nothing; visibility timeout, ``max_deliveries`` and TTL (wall-clock deadlines,
+``clock.time()``) dead-letter with reasons ``"max_deliveries"``, ``"expired"``,
+``"error: <text>"``; ``dead_letters``/``requeue_dead``/``purge_dead``; ``stats()`` with the same
+keys; ``max_bytes`` refuses whole puts with ``QueueFull`` and counts them; ``QueueUnavailable``
+for a passing fault; ``close()`` and the context manager.
+
+What differs:
+- Several processes and hosts consume one queue: claims use ``FOR UPDATE SKIP LOCKED``, so
+  they never get the same delivery and never wait for each other.
+- Many queues of many tenants share the tables (a ``tenant`` column); ``schema`` (created if
+  missing) and ``prefix`` (``<prefix>_messages`` ...) choose the tables. Tables are created
+  idempotently with a schema version row; every value is a bound parameter.
+- Durability is the server's: "committed" means PostgreSQL acknowledged the COMMIT (with the
+  server's default ``synchronous_commit=on``, flushed to its WAL).
+- Connection loss or a server that is down raises ``QueueUnavailable`` (``errno``
+  ECONNREFUSED/ECONNRESET, the message names ``host:port/db`` and the cause, never the
+  password), never anything about corruption; the next call reconnects. A connection that
+  fails during COMMIT leaves the outcome unknown (said in the message): a put may have been
+  stored although it raised (at least once, as for any broker).
+- A waiting ``get(timeout=)`` is woken at once by a put, nack or requeue committed by any
+  process or host: each such group sends ``pg_notify`` on the tables' channel, and every engine
+  LISTENs on it (one more connection and thread per engine). It also polls every
+  ``poll_interval`` (default 0.5 s), which covers a listening connection that is down.
+  ``recovery_report`` is always a clean ``RecoveryReport()``: nothing is ever salvaged.
+- Durability of claims and buffered settlements: a group made only of claims, reads and
+  buffered acks/nacks/rejects commits with ``synchronous_commit = off`` (nobody waits for it),
+  like the SQLite backend skipping their fsync: a *server* crash can undo such a claim (the
+  record comes back without that attempt counted) or settlement (delivered again); a crash of
+  the client process cannot. Puts and every waited call commit synchronously.
+- Threads: per engine (one per server, schema and prefix in a process, whatever the number of
+  queues and tenants): the committer, a listener for notifications, and a watchdog that cuts a
+  group blocked longer than ``io_timeout`` (default 60 s).
+- Payloads are decoded with the full checks of ``codec.decode`` (they come from outside the
+  process); an undecodable one is dead-lettered as ``"error: undecodable payload (...)"``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, Iterable
+
+from .. import codec
+from . import _pgengine, _pgops
+from ._queue import (DEFAULT_DEAD_LETTER_LIMIT, DEFAULT_MAX_BYTES, DEFAULT_MAX_PAYLOAD,
+                     MAX_BATCH, MAX_KEY_CHARS, DurableQueue, _seconds, _text_ok)
+from ._types import DeadLetter, Delivery, QueueClosed, QueueFull, RecoveryReport
+
+__all__ = ["PostgresQueue"]
+
+DEFAULT_PREFIX = "streamvisor_queue"
+
+
+class PostgresQueue(DurableQueue):
+    """A durable at-least-once queue in PostgreSQL tables; see the module docstring.
+
+    A ``DurableQueue`` (so ``QueueSource``/``QueueSink`` accept it); build it with
+    ``DurableQueue.postgres(dsn, name, ...)``. Every method is safe from any thread; in one
+    process, every queue on the same (dsn, schema, prefix) shares one connection and one
+    committer thread.
+    """
+
+    def __init__(self, dsn: str, name: str = "default", *, tenant: str | None = None,
+                 max_deliveries: int = 5, ttl: float | None = None,
+                 visibility_timeout: float = 30.0, clock: Any = None,
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
+                 max_bytes: int | None = DEFAULT_MAX_BYTES,
+                 schema: str | None = None, prefix: str = DEFAULT_PREFIX,
+                 connect_timeout: float = 5.0, lock_timeout: float = 30.0,
+                 io_timeout: float = 60.0, poll_interval: float = 0.5) -> None:
+        if type(dsn) is not str or not dsn:
+            raise ValueError(f"dsn must be a non-empty PostgreSQL connection string, got {dsn!r}")
+        if not _text_ok(name, sep=False) or not name:
+            raise ValueError(f"name must be a non-empty str of at most {MAX_KEY_CHARS} chars "
+                             f"(UTF-8, no NUL or \\x1f), got {name!r}")
+        if tenant is not None and (not _text_ok(tenant, sep=False) or not tenant):
+            raise ValueError(f"tenant must be None or a non-empty str of at most {MAX_KEY_CHARS}"
+                             f" chars (UTF-8, no NUL or \\x1f), got {tenant!r}")
+        for what, ident in (("schema", schema), ("prefix", prefix)):
+            if (ident is not None or what == "prefix") and (
+                    type(ident) is not str or not _pgops.IDENT.fullmatch(ident)):
+                raise ValueError(f"{what} must be an identifier of 1-40 letters, digits and "
+                                 f"underscores (not starting with a digit), got {ident!r}")
+        if type(max_deliveries) is not int or max_deliveries < 1:
+            raise ValueError(f"max_deliveries must be an int >= 1, got {max_deliveries!r}")
+        if (type(max_payload_bytes) is not int
+                or not 1 <= max_payload_bytes <= codec.DEFAULT_MAX_SIZE):
+            raise ValueError(f"max_payload_bytes must be an int in 1..{codec.DEFAULT_MAX_SIZE}, "
+                             f"got {max_payload_bytes!r}")
+        clock = time if clock is None else clock
+        if not callable(getattr(clock, "time", None)):
+            raise ValueError("clock must have a time() method returning wall-clock seconds, "
+                             f"got {clock!r}")
+        self.dsn = dsn
+        self.name, self.tenant = name, tenant
+        self.schema, self.prefix = schema, prefix
+        self._qk = (tenant or "", name)
+        self.max_deliveries = max_deliveries
+        self.ttl = _seconds("ttl", ttl, allow_none=True, positive=True)
+        self.visibility_timeout = _seconds("visibility_timeout", visibility_timeout, positive=True)
+        self.max_payload_bytes = max_payload_bytes
+        self._poll = _seconds("poll_interval", poll_interval, positive=True)
+        self._clock = clock
+        self.max_bytes = self._check_max_bytes(max_bytes)
+        self.refused_full = 0
+        self._closed = True  # until the engine is acquired (close() is then a no-op)
+        self._engine = _pgengine.acquire(
+            dsn, schema, prefix,
+            connect_timeout=_seconds("connect_timeout", connect_timeout, positive=True),
+            lock_timeout=_seconds("lock_timeout", lock_timeout, positive=True),
+            io_timeout=_seconds("io_timeout", io_timeout, positive=True))
+        self._closed = False
+        try:
+            self._submit("open", _ensure_counter)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def path(self) -> str:  # type: ignore[override]
+        """Where the queue lives: ``host:port/db`` (no secrets) and the tables' prefix."""
+        return f"{self._engine.where} {self.schema + '.' if self.schema else ''}{self.prefix}"
+
+    @property
+    def recovery_report(self) -> RecoveryReport:  # type: ignore[override]
+        """Always clean: the server owns the bytes, nothing is ever salvaged here."""
+        return RecoveryReport()
+
+    def _submit(self, kind: str, fn: Any, *args: Any, weight: int = 1) -> Any:
+        if self._closed:
+            raise QueueClosed(f"the queue {self.name!r} is closed")
+        return self._engine.submit(kind, fn, self._qk, *args, weight=weight,
+                                   now=self._clock.time())
+
+    def flush(self) -> None:
+        """Block until every ack, nack and reject buffered so far (by any queue on this
+        engine) is committed. Raises ``QueueUnavailable`` if some could not be: their records
+        will be delivered again."""
+        if self._closed:
+            raise QueueClosed(f"the queue {self.name!r} is closed")
+        self._engine.flush()
+
+    # ------------------------------------------------------------------ producing
+
+    def _encode(self, payload: Any, key: str | None) -> tuple[bytes, str | None]:
+        if key is not None and not _text_ok(key):
+            raise ValueError(f"key must be None or a str of at most {MAX_KEY_CHARS} chars "
+                             f"(UTF-8, no NUL), got {key!r}")
+        data = codec.encode(payload, root="payload")
+        if len(data) > self.max_payload_bytes:
+            raise ValueError(f"payload of {len(data)} encoded bytes exceeds max_payload_bytes="
+                             f"{self.max_payload_bytes}")
+        return data, key
+
+    def put(self, payload: Any, *, key: str | None = None) -> int:
+        """Store one record; return its id once committed. Raises like ``DurableQueue.put``
+        (``QueueUnavailable`` naming the server when it cannot be reached)."""
+        return self._put([self._encode(payload, key)])[0]
+
+    def _put(self, items: list[tuple[bytes, str | None]]) -> list[int]:  # type: ignore[override]
+        sizes = [_pgops.record_size(p, k) for p, k in items]
+        try:
+            return self._submit("put", _pgops.put, items, self.ttl, self.max_bytes, sizes,
+                                weight=len(items))
+        except QueueFull:
+            self.refused_full += len(items)
+            raise
+
+    def put_many(self, payloads: Iterable[Any], *, key: str | None = None) -> list[int]:
+        """Store records (all with ``key``); return their ids in order. Validated first; each
+        chunk of ``MAX_BATCH`` records is one atomic transaction."""
+        items = [self._encode(p, key) for p in payloads]
+        ids: list[int] = []
+        for start in range(0, len(items), MAX_BATCH):
+            ids += self._put(items[start:start + MAX_BATCH])
+        return ids
+
+    @staticmethod
+    def _put_each(entries: list[tuple[int, Any, Any]]) -> list[tuple[int, Any]]:
+        """``put_each`` for ``(index, queue, payloads)`` entries whose queues share one engine:
+        one transaction for all; per entry the ids or the exception that refused it
+        (``QueueFull``, ``QueueClosed``, an encoding error). Raises what the transaction
+        raised (``QueueUnavailable``): then nothing of them was written."""
+        out: list[tuple[int, Any]] = []
+        parts, owners = [], []
+        for index, q, payloads in entries:
+            if q._closed:
+                out.append((index, QueueClosed(f"the queue {q.name!r} is closed")))
+                continue
+            try:
+                items = [q._encode(p, None) for p in payloads]
+            except (TypeError, ValueError) as exc:
+                out.append((index, exc))
+                continue
+            parts.append((q._qk, q._clock.time(), items, q.ttl, q.max_bytes,
+                          [_pgops.record_size(p, k) for p, k in items]))
+            owners.append((index, q))
+        if not parts:
+            return out
+        engine = owners[0][1]._engine
+        results = engine.submit("put", _put_all, None, parts,
+                                weight=max(1, sum(len(p[2]) for p in parts)),
+                                locks=tuple(sorted({p[0] for p in parts})))
+        for (index, q), part, (ids, error) in zip(owners, parts, results):
+            if isinstance(error, QueueFull):
+                q.refused_full += len(part[2])
+            out.append((index, ids if error is None else error))
+        return out
+
+    # ------------------------------------------------------------------ consuming
+
+    def get(self, max_items: int = 1, timeout: float = 0.0) -> list[Delivery]:
+        """Lease up to ``max_items`` records; wait up to ``timeout`` s for the first one
+        (polling the server every ``poll_interval``). ``[]`` when nothing came in time."""
+        if type(max_items) is not int or not 1 <= max_items <= MAX_BATCH:
+            raise ValueError(f"max_items must be an int in 1..{MAX_BATCH}, got {max_items!r}")
+        deadline = time.monotonic() + _seconds("timeout", timeout)
+        while True:
+            generation = self._engine.generation
+            lease = secrets.randbits(63)
+            rows, next_due = self._submit("claim", _pgops.claim, max_items,
+                                          self.visibility_timeout, self.max_deliveries, lease,
+                                          weight=max_items)
+            if rows:
+                deliveries = self._pg_deliveries(rows, lease)
+                if deliveries:
+                    return deliveries
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            wait = min(remaining, self._poll)
+            if next_due is not None:
+                wait = min(wait, max(0.001, next_due - self._clock.time()))
+            self._engine.wait_for_records(generation, wait)
+
+    def _pg_deliveries(self, rows: list[tuple[Any, ...]], lease: int) -> list[Delivery]:
+        out = []
+        for id_, attempts, key, payload in rows:
+            try:
+                value = codec.decode(payload)
+            except codec.DecodeError as exc:
+                self._submit("reject", _pgops.settle, id_, lease, "reject", 0.0,
+                             f"undecodable payload ({exc})", self.max_deliveries)
+                continue
+            out.append(Delivery(self, id_, value, attempts, key, lease))
+        return out
+
+    def ack_many(self, deliveries: Iterable[Delivery]) -> list[bool]:
+        """Ack many deliveries in one transaction; one bool each (False: stale or already
+        settled). Blocks until committed."""
+        deliveries = list(deliveries)
+        by_lease: dict[int, list[int]] = {}
+        for d in deliveries:
+            if getattr(d, "_queue", None) is not self:
+                self._own(d)  # raises, naming it
+            if not d._settled:
+                by_lease.setdefault(d._lease, []).append(d.id)
+        if not by_lease:
+            return [False] * len(deliveries)
+        done = self._submit("ack", _pgops.ack, by_lease,
+                            weight=sum(map(len, by_lease.values())))
+        results = []
+        for d in deliveries:
+            ok = not d._settled and ((ids := done[d._lease]) is None or d.id in ids)
+            if ok:
+                d._settled = True
+            results.append(ok)
+        return results
+
+    def _ack(self, delivery: Delivery, wait: bool = True) -> bool:
+        if wait:
+            return self.ack_many([delivery])[0]
+        self._own(delivery)
+        if delivery._settled:
+            return False
+        if self._closed:
+            raise QueueClosed(f"the queue {self.name!r} is closed")
+        self._engine.buffer_ack(self._qk, delivery._lease, delivery.id)
+        delivery._settled = True
+        return True
+
+    def _settle(self, delivery: Delivery, action: str, delay: float, error: str | None,
+                wait: bool = True) -> bool:
+        self._own(delivery)
+        delay = _seconds("delay", delay)
+        if error is not None and type(error) is not str:
+            raise ValueError(f"error must be a str or None, got {error!r}")
+        if error is not None and "\x00" in error:
+            raise ValueError(f"error must not contain NUL, got {error!r}")
+        if action == "reject" and error is None:
+            raise ValueError("reject needs an error text (the dead-letter reason)")
+        if delivery._settled:
+            return False
+        if self._closed:
+            raise QueueClosed(f"the queue {self.name!r} is closed")
+        args = (delivery.id, delivery._lease, action, delay, error, self.max_deliveries)
+        if not wait:
+            self._engine.post(action, _pgops.settle, self._qk, *args, now=self._clock.time())
+            delivery._settled = True
+            return True
+        ok = self._submit(action, _pgops.settle, *args)
+        if ok:
+            delivery._settled = True
+        return ok
+
+    # ------------------------------------------------------------------ dead letters, stats
+
+    def dead_letters(self, limit: int = DEFAULT_DEAD_LETTER_LIMIT) -> list[DeadLetter]:
+        """Dead records, oldest first, at most ``limit``. Sweeps expiries first."""
+        if type(limit) is not int or limit < 0:
+            raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+        rows = self._submit("read", _pgops.dead_letters, self.max_deliveries, limit)
+        out = []
+        for id_, payload, reason, attempts in rows:
+            value: Any = payload
+            try:
+                value = codec.decode(payload)
+            except codec.DecodeError:
+                pass  # kept as raw bytes; its reason says it was undecodable
+            out.append(DeadLetter(id_, value, reason, attempts))
+        return out
+
+    def requeue_dead(self, ids: Iterable[int]) -> int:
+        """Make dead records deliverable again (attempts 0, TTL from now); how many."""
+        ids = [i for i in ids if type(i) is int]
+        return self._submit("requeue", _pgops.requeue_dead, ids, self.ttl,
+                            weight=max(1, len(ids)))
+
+    def purge_dead(self, ids: Iterable[int]) -> int:
+        """Delete dead records for good; how many."""
+        ids = [i for i in ids if type(i) is int]
+        return self._submit("purge", _pgops.purge_dead, ids, weight=max(1, len(ids)))
+
+    def stats(self) -> dict[str, int]:
+        """``{"ready", "in_flight", "delayed", "dead", "acked", "bytes", "refused_full"}``
+        after a sweep, as in the SQLite backend (``refused_full``: this object's refusals)."""
+        out = self._submit("read", _pgops.stats, self.max_deliveries)
+        out["refused_full"] = self.refused_full
+        return out
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Commit buffered settlements and let go of the engine (the last queue on it closes
+        the connection). Idempotent; blocks. Unsettled deliveries are redelivered after their
+        visibility timeout."""
+        if self._closed:
+            return
+        self._closed = True
+        _pgengine.release(self._engine)
+
+    def __enter__(self) -> "PostgresQueue":
+        return self
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        who = "" if self.tenant is None else f" tenant={self.tenant!r}"
+        return (f"<PostgresQueue {self.name!r}{who} at {self.path} {state} "
+                f"groups={self._engine.groups} ops={self._engine.ops}>")
+
+
+def _put_all(tx: _pgops.Tx, _qk: None, parts: list[tuple[Any, ...]]) -> list[Any]:
+    out: list[Any] = []
+    for qk, now, items, ttl, max_bytes, sizes in parts:
+        tx.now = now
+        try:
+            out.append((_pgops.put(tx, qk, items, ttl, max_bytes, sizes), None))
+        except _pgops.Refused as refused:  # wrote nothing for this queue; the others go on
+            out.append((None, refused.error))
+    return out
+
+
+def _ensure_counter(tx: _pgops.Tx, qk: tuple[str, str]) -> None:
+    tx.cur.execute(tx.sql.ensure_counter, qk)
+
+
+def drop_tables(dsn: str, *, schema: str | None = None, prefix: str = DEFAULT_PREFIX) -> None:
+    """Drop the queue tables of (schema, prefix) (and the schema, when given and empty then).
+    For tests and tear-down; every queue on them must be closed."""
+    import psycopg
+
+    for what, ident in (("schema", schema), ("prefix", prefix)):
+        if (ident is not None or what == "prefix") and (
+                type(ident) is not str or not _pgops.IDENT.fullmatch(ident)):
+            raise ValueError(f"bad {what} {ident!r}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        statements = _pgops.Sql(conn, schema, prefix)
+        conn.execute(statements.drop)
+        left = schema and conn.execute(
+            "SELECT count(*) FROM pg_class AS c JOIN pg_namespace AS n ON c.relnamespace = n.oid"
+            " WHERE n.nspname = %s", (schema,)).fetchone()[0]
+        if schema and not left:
+            from psycopg import sql
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} RESTRICT").format(
+                sql.Identifier(schema)))
