@@ -50,6 +50,7 @@ from actors.connectors import MqttIngest, MqttOptions, PostgresStore, SqliteStor
 from actors.stream import Graph, Node, Sink, Tumbling, Window
 from actors.testing import Faults
 from supervisors import GraphSupervision
+from supervisors.cluster import fenced_commit
 
 TENANTS = ["acme", "globex", "initech"]  # also the default tenant list of a cluster
 TIMEZONES = ["Europe/Paris", "America/New_York", "Asia/Tokyo", "Australia/Sydney", "UTC"]
@@ -168,18 +169,24 @@ def _mean(acc: dict[str, float]) -> tuple[float, int]:
 class MinuteStore(Sink):
     """Upserts ``WindowResult``s into ``minute_averages(tenant, device, start, end, mean_temp,
     n)``, keyed (tenant, device, start): a minute emitted again after a restart overwrites its
-    row, never doubles it."""
+    row, never doubles it. ``fence_of(tenant)``: in a cluster with tenant leases (``--state``),
+    the (epoch, lease table) this instance's tenant was started with; each batch then commits
+    only while that epoch is the tenant's current one (``fenced_commit``), so a node that lost
+    the tenant's lease cannot overwrite the new owner's minutes."""
 
-    def __init__(self, db: str) -> None:
+    def __init__(self, db: str, fence_of: Any = None) -> None:
         self.db = db
+        self.fence_of = fence_of
 
     def on_start(self) -> None:
         self.table = MinuteTable(self.db)
 
     def process_batch(self, results: Any, port: str) -> None:
         tenant = self.ref.tenant
+        fence = self.fence_of(tenant) if self.fence_of is not None else None
         self.table.upsert([(tenant, r.key, r.start, r.end, r.value[0], r.value[1])
-                           for r in results])
+                           for r in results],
+                          fence=None if fence is None else (tenant, *fence))
 
     def on_stop(self, reason: Any) -> None:
         self.table.close()
@@ -210,9 +217,18 @@ class MinuteTable:
         self.sql = (f"INSERT INTO minute_averages {self.COLUMNS} VALUES "
                     f"({', '.join([mark] * 6)})" + self.UPSERT)
 
-    def upsert(self, rows: list[tuple[Any, ...]]) -> None:
+    def upsert(self, rows: list[tuple[Any, ...]],
+               fence: tuple[str, int, str] | None = None) -> None:
+        """One transaction. ``fence`` = (tenant, epoch, lease table): PostgreSQL only; the
+        rows commit only if ``epoch`` is still the tenant's lease epoch, else ``StaleEpoch``
+        (and nothing is written)."""
+        if fence is not None and not self.pg:
+            raise ValueError("fenced minute writes need the table in PostgreSQL (--db "
+                             "postgresql://...), like the leases")
         if self.pg:
             with self.conn.transaction(), self.conn.cursor() as cur:
+                if fence is not None:
+                    fenced_commit(self.conn, fence[0], fence[1], table=fence[2])
                 cur.executemany(self.sql, rows)
         else:
             with closing(self.conn.cursor()) as cur:
@@ -242,9 +258,11 @@ def count_rows(db: str) -> list[tuple[str, int]]:
                                  "ORDER BY tenant").fetchall())
 
 
-def build_graph(queue_of: Any, db: str, store: Any = None) -> Graph:
+def build_graph(queue_of: Any, db: str, store: Any = None, fence_of: Any = None) -> Graph:
     """The one graph every tenant gets; ``queue_of(tenant)`` is that tenant's durable queue,
-    ``store`` the node's shared readings store (``None``: each instance opens ``db``)."""
+    ``store`` the node's shared readings store (``None``: each instance opens ``db``),
+    ``fence_of(tenant)`` the (epoch, lease table) fencing its minute writes (see
+    ``MinuteStore``)."""
     g = Graph("ingest", supervision=GraphSupervision(intensity=10, period=10.0))
     g.add("queue", QueueSource, queue_of)
     g.add("categorise", Categorise)
@@ -256,7 +274,7 @@ def build_graph(queue_of: Any, db: str, store: Any = None) -> Graph:
     # so that a reading redelivered after a crash still finds its minute open
     g.add("minute", Window, key=_device, time=_ts, windows=Tumbling(60.0), lateness=15.0,
           idle=90.0, init=dict, fold=_keep, result=_mean)
-    g.add("minutes", MinuteStore, db)
+    g.add("minutes", MinuteStore, db, fence_of)
     g.connect("sanity", "minute")
     g.connect("minute.out", "minutes")
     return g
@@ -427,6 +445,7 @@ class _Tenant:
         self.queue: DurableQueue | None = None
         self.instance: Any = None
         self.actors: dict[str, Any] = {}  # fleet, alerts, local-time
+        self.epoch = 0  # the tenant's lease epoch when it started here (cluster with --state)
 
 
 class _App:
@@ -444,11 +463,14 @@ class _App:
         # here, clearly). Each tenant's store node writes its own tenant column.
         self.store = open_store(self.db)
         self.tenants: dict[str, _Tenant] = {}
-        self.graph = build_graph(lambda tenant: self.tenants[tenant].queue, self.db, self.store)
+        self.in_cluster = getattr(options, "cluster", None) is not None
+        # with tenant leases (cluster start --state postgresql://...), minute writes are fenced
+        self.fenced = self.in_cluster and getattr(options.cluster, "leases", None) is not None
+        self.graph = build_graph(lambda tenant: self.tenants[tenant].queue, self.db, self.store,
+                                 self.fence_of if self.fenced else None)
         self.instances: dict[str, Any] = {}  # shared with the chaos actor
         self.mqtt: Any = None  # the node's one MQTT client (MqttIngest) for every tenant
         self.mqtt_dead: DurableQueue | None = None
-        self.in_cluster = getattr(options, "cluster", None) is not None
 
     def start_mqtt(self, rt: Runtime) -> None:
         """One MQTT client for the whole node: readings are routed to their tenant's queue (the
@@ -468,8 +490,17 @@ class _App:
                              filters=[] if self.in_cluster else None, group=options.mqtt_group,
                              capacity=2000, batch_size=1000, name="mqtt")
 
+    def fence_of(self, tenant: str) -> tuple[int, str]:
+        """(epoch the tenant was started with, lease table); epoch 0 (never valid: epochs start
+        at 1) once the tenant was stopped here, so a straggling write is refused."""
+        t = self.tenants.get(tenant)
+        leases = self.options.cluster.leases
+        return (t.epoch if t is not None else 0), leases.store.table
+
     def start_tenant(self, rt: Runtime, tenant: str) -> None:
         options, scope, t = self.options, rt.tenant(tenant), _Tenant()
+        if self.fenced:
+            t.epoch = options.cluster.lease(tenant) or 0
         self.tenants[tenant] = t
         seed = sum(map(ord, tenant))
         t.queue = DurableQueue(os.path.join(self.data_dir, f"{tenant}.queue"), tenant,

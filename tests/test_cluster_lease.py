@@ -358,3 +358,82 @@ def test_an_acquisition_waits_for_an_open_fenced_write(pg_table: Any) -> None:
         wa.close()
         a.close()
         b.close()
+
+
+def test_iot_cloud_minute_writes_are_fenced_by_the_tenant_epoch(pg_table: Any) -> None:
+    """The example's real write path: ``MinuteTable.upsert(rows, fence=...)`` commits with the
+    current epoch and refuses a stale one without writing anything."""
+    from pathlib import Path
+
+    from supervisors.apps import load_app
+    app = load_app(str(Path(__file__).resolve().parent.parent / "examples" / "iot_cloud.py"))
+    table, conn = pg_table
+    a, b = LeaseStore(PG_URL, table=table), LeaseStore(PG_URL, table=table)
+    tenant = f"fz-{uuid.uuid4().hex[:8]}"
+    minutes = app.MinuteTable(PG_URL)
+    try:
+        assert a.acquire(tenant, "a", 30.0, 0.0) == 1
+        minutes.upsert([(tenant, "d1", 0.0, 60.0, 20.0, 3)], fence=(tenant, 1, table))
+        _age(conn, table, tenant, 1.0)
+        assert b.acquire(tenant, "b", 30.0, 0.0) == 2
+        with pytest.raises(StaleEpoch):
+            minutes.upsert([(tenant, "d1", 0.0, 60.0, 99.0, 9), (tenant, "d2", 0.0, 60.0, 1.0, 1)],
+                           fence=(tenant, 1, table))
+        minutes.upsert([(tenant, "d1", 0.0, 60.0, 21.0, 4)], fence=(tenant, 2, table))
+        rows = conn.execute("SELECT device, mean_temp, n FROM minute_averages WHERE tenant = %s "
+                            "ORDER BY device", (tenant,)).fetchall()
+        assert rows == [("d1", 21.0, 4)]
+        with pytest.raises(ValueError, match="PostgreSQL"):
+            app.MinuteTable(":memory:").upsert([], fence=(tenant, 2, table))
+    finally:
+        conn.execute("DELETE FROM minute_averages WHERE tenant = %s", (tenant,))
+        minutes.close()
+        a.close()
+        b.close()
+
+
+def test_iot_cloud_on_a_leased_node_writes_fenced_minutes_and_stops_when_the_lease_is_taken(
+        tmp_path: Any) -> None:
+    """A real ``ClusterNode`` with ``lease_dsn`` hosting the example app with its minute table
+    in PostgreSQL: the minutes are written under epoch 1; when another holder takes the lease
+    (an acquisition in SQL, as a node on the other side of a partition would), the node's next
+    renewal is refused and it stops the tenant (``tenant_fenced``)."""
+    require_service("127.0.0.1", 5432, "PostgreSQL")
+    import psycopg
+
+    from actors.testing import wait_until
+    from supervisors.apps import load_app
+    from supervisors.cluster import ClusterNode
+    from tests.test_iot_cloud_minutes import readings
+
+    app = load_app(str(__import__("pathlib").Path(__file__).resolve().parent.parent
+                       / "examples" / "iot_cloud.py"))
+    table = f"lease_test_{uuid.uuid4().hex[:10]}"
+    tenant = f"fz{uuid.uuid4().hex[:6]}"
+    conn = psycopg.connect(PG_URL, autocommit=True)
+    events: list = []
+    node = ClusterNode("solo", cookie="c", tenants=[tenant], app=app,
+                       app_options={"devices": 0, "period": 1.0, "chaos": 0.0, "db": PG_URL,
+                                    "data_dir": str(tmp_path), "mqtt": None},
+                       lease_dsn=PG_URL, lease_ttl=3.0, lease_grace=0.5, lease_table=table,
+                       on_event=events.append)
+    try:
+        node.start()
+        wait_until(lambda: node.hosted() == [tenant], timeout=20, message="the tenant starts")
+        assert node.lease(tenant) == 1 and app._app.tenants[tenant].epoch == 1
+        app._app.tenants[tenant].queue.put_many(readings(tenant))
+        wait_until(lambda: conn.execute("SELECT count(*) FROM minute_averages WHERE tenant = %s",
+                                        (tenant,)).fetchone()[0] == 6, timeout=20,
+                   message="six fenced minute rows")
+        conn.execute(f"UPDATE {table} SET owner = 'other', epoch = epoch + 1, "
+                     "expires_at = now() + interval '30 seconds' WHERE tenant = %s", (tenant,))
+        wait_until(lambda: node.hosted() == [], timeout=10, message="the node fences")
+        fenced = [e for e in events if e["event"] == "tenant_fenced"]
+        assert fenced and fenced[0]["epoch"] == 1 and fenced[0]["why"] == "taken"
+        assert node.lease(tenant) is None
+        assert app._app.fence_of(tenant) == (0, table)    # a straggler's write is refused
+    finally:
+        node.stop()
+        conn.execute("DELETE FROM minute_averages WHERE tenant = %s", (tenant,))
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.close()
