@@ -4,10 +4,13 @@
         --seed 10.213.0.2:P2 --dsn postgresql://... --tenants t1,t2 --events FILE --prefix X
 
 A real ``ClusterNode`` (heartbeats, handshake, placement) with ``lease_dsn``; its app runs one
-``Counter`` actor per tenant: every 50 ms it writes ``value + 1`` (its in-memory state, restored
-from the database when the tenant starts) into ``X_log`` and ``X_state`` in one transaction
-fenced by the tenant's epoch. Without fencing, two nodes running the tenant would both write
-the same values (a fork); with it, the stale one is refused. Every cluster event and every
+``Counter`` actor per tenant, fed by the tenant's ``DurableQueue`` on PostgreSQL (tables
+``X_q_*``): every 50 ms it takes one record, writes its ``rid`` with ``value + 1`` (its
+in-memory state, restored from the database when the tenant starts) into ``X_log`` and
+``X_state`` in one transaction fenced by the tenant's epoch (a record already in the log -
+redelivered after a lost ack - is skipped), then acks it. Without fencing, two nodes running
+the tenant would both write the same values (a fork); with it, the stale one is refused and
+does not ack. Every cluster event and every
 write outcome is appended to ``--events`` as a JSON line with ``mono`` (``time.monotonic()``,
 the same clock for every process on the host). SIGUSR1: write once more with every epoch this
 node has lost (a zombie's write; the outcome goes to the events). SIGTERM: stop.
@@ -25,6 +28,7 @@ from typing import Any
 import psycopg
 
 from actors import Actor
+from actors.queue import DurableQueue, QueueError
 from supervisors.cluster import ClusterNode, StaleEpoch, fenced_commit
 
 _lock = threading.Lock()
@@ -44,19 +48,24 @@ def connect(dsn: str) -> Any:
 
 
 def write(conn: Any, prefix: str, lease_table: str, node: str, tenant: str, epoch: int,
-          value: int) -> None:
+          value: int, rid: int) -> bool:
+    """False: ``rid`` was processed before (nothing written)."""
     with conn.transaction():
         fenced_commit(conn, tenant, epoch, table=lease_table, idle_timeout=1.0)
-        conn.execute(f"INSERT INTO {prefix}_log (tenant, node, epoch, value) "
-                     "VALUES (%s, %s, %s, %s)", (tenant, node, epoch, value))
+        row = conn.execute(f"INSERT INTO {prefix}_log (tenant, node, epoch, value, rid) "
+                           "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant, rid) DO NOTHING "
+                           "RETURNING id", (tenant, node, epoch, value, rid)).fetchone()
+        if row is None:
+            return False
         conn.execute(f"INSERT INTO {prefix}_state (tenant, value, epoch) VALUES (%s, %s, %s) "
                      "ON CONFLICT (tenant) DO UPDATE SET value = excluded.value, "
                      "epoch = excluded.epoch", (tenant, value, epoch))
+        return True
 
 
 class Counter(Actor):
-    def __init__(self, app: "App", tenant: str, epoch: int) -> None:
-        self.app, self.tenant, self.epoch = app, tenant, epoch
+    def __init__(self, app: "App", tenant: str, epoch: int, queue: DurableQueue) -> None:
+        self.app, self.tenant, self.epoch, self.queue = app, tenant, epoch, queue
         self.conn: Any = None
         self.value: int | None = None
 
@@ -74,13 +83,20 @@ class Counter(Actor):
                 row = self.conn.execute(f"SELECT value FROM {a.prefix}_state WHERE tenant = %s",
                                         (self.tenant,)).fetchone()
                 self.value = 0 if row is None else int(row[0])
-            write(self.conn, a.prefix, a.lease_table, a.node, self.tenant, self.epoch,
-                  self.value + 1)
-            self.value += 1
-            a.written += 1
+            for d in self.queue.get(max_items=1, timeout=0):
+                if write(self.conn, a.prefix, a.lease_table, a.node, self.tenant, self.epoch,
+                         self.value + 1, d.payload["rid"]):
+                    self.value += 1
+                    a.written += 1
+                else:
+                    record("duplicate_skipped", node=a.node, tenant=self.tenant,
+                           rid=d.payload["rid"])
+                self.queue.ack_many([d])
         except StaleEpoch as exc:
             record("write_rejected", node=a.node, tenant=self.tenant, epoch=self.epoch,
                    current=exc.current)
+        except QueueError as exc:
+            record("queue_failed", node=a.node, tenant=self.tenant, error=type(exc).__name__)
         except psycopg.Error as exc:
             record("write_failed", node=a.node, tenant=self.tenant, error=type(exc).__name__)
             self._drop()
@@ -105,6 +121,7 @@ class App:
         self.node, self.dsn, self.prefix, self.lease_table = node, dsn, prefix, lease_table
         self.written = 0
         self.lost: dict[str, int] = {}
+        self.queues: dict[str, DurableQueue] = {}
 
     def start(self, rt: Any, options: Any) -> None:
         self.cluster = options.cluster
@@ -113,18 +130,26 @@ class App:
         epoch = options.cluster.lease(tenant)
         if epoch is None:
             raise RuntimeError(f"tenant {tenant} started without its lease")
-        rt.tenant(tenant).spawn(Counter, self, tenant, epoch, name="counter")
+        queue = self.queues[tenant] = work_queue(self.dsn, self.prefix, tenant)
+        rt.tenant(tenant).spawn(Counter, self, tenant, epoch, queue, name="counter")
 
     def stop_tenant(self, rt: Any, tenant: str) -> None:
         ref = rt.tenant(tenant).whereis("counter")
         if ref is not None:
             rt.stop(ref, "shutdown", timeout=2.0)
+        queue = self.queues.pop(tenant, None)
+        if queue is not None:
+            try:
+                queue.close()     # unacked records are redelivered after their visibility
+            except QueueError as exc:
+                record("queue_close_failed", node=self.node, tenant=tenant, error=str(exc))
 
     def zombie_writes(self) -> None:
         for tenant, epoch in sorted(self.lost.items()):
             try:
                 with connect(self.dsn) as conn:
-                    write(conn, self.prefix, self.lease_table, self.node, tenant, epoch, -1)
+                    write(conn, self.prefix, self.lease_table, self.node, tenant, epoch, -1,
+                          -1)
                 record("zombie_write", node=self.node, tenant=tenant, epoch=epoch,
                        outcome="accepted")
             except StaleEpoch as exc:
@@ -133,6 +158,14 @@ class App:
             except psycopg.Error as exc:
                 record("zombie_write", node=self.node, tenant=tenant, epoch=epoch,
                        outcome="failed", error=str(exc))
+
+
+def work_queue(dsn: str, prefix: str, tenant: str) -> DurableQueue:
+    """The tenant's work queue (the test fills it from the root namespace)."""
+    return DurableQueue.postgres(dsn, "work", tenant=tenant, prefix=f"{prefix}_q",
+                                 visibility_timeout=2.0, max_deliveries=20,
+                                 connect_timeout=1.0, lock_timeout=1.0, io_timeout=1.0,
+                                 poll_interval=0.2)
 
 
 def main() -> None:

@@ -5,7 +5,8 @@ The test builds a private network on this machine: a bridge in the root namespac
 node b on 10.213.0.2), and a TCP forwarder on the bridge address to PostgreSQL on 127.0.0.1
 (which listens on loopback only). Nothing leaves the host; the teardown removes all of it,
 failure or not. Each node is a real ``ClusterNode`` process (``tests/_fencing_node.py``) with
-``lease_dsn``; its tenants run a counter whose writes are fenced by the lease epoch.
+``lease_dsn``; each tenant consumes its ``DurableQueue`` on PostgreSQL into a counter whose
+writes are fenced by the lease epoch.
 Partitions are iptables DROP rules inside a node's namespace (silent loss, as a real one).
 
 Needs root, ``ip netns`` and iptables: skipped with the reason otherwise, failed under CI=true.
@@ -29,6 +30,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from supervisors.cluster import owner
+from tests._fencing_node import work_queue
 from tests.conftest import in_ci, require_service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +38,8 @@ SUBNET = "10.213.0"
 BRIDGE_IP = f"{SUBNET}.254"
 ADDR = {"a": f"{SUBNET}.1", "b": f"{SUBNET}.2"}
 TTL, MARGIN, GRACE = 3.0, 1.0, 1.0
+RECORDS = 2000           # per tenant: more than the tenants consume (~20/s) during a test
+LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def _need(condition: bool, why: str) -> None:
@@ -259,7 +263,10 @@ def cluster(tmp_path: Path) -> Iterator[Any]:
         def make(tenants: list[str]) -> Cluster:
             c = Cluster(net, fwd.port, tmp_path, tenants)
             conn.execute(f"CREATE TABLE {c.prefix}_log (id BIGSERIAL PRIMARY KEY, tenant TEXT, "
-                         "node TEXT, epoch BIGINT, value BIGINT, UNIQUE (tenant, value))")
+                         "node TEXT, epoch BIGINT, value BIGINT, rid BIGINT, UNIQUE (tenant, rid))")
+            for t in tenants:
+                with work_queue(LOCAL_DSN, c.prefix, t) as q:
+                    q.put_many([{"rid": i} for i in range(RECORDS)])
             conn.execute(f"CREATE TABLE {c.prefix}_state (tenant TEXT PRIMARY KEY, "
                          "value BIGINT, epoch BIGINT)")
             made.append(c)
@@ -273,8 +280,9 @@ def cluster(tmp_path: Path) -> Iterator[Any]:
             fwd.close()
         net.down()
         for c in made:
-            for suffix in ("log", "state", "leases"):
-                conn.execute(f"DROP TABLE IF EXISTS {c.prefix}_{suffix}")
+            for suffix in ("log", "state", "leases", "q_messages", "q_counters", "q_meta"):
+                conn.execute(f"DROP TABLE IF EXISTS {c.prefix}_{suffix} CASCADE")
+            conn.execute(f"DROP SEQUENCE IF EXISTS {c.prefix}_q_ids")
         for n in ADDR:  # shown by pytest when the test failed
             log = tmp_path / f"{n}.log"
             if log.exists():
@@ -304,6 +312,13 @@ def assert_no_fork(c: Cluster, conn: Any, tenant: str) -> list[tuple[int, str, i
     state = conn.execute(f"SELECT value, epoch FROM {c.prefix}_state WHERE tenant = %s",
                          (tenant,)).fetchone()
     assert state == (len(rows), epochs[-1])
+    # the queue: each record processed at most once (the log's unique rid), none lost (every
+    # record processed or still in the queue), nothing dead-lettered, no ack without a write
+    with work_queue(LOCAL_DSN, c.prefix, tenant) as q:
+        s = q.stats()
+    assert s["dead"] == 0 and s["acked"] <= len(rows) <= RECORDS
+    assert len(rows) + s["ready"] + s["in_flight"] + s["delayed"] >= RECORDS
+    assert s["acked"] + s["ready"] + s["in_flight"] + s["delayed"] == RECORDS
     return rows
 
 
