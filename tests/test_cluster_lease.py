@@ -437,3 +437,23 @@ def test_iot_cloud_on_a_leased_node_writes_fenced_minutes_and_stops_when_the_lea
         conn.execute("DELETE FROM minute_averages WHERE tenant = %s", (tenant,))
         conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.close()
+
+
+def test_an_unreachable_store_is_one_event_per_outage_and_the_tenant_waits() -> None:
+    clock = ManualClock()
+    table = FakeTable(clock.now)
+    events: list = []
+    app = RecordingApp()
+    rt = Runtime(workers=1)
+    try:
+        host = TenantHost(rt, app, object(), lambda kind, **f: events.append(kind))
+        host.leases = keeper(table, "a", clock, [])
+        table.down = True
+        assert [host._start_one("t") for _ in range(5)] == [False] * 5
+        assert events.count("lease_unavailable") == 1 and app.calls == []
+        table.down = False
+        assert host._start_one("t") is True
+        assert app.calls == [("start", "t")]
+        assert host.leases.renew_failures == 0
+    finally:
+        rt.shutdown(5.0)

@@ -35,6 +35,8 @@ from typing import Any, Callable, Protocol
 
 from actors import get_logger
 
+from ._ratelog import RateLimitedLog
+
 __all__ = ["DEFAULT_TABLE", "Lease", "LeaseKeeper", "LeaseStore", "LeaseUnavailable",
            "StaleEpoch", "fenced_commit"]
 
@@ -252,6 +254,8 @@ class LeaseKeeper:
         self._leases: dict[str, Lease] = {}
         self._closed = False
         self._threads: list[threading.Thread] = []
+        self.renew_failures = 0               # renewals that did not reach the store (counted)
+        self._warn = RateLimitedLog(_log)     # a partition fails renewals often: bounded logs
 
     # -- what the tenant host calls ---------------------------------------------------------
     def acquire(self, tenant: str) -> Lease | None:
@@ -318,8 +322,10 @@ class LeaseKeeper:
             except LeaseUnavailable as exc:
                 # not renewed: the local deadline decides; try again soon (a tenth of the ttl)
                 lease.renew_at = self._clock() + self.ttl / 10
-                _log.warning("lease renewal failed", tenant=lease.tenant, epoch=lease.epoch,
-                             error=str(exc))
+                self.renew_failures += 1
+                self._warn.warning("renew", "lease renewal failed", tenant=lease.tenant,
+                                   epoch=lease.epoch, error=str(exc),
+                                   failures=self.renew_failures)
                 continue
             with self._lock:
                 if ok:

@@ -47,6 +47,7 @@ class TenantHost:
         self.leases = leases
         self._lease_retry = lease_retry
         self._waiting: set[str] = set()      # tenants whose lease another node holds (events)
+        self._unreached: set[str] = set()    # tenants whose lease store is unreachable (events)
         self._ops = threading.Lock()         # one app start/stop/fence at a time
         self._lock = threading.Lock()        # guards _wanted, _hosted, _closed
         self._wake = threading.Condition(self._lock)
@@ -91,6 +92,8 @@ class TenantHost:
                 if self._closed:
                     return
                 wanted, hosted = set(self._wanted), set(self._hosted)
+            self._waiting &= wanted
+            self._unreached &= wanted
             for tenant in sorted(hosted - wanted):
                 self._stop_one(tenant)
             failed = waiting = False
@@ -111,9 +114,12 @@ class TenantHost:
         if self.leases is not None:
             try:
                 lease = self.leases.acquire(tenant)
-            except LeaseUnavailable as exc:
-                self._event("lease_unavailable", tenant=tenant, error=str(exc))
+            except LeaseUnavailable as exc:  # one event per outage and tenant, not per retry
+                if tenant not in self._unreached:
+                    self._unreached.add(tenant)
+                    self._event("lease_unavailable", tenant=tenant, error=str(exc))
                 return False
+            self._unreached.discard(tenant)
             if lease is None:
                 if tenant not in self._waiting:
                     self._waiting.add(tenant)
