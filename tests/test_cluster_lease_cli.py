@@ -56,6 +56,8 @@ def test_cluster_with_state_hosts_tenants_by_lease_and_takes_a_dead_nodes_over(
             assert node["leases"] == {t: held[t][1] for t in node["tenants"]}
             for t in node["tenants"]:
                 assert held[t][0] == node_id
+        text = cli("status", "--state-dir", str(cluster.state)).stdout
+        assert all(f"{t}@{held[t][1]}" in text for t in TENANTS), text
         victim = next(n for n in nodes.values() if n["tenants"])
         survivor = next(n for n in nodes.values() if n["id"] != victim["id"])
         moved = set(victim["tenants"])

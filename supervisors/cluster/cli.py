@@ -216,9 +216,11 @@ def _table(status: dict[str, Any]) -> str:
              f"{'up' if admin['alive'] else 'DOWN'}  state {status['state_dir']}",
              f"{'node':<12} {'pid':>8} {'alive':<6} {'inc':>3} {'state':<5} tenants"]
     for node in status["nodes"]:
+        leases = node.get("leases") or {}   # with --state: tenant -> epoch held
+        tenants = [f"{t}@{leases[t]}" if t in leases else t for t in node.get("tenants") or []]
         lines.append(f"{node['id']:<12} {node.get('pid') or '-':>8} "
                      f"{'yes' if node['alive'] else 'NO':<6} {node.get('incarnation') or '-':>3} "
-                     f"{node.get('state', ''):<5} {', '.join(node.get('tenants') or []) or '-'}")
+                     f"{node.get('state', ''):<5} {', '.join(tenants) or '-'}")
     return "\n".join(lines)
 
 
