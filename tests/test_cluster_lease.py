@@ -457,3 +457,45 @@ def test_an_unreachable_store_is_one_event_per_outage_and_the_tenant_waits() -> 
         assert host.leases.renew_failures == 0
     finally:
         rt.shutdown(5.0)
+
+
+@pytest.mark.parametrize("stop_takes, overrun", [(1.4, False), (1.6, True)])
+def test_a_fence_slower_than_margin_plus_grace_is_reported(stop_takes: float,
+                                                          overrun: bool) -> None:
+    clock = ManualClock()
+    table = FakeTable(clock.now)
+    events: list = []
+    a = LeaseKeeper(table, "a", ttl=3.0, margin=1.0, grace=1.0, clock=clock.now,
+                    event=lambda kind, **f: events.append((kind, f)),
+                    on_lost=lambda t, e, why: clock.advance(stop_takes))
+    a.acquire("t")
+    table.down = True
+    clock.advance(2.5)                       # the fence starts 0.5 s late: 1.5 s of budget left
+    a.tick(clock.now())
+    overruns = [f for k, f in events if k == "fence_overrun"]
+    if overrun:
+        assert len(overruns) == 1 and overruns[0]["budget"] == 1.5
+    else:
+        assert overruns == []
+
+
+def test_many_leases_lost_at_once_are_fenced_side_by_side() -> None:
+    """The store is gone: every tenant is fenced in parallel, so each has the whole budget
+    (one after another, the last would start late by the sum of the others' stops)."""
+    import threading
+    clock = ManualClock()
+    table = FakeTable(clock.now)
+    started: list = []
+    barrier = threading.Barrier(5, timeout=5.0)
+
+    def fence(tenant: str, epoch: int, why: str) -> None:
+        started.append(tenant)
+        barrier.wait()                       # all five fences are running at the same time
+
+    a = LeaseKeeper(table, "a", ttl=3.0, margin=1.0, grace=1.0, clock=clock.now, on_lost=fence)
+    for i in range(5):
+        a.acquire(f"t{i}")
+    table.down = True
+    clock.advance(2.0)
+    a.tick(clock.now())
+    assert sorted(started) == [f"t{i}" for i in range(5)] and a.held() == {}

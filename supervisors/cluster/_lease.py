@@ -307,8 +307,15 @@ class LeaseKeeper:
                     lease.lose("expired")
                     lost.append(lease)
             left = [l.deadline for l in self._leases.values() if l.lost is None]
-        for lease in lost:
-            self._lost(lease, "expired", overdue=now - lease.deadline)
+        if len(lost) == 1:
+            self._lost(lost[0], "expired")
+        elif lost:  # many tenants at once (the store is gone): fence them side by side
+            threads = [threading.Thread(target=self._lost, args=(lease, "expired"), daemon=True,
+                                        name=f"fence-{lease.tenant}") for lease in lost]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
         return min(left) if left else None
 
     def renew_due(self, now: float) -> float | None:
@@ -335,12 +342,18 @@ class LeaseKeeper:
                 else:
                     lost = lease.lose("taken")
             if lost:
-                self._lost(lease, "taken", overdue=0.0)
+                self._lost(lease, "taken")
         with self._lock:
             nxt = [l.renew_at for l in self._leases.values() if l.lost is None]
         return min(nxt) if nxt else None
 
-    def _lost(self, lease: Lease, why: str, overdue: float) -> None:
+    def _lost(self, lease: Lease, why: str) -> None:
+        """Report the loss and run ``on_lost`` (the fence). A fence at the local deadline has
+        ``margin + grace`` seconds (less what it started late) before another node may acquire
+        the lease; one that took longer is reported as ``fence_overrun`` (the tenant's actors
+        may then have overlapped with the next holder's; fenced writes still cannot)."""
+        started = self._clock()
+        overdue = max(0.0, started - lease.deadline) if why == "expired" else 0.0
         self._event("lease_lost", tenant=lease.tenant, epoch=lease.epoch, why=why,
                     overdue=round(overdue, 4))
         if self.on_lost is not None:
@@ -348,6 +361,13 @@ class LeaseKeeper:
                 self.on_lost(lease.tenant, lease.epoch, why)
             except Exception as exc:  # the host's callback: reported, the lease stays lost
                 _log.error("on_lost failed", tenant=lease.tenant, error=repr(exc), exc_info=exc)
+        took = self._clock() - started
+        budget = self.margin + self.grace - overdue
+        if why == "expired" and took > budget:
+            self._event("fence_overrun", tenant=lease.tenant, epoch=lease.epoch,
+                        seconds=round(took, 4), budget=round(budget, 4))
+            _log.error("tenant fence took longer than margin + grace", tenant=lease.tenant,
+                       epoch=lease.epoch, seconds=round(took, 4), budget=round(budget, 4))
         with self._lock:
             if self._leases.get(lease.tenant) is lease:
                 del self._leases[lease.tenant]

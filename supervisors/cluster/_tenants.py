@@ -15,7 +15,8 @@ With a ``LeaseKeeper`` (``leases``), a tenant starts only after this node acquir
 (otherwise the start is retried every ``lease_retry`` seconds), its lease is released after it
 stopped, and ``fence(tenant, epoch, why)`` - the keeper's ``on_lost`` - stops it at once when
 the lease is lost (self-fencing; the lease is not released then: it is no longer ours).
-App callbacks of one tenant never overlap: starts, stops and fences hold ``_ops``.
+App callbacks of one tenant never overlap: its start, stop and fence hold its lock in ``_ops``
+(fences of several tenants run side by side, on the keeper's threads).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class TenantHost:
         self._lease_retry = lease_retry
         self._waiting: set[str] = set()      # tenants whose lease another node holds (events)
         self._unreached: set[str] = set()    # tenants whose lease store is unreachable (events)
-        self._ops = threading.Lock()         # one app start/stop/fence at a time
+        self._ops: dict[str, threading.Lock] = {}   # per tenant: one start/stop/fence at a time
         self._lock = threading.Lock()        # guards _wanted, _hosted, _closed
         self._wake = threading.Condition(self._lock)
         self._wanted: set[str] = set()
@@ -63,6 +64,10 @@ class TenantHost:
     def hosted(self) -> list[str]:
         with self._lock:
             return sorted(self._hosted)
+
+    def _op(self, tenant: str) -> threading.Lock:
+        with self._lock:
+            return self._ops.setdefault(tenant, threading.Lock())
 
     def want(self, tenants: set[str]) -> None:
         """Host exactly ``tenants`` from now on (applied asynchronously, latest wins)."""
@@ -127,7 +132,7 @@ class TenantHost:
                 return None
             self._waiting.discard(tenant)
             epoch = lease.epoch
-        with self._ops:
+        with self._op(tenant):
             if self.leases is not None and self.leases.lease(tenant) is None:
                 return None  # lost again before the start (fenced meanwhile)
             if not self.managed:
@@ -156,7 +161,7 @@ class TenantHost:
         """The lease of ``tenant`` is lost (the keeper's ``on_lost``): stop the tenant now, on
         the caller's thread (self-fencing), and do not give the lease back."""
         started = time.monotonic()
-        with self._ops:
+        with self._op(tenant):
             with self._lock:
                 if tenant not in self._hosted:
                     return
@@ -168,7 +173,7 @@ class TenantHost:
                     seconds=round(time.monotonic() - started, 4))
 
     def _stop_one(self, tenant: str) -> None:
-        with self._ops:
+        with self._op(tenant):
             with self._lock:
                 if tenant not in self._hosted:
                     return
