@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench bench-instructions clean venv
+.PHONY: test lint demo bench bench-instructions clean venv
 
 venv: $(STAMP)
 
@@ -14,7 +14,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# ruff (style and likely bugs) and mypy (strict; see pyproject.toml for the modules not yet strict).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check actors supervisors streamvisor tests examples
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: $(STAMP)

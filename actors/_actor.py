@@ -44,7 +44,7 @@ class ActorRef:
         cell = self._cell
         q = cell._queue
         if len(q) < cell._limit:
-            q.append(message)  # type: ignore[union-attr]
+            q.append(message)  # type: ignore[union-attr]  # len(q) < _limit: q is the deque
             if not cell._scheduled:
                 cell._schedule()
             return True

@@ -131,7 +131,7 @@ class Cell:
         self.tenant: str | None = parent.tenant if parent is not None else None
         self.path = ""
         self.actor: Actor = None  # type: ignore[assignment]  # set right after construction
-        self.ref: ActorRef = None  # type: ignore[assignment]
+        self.ref: ActorRef = None  # type: ignore[assignment]  # set right after construction
         self._receive: Any = None
         self._processed = 0
         self._asking: Ask | None = None
@@ -161,7 +161,7 @@ class Cell:
         timers, never wait)."""
         q = self._queue
         if len(q) < self._limit:
-            q.append(message)  # type: ignore[union-attr]
+            q.append(message)  # type: ignore[union-attr]  # len(q) < _limit: q is the deque
             if not self._scheduled:
                 self._schedule()
             return True
@@ -187,7 +187,7 @@ class Cell:
             self._queue = q
             if self._state != DEAD:
                 self._limit = self._capacity
-        return q  # type: ignore[return-value]
+        return q  # type: ignore[return-value]  # made into a deque above
 
     def _tell_slow(self, message: Any, block: bool = True) -> bool:
         """First message, full mailbox or dead actor: apply the policy under the lock; then,
@@ -336,7 +336,7 @@ class Cell:
             self._dropped += 1
             raise MailboxFull(f"mailbox of {self!r} stayed full for {self.block_timeout} s "
                               f"(overflow=BLOCK)")
-        self._queue.append(message)  # type: ignore[union-attr]
+        self._queue.append(message)  # type: ignore[union-attr]  # a full mailbox has its deque
         return True
 
     def _made_space(self) -> None:
@@ -410,7 +410,7 @@ class Cell:
                     if not size:
                         return False
                     chunk = size if size < full else full
-                    for i in range(chunk):
+                    for i in range(chunk):  # noqa: B007  (the finally counts with i)
                         msg = q.popleft()
                         if msg is signalled:
                             if self._on_marker():
@@ -526,7 +526,7 @@ class Cell:
             self._state = DEAD
             self._limit = -1  # every later tell takes the slow path and becomes a dead letter
             self._reason = reason
-            self._signals = _DEAD_SIGNALS  # type: ignore[assignment]
+            self._signals = _DEAD_SIGNALS  # type: ignore[assignment]  # a truthy marker, never appended to
             pending = self._drain_queue()
             links, self._links = self._links, None
             watchers, self._watchers = self._watchers, None
@@ -665,7 +665,7 @@ class Cell:
         popleft = deque.popleft  # not a _LockedQueue's override: the caller may hold _lock
         while True:
             try:
-                taken.append(popleft(q))  # type: ignore[arg-type]
+                taken.append(popleft(q))  # type: ignore[arg-type]  # not a tuple: checked above
             except IndexError:
                 return taken
 

@@ -4,12 +4,12 @@ messages whose content is decided when the actor takes them (the bus's latest-va
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from ._errors import ActorError, AskTimeout
 from ._mailbox import register_undroppable
 
-__all__ = ["Reply", "Ask", "Deferred", "SKIP"]
+__all__ = ["Reply", "ReplyTo", "Ask", "Deferred", "SKIP"]
 
 SKIP = object()  # what Deferred.open returns when there is nothing to deliver
 _MISSING = object()
@@ -73,12 +73,21 @@ class Reply:
         return self._value
 
 
+class ReplyTo(Protocol):
+    """Where an ask's outcome goes: ``set(value)`` or ``fail(error)``, called once on the actor's
+    worker (``Reply`` is one; the cluster's remote reply is another)."""
+
+    def set(self, value: Any) -> bool: ...
+
+    def fail(self, error: BaseException) -> bool: ...
+
+
 class Ask:
     """``ask()``'s envelope: the handler's return value goes into ``reply``."""
 
     __slots__ = ("message", "reply")
 
-    def __init__(self, message: Any, reply: Reply) -> None:
+    def __init__(self, message: Any, reply: ReplyTo) -> None:
         self.message = message
         self.reply = reply
 

@@ -66,4 +66,5 @@ def get_logger(**bound: object) -> structlog.typing.FilteringBoundLogger:
     """A structlog logger with ``bound`` key-values (configures logging on first use)."""
     if not _configured:
         configure_logging()
-    return structlog.get_logger("streamvisor").bind(**bound)
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("streamvisor").bind(**bound)
+    return logger

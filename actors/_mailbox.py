@@ -5,6 +5,7 @@ registry of messages that overflow never drops. The mailbox itself is part of th
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from typing import Any
 
@@ -38,10 +39,12 @@ class Overflow(Choice):
     BLOCK = "block"
 
 
-class _LockedQueue(deque):  # type: ignore[type-arg]
+class _LockedQueue(deque[Any]):
     """The queue of a DROP_OLDEST / LATEST mailbox: the worker pops under the mailbox lock."""
 
     __slots__ = ("lock",)
+
+    lock: threading.Lock
 
     def popleft(self) -> Any:
         with self.lock:

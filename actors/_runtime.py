@@ -125,7 +125,7 @@ class Runtime:
         actor._cell = cell
         cell.actor = actor
         cell.ref = ActorRef(cell)
-        actor.__init__(*args, **kwargs)
+        cls.__init__(actor, *args, **kwargs)
         cell._receive = actor.receive
         if self._spawn_hooks:
             for hook in list(self._spawn_hooks):  # a snapshot: hooks may be removed meanwhile

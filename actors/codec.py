@@ -112,7 +112,8 @@ def _pack(obj: Any) -> bytes:
     if packer is None:
         packer = _tls.packer = msgpack.Packer(default=_default, **_PACKER_OPTIONS)
     try:
-        return packer.pack(obj)
+        packed: bytes = packer.pack(obj)
+        return packed
     except BaseException:
         _tls.packer = None  # a failed pack may leave data in the buffer: start afresh
         raise
@@ -319,7 +320,7 @@ def frame_size(header: bytes | bytearray | memoryview, *, max_size: int = DEFAUL
         raise DecodeError(f"not a frame: bad magic {bytes(magic)!r}")
     if length > max_size:
         raise DecodeError(f"frame body of {length} bytes exceeds the limit of {max_size}")
-    return FRAME_HEADER_SIZE + length
+    return FRAME_HEADER_SIZE + int(length)
 
 
 def decode_frame(data: bytes | bytearray | memoryview, *,

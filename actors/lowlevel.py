@@ -29,12 +29,12 @@ Threads: every function is safe from any thread unless it says otherwise; the wa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from ._actor import ActorRef
 from ._cell import Cell, current_cell
 from ._checks import check_number
-from ._envelopes import SKIP, Ask, Deferred, Reply
+from ._envelopes import SKIP, Ask, Deferred, Reply, ReplyTo
 from ._mailbox import DEAD
 
 if TYPE_CHECKING:
@@ -50,15 +50,6 @@ __all__ = ["Deferred", "Process", "Reply", "ReplyTo", "SKIP", "actor_class", "ac
 
 Process = Cell
 """The process behind an ``ActorRef`` (opaque: compare it, hash it, pass it back here)."""
-
-
-class ReplyTo(Protocol):
-    """Where ``ask_async`` puts the outcome: ``set(value)`` or ``fail(error)``, called once on the
-    actor's worker (``Reply`` is one; the cluster's remote reply is another)."""
-
-    def set(self, value: Any) -> bool: ...
-
-    def fail(self, error: BaseException) -> bool: ...
 
 
 # -- lifecycle ------------------------------------------------------------------------------------
@@ -218,11 +209,11 @@ class _ObservedLinks(set[Cell]):
         if new:
             self.on_add(cell)
 
-    def discard(self, cell: Cell) -> None:
+    def discard(self, cell: object) -> None:
         had = cell in self
         set.discard(self, cell)
         if had:
-            self.on_discard(cell)
+            self.on_discard(cast(Cell, cell))
 
 
 def install_link_observer(ref: ActorRef, on_add: Callable[[Process], None],

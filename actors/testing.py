@@ -182,7 +182,7 @@ class Faults:
                     raise _error(error, f"injected start failure in {cell.path}")
                 inner()
 
-            actor.on_start = on_start  # type: ignore[method-assign]
+            actor.on_start = on_start  # type: ignore[method-assign]  # the fault wraps this one instance
 
         return self._install(f"crash_on_start({_name(target)})", target, times, install)
 

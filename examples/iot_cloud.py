@@ -2,6 +2,10 @@ r"""The main job: an IoT cloud for several tenants, on embedded defaults.
 
     streamvisor run examples/iot_cloud.py --duration 20
     streamvisor run examples/iot_cloud.py --duration 20 --tenants acme,globex --devices 200 --db readings.db
+    streamvisor run examples/iot_cloud.py --duration 30 --tenants 1000 --devices 2 --period 1
+
+``--tenants`` is a count (tenant-01, tenant-02, ...) or comma-separated names; ``--devices`` is
+the number of simulated devices per tenant, each sending a reading every ``--period`` seconds.
 
 Every tenant gets the same supervised graph (REST_FOR_ONE along the pipeline):
 
@@ -26,7 +30,19 @@ Every tenant gets the same supervised graph (REST_FOR_ONE along the pipeline):
 - a ``Chaos`` actor crashes a random tenant's ``sanity`` node every few seconds: its supervisor
   restarts it and the nodes after it; the other tenants never notice.
 
-The progress line shows readings in, stored, dead-lettered, alerts, restarts and the clock.
+Many tenants on one node: a tenant costs actors and memory, never a thread or a file. Every
+tenant's queue lives in the node's one queue file (``queues.db``: one committer thread), the
+rows of all tenants go through one store connection, MQTT readings arrive through the node's
+one client. A ``TenantStarter`` starts the tenants in short batches between other actors'
+turns, so the first progress line comes while a thousand are still starting (``starting=``);
+stopping asks every tenant's producers to stop at once, then the graphs, then the rest.
+
+The progress line shows readings in, stored, dead-lettered, still queued, alerts, restarts and
+the clock. It asks no actor anything: each producer counts what it put in a ``Ledger`` (a
+sequence lock tells a put under way), and one ``stats_many`` reads every tenant's queue in one
+transaction, so in = stored + dead-lettered + queued holds on every line, however busy a tenant
+is (``unaccounted=`` would show a reading that went missing; ``refused=`` readings a full queue
+refused).
 """
 
 from __future__ import annotations
@@ -37,15 +53,16 @@ import os
 import random
 import sqlite3
 import tempfile
+import threading
 import time
 from contextlib import closing
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from actors import Actor, Runtime
+from actors import Actor, Runtime, lowlevel
 from actors.pubsub import Publish
-from actors.queue import DurableQueue, QueueSink, QueueSource
+from actors.queue import DurableQueue, QueueSink, QueueSource, stats_many
 from actors.connectors import MqttIngest, MqttOptions, PostgresStore, SqliteStore
 from actors.stream import Graph, Node, Sink, Tumbling, Window
 from actors.testing import Faults
@@ -61,6 +78,15 @@ CATEGORIES = {  # device kind -> plausible temperature range (C) and the alert t
 }
 
 
+def device_kind(device: str) -> str:
+    """The kind a device id starts with (``"cold-room-acme.0001"`` -> ``"cold-room"``; tenant
+    names may contain dashes too); unknown -> ``"office"``."""
+    for kind in CATEGORIES:
+        if device.startswith(kind + "-"):
+            return kind
+    return "office"
+
+
 # -- the processing graph ------------------------------------------------------------------------
 class Categorise(Node):
     """Tags each reading with its device kind (from the device id)."""
@@ -72,8 +98,7 @@ class Categorise(Node):
             reading = {"device": device, "ts": ts, "temp": temp, "hum": hum}
             item = item.derive(reading)
         device = str(reading.get("device", "")) if isinstance(reading, dict) else ""
-        kind = device.rsplit("-", 1)[0]
-        kind = kind if kind in CATEGORIES else "office"
+        kind = device_kind(device)
         self.emit(item.derive({**reading, "kind": kind}) if isinstance(reading, dict) else item)
 
 
@@ -146,6 +171,34 @@ class Store(QueueSink):
             self.rows.close()
 
 
+class TenantQueueSource(QueueSource):
+    """The tenant's queue as the graph's source. Every ``get`` is a commit (a lease), so it
+    reads only when there may be something to read: the producers wake it after each put, and
+    ``puts_of(tenant)()`` tells whether anything was put since the queue was last found
+    short. A thousand tenants polling every 50 ms, or reading again right after a read that
+    emptied the queue, would keep the workers busy with empty commits. The slow poll finds
+    redeliveries (a lease that timed out, a nack's delay) and readings put by anyone else."""
+
+    poll_interval = 5.0
+
+    def __init__(self, queue: Any, puts_of: Any = None) -> None:
+        super().__init__(queue)
+        self.puts_of = puts_of
+        self.short = False   # the last get found fewer than asked for: the queue was empty
+        self.seen = -1       # the producers' count of puts at that get
+        self.read_at = 0.0
+
+    def produce(self, demand: int) -> list[Any]:
+        puts = self.puts_of(self.ref.tenant)() if self.puts_of is not None else -1
+        now = self.now  # (the runtime clock)
+        if self.short and puts == self.seen and now - self.read_at < self.poll_interval:
+            return []  # nothing put since the queue was empty, and no poll due yet
+        self.seen, self.read_at = puts, now
+        items = super().produce(demand)
+        self.short = puts >= 0 and len(items) < demand
+        return items
+
+
 # -- per-device minute averages: a Window node, an idempotent upsert -------------------------------
 def _device(item: Any) -> str:
     return item.payload["device"]
@@ -174,12 +227,14 @@ class MinuteStore(Sink):
     only while that epoch is the tenant's current one (``fenced_commit``), so a node that lost
     the tenant's lease cannot overwrite the new owner's minutes."""
 
-    def __init__(self, db: str, fence_of: Any = None) -> None:
+    def __init__(self, db: str, shared: "MinuteTable | None" = None,
+                 fence_of: Any = None) -> None:
         self.db = db
+        self.shared = shared  # the node's one table connection, for every tenant
         self.fence_of = fence_of
 
     def on_start(self) -> None:
-        self.table = MinuteTable(self.db)
+        self.table = self.shared if self.shared is not None else MinuteTable(self.db)
 
     def process_batch(self, results: Any, port: str) -> None:
         tenant = self.ref.tenant
@@ -189,11 +244,13 @@ class MinuteStore(Sink):
                           fence=None if fence is None else (tenant, *fence))
 
     def on_stop(self, reason: Any) -> None:
-        self.table.close()
+        if self.table is not self.shared:
+            self.table.close()
 
 
 class MinuteTable:
-    """The ``minute_averages`` table in SQLite (a path) or PostgreSQL (a ``postgresql://`` URL)."""
+    """The ``minute_averages`` table in SQLite (a path) or PostgreSQL (a ``postgresql://`` URL).
+    Thread-safe: one upsert at a time (a node shares one table connection among its tenants)."""
 
     COLUMNS = "(tenant, device, start, \"end\", mean_temp, n)"
     UPSERT = (" ON CONFLICT (tenant, device, start) DO UPDATE SET \"end\" = excluded.\"end\", "
@@ -201,6 +258,7 @@ class MinuteTable:
 
     def __init__(self, db: str) -> None:
         self.pg = db.startswith(("postgresql://", "postgres://"))
+        self.lock = threading.Lock()
         if self.pg:
             import psycopg
             self.conn: Any = psycopg.connect(db, autocommit=True)
@@ -225,19 +283,25 @@ class MinuteTable:
         if fence is not None and not self.pg:
             raise ValueError("fenced minute writes need the table in PostgreSQL (--db "
                              "postgresql://...), like the leases")
-        if self.pg:
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                if fence is not None:
-                    fenced_commit(self.conn, fence[0], fence[1], table=fence[2])
-                cur.executemany(self.sql, rows)
-        else:
-            with closing(self.conn.cursor()) as cur:
-                cur.execute("BEGIN")
-                cur.executemany(self.sql, rows)
-                cur.execute("COMMIT")
+        with self.lock:
+            if self.pg:
+                with self.conn.transaction(), self.conn.cursor() as cur:
+                    if fence is not None:
+                        fenced_commit(self.conn, fence[0], fence[1], table=fence[2])
+                    cur.executemany(self.sql, rows)
+            else:
+                with closing(self.conn.cursor()) as cur:
+                    cur.execute("BEGIN")
+                    try:
+                        cur.executemany(self.sql, rows)
+                    except BaseException:
+                        cur.execute("ROLLBACK")  # the shared connection stays usable
+                        raise
+                    cur.execute("COMMIT")
 
     def close(self) -> None:
-        self.conn.close()
+        with self.lock:
+            self.conn.close()
 
 
 def open_store(db: str) -> Any:
@@ -258,13 +322,17 @@ def count_rows(db: str) -> list[tuple[str, int]]:
                                  "ORDER BY tenant").fetchall())
 
 
-def build_graph(queue_of: Any, db: str, store: Any = None, fence_of: Any = None) -> Graph:
+def build_graph(queue_of: Any, db: str, store: Any = None, minutes: Any = None,
+                puts_of: Any = None, fence_of: Any = None) -> Graph:
     """The one graph every tenant gets; ``queue_of(tenant)`` is that tenant's durable queue,
-    ``store`` the node's shared readings store (``None``: each instance opens ``db``),
+    ``store`` and ``minutes`` the node's shared readings store and minute table (``None``:
+    each instance opens ``db``), ``puts_of(tenant)`` a function counting the puts into it,
     ``fence_of(tenant)`` the (epoch, lease table) fencing its minute writes (see
     ``MinuteStore``)."""
-    g = Graph("ingest", supervision=GraphSupervision(intensity=10, period=10.0))
-    g.add("queue", QueueSource, queue_of)
+    # seed: the supervisors draw no backoff jitter here (no child has a backoff); a fixed seed
+    # spares each tenant's start a read of os.urandom
+    g = Graph("ingest", supervision=GraphSupervision(intensity=10, period=10.0, seed=0))
+    g.add("queue", TenantQueueSource, queue_of, puts_of)
     g.add("categorise", Categorise)
     g.add("validate", Validate)
     g.add("sanity", Sanity)
@@ -274,7 +342,7 @@ def build_graph(queue_of: Any, db: str, store: Any = None, fence_of: Any = None)
     # so that a reading redelivered after a crash still finds its minute open
     g.add("minute", Window, key=_device, time=_ts, windows=Tumbling(60.0), lateness=15.0,
           idle=90.0, init=dict, fold=_keep, result=_mean)
-    g.add("minutes", MinuteStore, db, fence_of)
+    g.add("minutes", MinuteStore, db, minutes, fence_of)
     g.connect("sanity", "minute")
     g.connect("minute.out", "minutes")
     return g
@@ -287,10 +355,56 @@ def graph() -> Graph:
 
 
 # -- actors around the graph ------------------------------------------------------------------------
-class Fleet(Actor):
-    """A tenant's devices: every ``period`` each sends a reading into the durable queue."""
+class Ledger:
+    """What one producer (the tenant's fleet, or the node's MQTT ingest for that tenant) put
+    into the tenant's queue, read by the progress line without a message. One writer (that
+    producer's turns), any number of readers; each field is a single int store (atomic under
+    the GIL). ``seq`` is a sequence lock: odd while a put is under way; ``putting`` (its size)
+    is set before ``seq`` turns odd, so a reader that sees an odd ``seq`` also sees it."""
 
-    def __init__(self, queue: DurableQueue, devices: int, period: float, seed: int) -> None:
+    __slots__ = ("seq", "sent", "putting", "refused")
+
+    def __init__(self) -> None:
+        self.seq = 0        # even: no put under way
+        self.sent = 0       # readings the queue accepted (on disk)
+        self.putting = 0    # readings of the put under way
+        self.refused = 0    # readings of puts the queue refused (full, unavailable)
+
+    def put(self, queue: DurableQueue, batch: list[Any]) -> None:
+        """``queue.put_many(batch)``, counted; a refusal is counted and raised."""
+        self.putting = len(batch)
+        self.seq += 1
+        try:
+            queue.put_many(batch)
+        except BaseException:
+            self.refused += len(batch)
+            raise
+        else:
+            self.sent += len(batch)
+        finally:
+            self.seq += 1
+            self.putting = 0
+
+
+class CountedQueue:
+    """A tenant's queue as one producer sees it: ``put_many`` counted in that producer's
+    ``Ledger``, then ``wake()`` (the tenant's graph reads at once instead of at its next poll)."""
+
+    def __init__(self, queue: DurableQueue, ledger: Ledger, wake: Any = None) -> None:
+        self.queue, self.ledger, self.wake = queue, ledger, wake
+
+    def put_many(self, batch: list[Any]) -> None:
+        self.ledger.put(self.queue, batch)
+        if self.wake is not None:
+            self.wake()
+
+
+class Fleet(Actor):
+    """A tenant's devices: every ``period`` each sends a reading into the durable queue (a
+    ``CountedQueue``; the first tick at a random phase, so a thousand fleets do not all put at
+    the same instant). A refused put is counted in the ledger and the readings dropped."""
+
+    def __init__(self, queue: Any, devices: int, period: float, seed: int) -> None:
         self.queue, self.devices, self.period = queue, devices, period
         self.random = random.Random(seed)
         self.seed = seed
@@ -300,12 +414,9 @@ class Fleet(Actor):
         tag = self.ref.tenant or "dev"  # each customer has its own devices
         self.ids = [f"{kinds[i % len(kinds)]}-{tag}.{i:04d}" for i in range(self.devices)]
         self.temps = {d: _base(d) for d in self.ids}
-        self.sent = 0
-        self.send_after(self.period, "tick")
+        self.send_after(self.period * self.random.random(), "tick")
 
     def receive(self, message: Any) -> Any:
-        if message == "sent":
-            return self.sent
         now = time.time()
         batch = []
         for device in self.ids:
@@ -321,27 +432,42 @@ class Fleet(Actor):
             elif roll < 0.02:
                 del reading["hum"]  # malformed firmware
             batch.append(reading)
-        self.queue.put_many(batch)
-        self.sent += len(batch)
+        try:
+            self.queue.put_many(batch)
+        except OSError:  # QueueFull / QueueUnavailable: dropped, counted in the ledger
+            pass
         self.send_after(self.period, "tick")
 
 
 def _base(device: str) -> float:
-    low, high, alert = CATEGORIES[device.rsplit("-", 1)[0]]
+    low, high, alert = CATEGORIES[device_kind(device)]
     return (low + alert) / 2 + (alert - low) * 0.45 * (int(device[-1]) == 7)
+
+
+class Tally:
+    """What a tenant's small actors show on the progress line, read there without a message
+    (each field has one writer: ``alerts`` the Alerts actor, ``local_time`` LocalTime)."""
+
+    __slots__ = ("alerts", "local_time")
+
+    def __init__(self) -> None:
+        self.alerts = 0
+        self.local_time = "--:--:--"
 
 
 class Alerts(Actor):
     """A tenant's wildcard subscriber to ``alerts/#``: counts alerts per device."""
 
-    def __init__(self) -> None:
+    def __init__(self, tally: Tally | None = None) -> None:
         self.count = 0
         self.devices: set[str] = set()
+        self.tally = tally if tally is not None else Tally()
 
     def receive(self, message: Any) -> Any:
         match message:
             case Publish(topic=topic):
                 self.count += 1
+                self.tally.alerts = self.count
                 self.devices.add(topic.rsplit("/", 1)[-1])
             case "report":
                 return self.count, len(self.devices)
@@ -361,9 +487,10 @@ class Clock(Actor):
 class LocalTime(Actor):
     """Shows the newest clock tick in the tenant's timezone (older ticks are replaced)."""
 
-    def __init__(self, zone: str) -> None:
+    def __init__(self, zone: str, tally: Tally | None = None) -> None:
         self.zone = ZoneInfo(zone)
         self.shown = "--:--:--"
+        self.tally = tally if tally is not None else Tally()
 
     def on_start(self) -> None:
         self.runtime.bus.subscribe("clock", self.ref, max_age=2.0)
@@ -373,6 +500,7 @@ class LocalTime(Actor):
             return self.shown
         if isinstance(message, datetime):
             self.shown = message.astimezone(self.zone).strftime("%H:%M:%S")
+            self.tally.local_time = self.shown
         return None
 
 
@@ -401,7 +529,10 @@ class Chaos(Actor):
 # -- the app -----------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tenants", dest="tenant_names", default=",".join(TENANTS),
-                        help="comma-separated tenants (a cluster places TENANTS on its nodes)")
+                        metavar="N|NAMES",
+                        help="how many tenants (a count: tenant-01, tenant-02, ...) or their "
+                             "names, comma-separated (default: %(default)s; a cluster places "
+                             "them on its nodes)")
     parser.add_argument("--devices", type=int, default=50, help="devices per tenant")
     parser.add_argument("--period", type=float, default=0.1, help="seconds between readings")
     parser.add_argument("--db", default=None,
@@ -438,19 +569,109 @@ def mqtt_options(options: Any, client_id: str) -> MqttOptions:
         raise SystemExit(f"iot_cloud: --mqtt: {exc}") from None
 
 
+def tenant_names(value: str) -> list[str]:
+    """``--tenants``: a count (``"1000"`` -> tenant-01 ... tenant-1000, the names ``streamvisor
+    cluster start --tenants 1000`` uses) or comma-separated names. ``SystemExit`` naming the
+    problem for no tenant or a name given twice (``start`` checks each name)."""
+    value = value.strip()
+    if value.isdigit():
+        count = int(value)
+        if not 1 <= count <= 100_000:
+            raise SystemExit(f"iot_cloud: --tenants {value}: a count must be 1..100000")
+        return [f"tenant-{i:02d}" for i in range(1, count + 1)]
+    names = [t.strip() for t in value.split(",") if t.strip()]
+    if not names:
+        raise SystemExit("iot_cloud: --tenants names no tenant")
+    twice = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) < len(names) else []
+    if twice:
+        raise SystemExit(f"iot_cloud: --tenants names {twice[0]!r} more than once")
+    return names
+
+
+class Line(NamedTuple):
+    """One tenant's ledger at one consistent moment: ``readings_in`` = ``stored`` + ``dead`` +
+    ``queued`` + ``unaccounted`` (which is 0 unless a reading went missing). ``mqtt_in``: the
+    part of ``readings_in`` that came over MQTT."""
+
+    readings_in: int
+    stored: int
+    dead: int
+    queued: int
+    unaccounted: int
+    mqtt_in: int = 0
+
+
+_ZERO = Line(0, 0, 0, 0, 0)
+QUEUE = "readings"  # every tenant's queue has this name, in the node's one queue file
+
+
 class _Tenant:
     """What one tenant runs on this node."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.queue: DurableQueue | None = None
         self.instance: Any = None
         self.actors: dict[str, Any] = {}  # fleet, alerts, local-time
-        self.epoch = 0  # the tenant's lease epoch when it started here (cluster with --state)
+        self.fleet = Ledger()    # what its fleet put
+        self.mqtt = Ledger()     # what the node's MQTT ingest put for it
+        self.tally = Tally()     # alerts, local time
+        self.base: dict[str, int] = {}  # its queue's counts when it started (a reused data dir)
+        self.line = _ZERO        # its last consistent ledger
+
+
+def queue_lines(tenants: list[Any], read: Any) -> list[Line]:
+    """Each tenant's ledger, consistent per tenant, without a message to any actor.
+
+    ``read(tenants)`` returns each tenant's queue counts (``stats()``; None if unreadable), all
+    of one instant. The producers' ledgers are read before and after it: a tenant whose ledgers
+    did not move meanwhile gets a new line (a put under way counts as in once the queue has
+    it); one that moved keeps its last consistent line (the next read catches up), so every
+    line's sums hold."""
+    before = [[(g.seq, g.sent, g.putting) for g in (t.fleet, t.mqtt)] for t in tenants]
+    stats = read(tenants)
+    after = [[g.seq for g in (t.fleet, t.mqtt)] for t in tenants]
+    for t, seen, s, seqs in zip(tenants, before, stats, after):
+        if s is None or [seq for seq, _, _ in seen] != seqs:
+            continue
+        base = t.base
+        stored = s["acked"] - base.get("acked", 0)
+        dead = s["dead"] - base.get("dead", 0)
+        queued = s["ready"] + s["in_flight"] + s["delayed"]
+        carried = base.get("ready", 0) + base.get("in_flight", 0) + base.get("delayed", 0)
+        held = stored + dead + queued
+        landed = [0, 0]  # of the puts under way (fleet, mqtt): what the queue has already
+        for fleet_done in (0, 1) if seen[0][0] % 2 else (0,):
+            for mqtt_done in (0, 1) if seen[1][0] % 2 else (0,):
+                extra = fleet_done * seen[0][2] + mqtt_done * seen[1][2]
+                if extra and held == carried + seen[0][1] + seen[1][1] + extra:
+                    landed = [fleet_done * seen[0][2], mqtt_done * seen[1][2]]
+        mqtt_in = seen[1][1] + landed[1]
+        readings_in = carried + seen[0][1] + landed[0] + mqtt_in
+        t.line = Line(readings_in, stored, dead, queued, held - readings_in, mqtt_in)
+    return [t.line for t in tenants]
+
+
+def _queued(s: dict[str, int]) -> int:
+    """Every record a queue ever took (in any state)."""
+    return s["ready"] + s["in_flight"] + s["delayed"] + s["dead"] + s["acked"]
+
+
+def stop_all(rt: Runtime, refs: list[Any]) -> None:
+    """Stop many actors at once: every stop is asked for first, then each exit awaited. One
+    by one, each stop would wait for its actor's turn behind the whole run queue."""
+    for ref in refs:
+        lowlevel.request_stop(ref, "shutdown")
+    for ref in refs:
+        rt.stop(ref, "shutdown")  # (exiting already: waits for the end of it)
 
 
 class _App:
     """The node's share of the IoT cloud: shared settings and its tenants (a cluster may move
-    tenants in and out; a single node hosts them all)."""
+    tenants in and out; a single node hosts them all). Per tenant it costs no thread and no
+    file: every tenant's queue lives in the node's one queue file (``queues.db``, one committer
+    thread), its rows go through the node's one store connection, its readings arrive through
+    the node's one MQTT client."""
 
     def __init__(self, options: Any) -> None:
         if options.devices < 0 or not options.period > 0:
@@ -458,131 +679,242 @@ class _App:
         self.options = options
         self.data_dir = options.data_dir or tempfile.mkdtemp(prefix="iot-cloud-")
         os.makedirs(self.data_dir, exist_ok=True)
+        self.queues_path = os.path.join(self.data_dir, "queues.db")
         self.db = options.db or os.path.join(self.data_dir, "readings.db")
         # One connection for every tenant's rows (creates the table; a bad URL or path fails
         # here, clearly). Each tenant's store node writes its own tenant column.
         self.store = open_store(self.db)
+        self.minutes = MinuteTable(self.db)
         self.tenants: dict[str, _Tenant] = {}
-        self.in_cluster = getattr(options, "cluster", None) is not None
+        self.queues: dict[str, DurableQueue] = {}  # what the graphs' queue nodes read
+        self.ledgers: dict[str, tuple[Ledger, Ledger]] = {}  # tenant -> (fleet, mqtt)
         # with tenant leases (cluster start --state postgresql://...), minute writes are fenced
-        self.fenced = self.in_cluster and getattr(options.cluster, "leases", None) is not None
-        self.graph = build_graph(lambda tenant: self.tenants[tenant].queue, self.db, self.store,
+        cluster = getattr(options, "cluster", None)
+        self.fenced = cluster is not None and getattr(cluster, "leases", None) is not None
+        self.epochs: dict[str, int] = {}  # tenant -> its lease epoch when it started here
+        self.graph = build_graph(lambda tenant: self.queues[tenant], self.db, self.store,
+                                 self.minutes, self.puts_of,
                                  self.fence_of if self.fenced else None)
         self.instances: dict[str, Any] = {}  # shared with the chaos actor
         self.mqtt: Any = None  # the node's one MQTT client (MqttIngest) for every tenant
         self.mqtt_dead: DurableQueue | None = None
+        self.mqtt_stats: Any = None  # its last statistics
+        self.mqtt_rejected = 0  # readings in its dead letters since the start
+        self.mqtt_base = 0      # ... and before (a reused --data-dir)
+        self.in_cluster = getattr(options, "cluster", None) is not None
+        self.starting = 0  # tenants the starter has yet to start
+        self.starter: Any = None
+        self.routes: dict[str, CountedQueue] = {}  # tenant -> its queue, as the MQTT ingest puts
+        self.bases: dict[Any, dict[str, int]] | None = None  # the queue file at the first start
+        self.started: set[str] = set()  # every tenant started in this process
 
     def start_mqtt(self, rt: Runtime) -> None:
         """One MQTT client for the whole node: readings are routed to their tenant's queue (the
         broker is acked after the commit); readings of a tenant this node does not host, and
-        bad payloads, go to the node's dead letters (``mqtt.dead``), with their reason. A single
-        node reads every tenant's topic; a cluster node subscribes to its own tenants only."""
+        bad payloads, go to the node's dead letters (queue ``mqtt-dead``), with their reason. A
+        single node reads every tenant's topic; a cluster node subscribes to its own tenants."""
         options = self.options
         node = getattr(options.cluster, "id", None) if self.in_cluster else None
         client_id = options.mqtt_client_id or ("iot-cloud" if node is None else f"iot-cloud-{node}")
         mqtt = mqtt_options(options, client_id)
-        self.mqtt_dead = DurableQueue(os.path.join(self.data_dir, "mqtt.dead"), "mqtt-dead")
-
-        def route(tenant: str) -> DurableQueue | None:
-            t = self.tenants.get(tenant)
-            return t.queue if t is not None else None
-        self.mqtt = rt.spawn(MqttIngest, mqtt, route, dead_letters=self.mqtt_dead,
+        self.mqtt_dead = DurableQueue(self.queues_path, "mqtt-dead")
+        self.mqtt_base = _queued(self.mqtt_dead.stats())
+        self.mqtt = rt.spawn(MqttIngest, mqtt, self.routes.get, dead_letters=self.mqtt_dead,
                              filters=[] if self.in_cluster else None, group=options.mqtt_group,
                              capacity=2000, batch_size=1000, name="mqtt")
 
     def fence_of(self, tenant: str) -> tuple[int, str]:
         """(epoch the tenant was started with, lease table); epoch 0 (never valid: epochs start
         at 1) once the tenant was stopped here, so a straggling write is refused."""
-        t = self.tenants.get(tenant)
-        leases = self.options.cluster.leases
-        return (t.epoch if t is not None else 0), leases.store.table
+        return self.epochs.get(tenant, 0), self.options.cluster.leases.store.table
+
+    def puts_of(self, tenant: str) -> Any:
+        """A function counting the puts into the tenant's queue (both producers' ledgers)."""
+        fleet, mqtt = self.ledgers[tenant]
+        return lambda: fleet.seq + mqtt.seq
+
+    def base_of(self, tenant: str) -> dict[str, int]:
+        """What the tenant's queue held before it started here (a reused --data-dir): from one
+        read of the whole file, taken when the first tenant starts; a tenant started again, or
+        in a cluster (another node may have run it meanwhile), is read on its own."""
+        if self.bases is None:
+            self.bases = stats_many(self.queues_path) if os.path.exists(self.queues_path) else {}
+        if self.in_cluster or tenant in self.started:
+            return dict(stats_many(self.queues_path, [(tenant, QUEUE)])[(tenant, QUEUE)])
+        return dict(self.bases.get((tenant, QUEUE), {}))
 
     def start_tenant(self, rt: Runtime, tenant: str) -> None:
-        options, scope, t = self.options, rt.tenant(tenant), _Tenant()
+        options, scope, t = self.options, rt.tenant(tenant), _Tenant(tenant)
         if self.fenced:
-            t.epoch = options.cluster.lease(tenant) or 0
-        self.tenants[tenant] = t
+            self.epochs[tenant] = options.cluster.lease(tenant) or 0
         seed = sum(map(ord, tenant))
-        t.queue = DurableQueue(os.path.join(self.data_dir, f"{tenant}.queue"), tenant,
-                               max_deliveries=5, visibility_timeout=10.0)
-        t.instance = self.instances[tenant] = self.graph.instantiate(rt, tenant)
-        t.actors["alerts"] = scope.spawn(Alerts, name="alerts")
+        t.queue = DurableQueue(self.queues_path, QUEUE, tenant=tenant, max_deliveries=5,
+                               visibility_timeout=10.0)
+        t.base = self.base_of(tenant)  # a reused --data-dir: what was there before this run
+        self.queues[tenant] = t.queue
+        self.ledgers[tenant] = (t.fleet, t.mqtt)
+        t.instance = instance = self.graph.instantiate(rt, tenant)
+
+        def wake() -> None:
+            instance.wake("queue")
+        t.actors["alerts"] = scope.spawn(Alerts, t.tally, name="alerts")
         scope.pubsub.subscribe("alerts/#", t.actors["alerts"])
         t.actors["local-time"] = scope.spawn(LocalTime, TIMEZONES[seed % len(TIMEZONES)],
-                                             name="local-time")
+                                             t.tally, name="local-time")
         if options.devices:
-            t.actors["fleet"] = scope.spawn(Fleet, t.queue, options.devices, options.period,
-                                            seed=seed)
+            t.actors["fleet"] = scope.spawn(Fleet, CountedQueue(t.queue, t.fleet, wake),
+                                            options.devices, options.period, seed=seed)
+        self.instances[tenant] = instance
+        self.tenants[tenant] = t  # the progress line sees it once it is complete
+        self.started.add(tenant)
+        self.routes[tenant] = CountedQueue(t.queue, t.mqtt, wake)  # MQTT readings from now on
         if self.mqtt is not None and self.in_cluster:
             self.mqtt.tell(("subscribe", tenant))
 
+    def stop_tenants(self, rt: Runtime, names: list[str]) -> None:
+        """Stop tenants in phases across all of them: first every producer (no new readings
+        anywhere, so the workers are free for the rest), then the graphs, the other actors, and
+        last the queues (what is still queued stays on disk for the next start)."""
+        tenants = [t for t in (self.tenants.pop(n, None) for n in names) if t is not None]
+        for n in names:
+            self.epochs.pop(n, None)  # a straggling minute write of it is refused from now on
+        for t in tenants:
+            self.routes.pop(t.name, None)  # MQTT readings for it are dead-lettered from now on
+            self.instances.pop(t.name, None)
+            if self.mqtt is not None and self.in_cluster:
+                self.mqtt.tell(("unsubscribe", t.name))  # (unacked: redelivered elsewhere)
+        stop_all(rt, [t.actors.pop("fleet") for t in tenants if "fleet" in t.actors])
+        stop_all(rt, [t.instance.root for t in tenants if t.instance.root is not None])
+        stop_all(rt, [ref for t in tenants for ref in t.actors.values()])
+        for t in tenants:
+            self.queues.pop(t.name, None)
+            self.ledgers.pop(t.name, None)
+            if t.queue is not None:
+                t.queue.close()
+
     def stop_tenant(self, rt: Runtime, tenant: str) -> None:
-        t = self.tenants.pop(tenant, None)
-        if t is None:
-            return
-        self.instances.pop(tenant, None)
-        if self.mqtt is not None and self.in_cluster:
-            self.mqtt.tell(("unsubscribe", tenant))  # (unacked readings: redelivered elsewhere)
-        if "fleet" in t.actors:  # no new readings first, then the graph and the rest
-            rt.stop(t.actors.pop("fleet"), "shutdown")
-        t.instance.stop()
-        for ref in t.actors.values():
-            rt.stop(ref, "shutdown")
-        if t.queue is not None:
-            t.queue.close()
+        self.stop_tenants(rt, [tenant])
 
     def stop(self, rt: Runtime) -> None:
+        if self.starter is not None:
+            rt.stop(self.starter, "shutdown")  # no tenant starts from now on
         if self.mqtt is not None:  # no new readings first
             rt.stop(self.mqtt, "shutdown")
             self.mqtt = None
-        for tenant in list(self.tenants):
-            self.stop_tenant(rt, tenant)
+        self.stop_tenants(rt, list(self.tenants))
         if self.mqtt_dead is not None:
             self.mqtt_dead.close()
         self.store.close()
+        self.minutes.close()
+
+    def read_queues(self, tenants: list[_Tenant]) -> list[dict[str, int] | None]:
+        """Every tenant's queue counts (and the MQTT dead letters') in one transaction."""
+        try:
+            found = stats_many(self.queues_path, [(t.name, QUEUE) for t in tenants]
+                               + ([(None, "mqtt-dead")] if self.mqtt_dead is not None else []))
+        except OSError:  # the file busy beyond its timeout: no new line this time
+            return [None] * len(tenants)
+        if self.mqtt_dead is not None and (None, "mqtt-dead") in found:
+            self.mqtt_rejected = _queued(found[(None, "mqtt-dead")]) - self.mqtt_base
+        return [found.get((t.name, QUEUE)) for t in tenants]
 
     def progress(self) -> dict[str, Any]:
+        """The progress line: no message to any tenant's actor (ledgers, tallies and one
+        consistent read of every queue), so a busy tenant delays nothing."""
         tenants = list(self.tenants.values())
-        readings_in = sum(t.actors["fleet"].ask("sent") for t in tenants if "fleet" in t.actors)
-        extra: dict[str, Any] = {}
+        lines = queue_lines(tenants, self.read_queues)
+        line: dict[str, Any] = {"tenants": len(tenants)}
+        if self.starting:
+            line["starting"] = self.starting
+        line.update({"in": sum(x.readings_in for x in lines),
+                     "stored": sum(x.stored for x in lines),
+                     "dead_lettered": sum(x.dead for x in lines),
+                     "queued": sum(x.queued for x in lines),
+                     "alerts": sum(t.tally.alerts for t in tenants),
+                     "restarts": sum(n.restarts for t in tenants
+                                     for n in t.instance.statistics().nodes)})
         if self.mqtt is not None:  # a reading is acked to the broker once it is in its queue
-            s = self.mqtt.ask("statistics")  # one client per node: one ask, whatever the tenants
-            readings_in += s.queued
-            extra = {"mqtt_in": s.queued, "mqtt_rejected": s.dead_lettered,
-                     "mqtt_subscribed": int(s.subscribed)}
-        stats = [t.queue.stats() for t in tenants if t.queue is not None]
-        restarts = sum(n.restarts for t in tenants for n in t.instance.statistics().nodes)
-        line = {"tenants": len(tenants), "in": readings_in,
-                "stored": sum(s["acked"] for s in stats),
-                "dead_lettered": sum(s["dead"] for s in stats),
-                "queued": sum(s["ready"] + s["in_flight"] for s in stats),
-                "alerts": sum(t.actors["alerts"].ask("report")[0] for t in tenants),
-                "restarts": restarts, **extra}
+            line["mqtt_in"] = sum(x.mqtt_in for x in lines)
+            line["mqtt_rejected"] = self.mqtt_rejected
+            try:  # the node's one client: its connection state (a bounded wait, never a tenant)
+                self.mqtt_stats = self.mqtt.ask("statistics", timeout=0.5)
+            except Exception:  # busy or restarting: the last known state
+                pass
+            line["mqtt_subscribed"] = int(bool(self.mqtt_stats and self.mqtt_stats.subscribed))
+        unaccounted = sum(x.unaccounted for x in lines)
+        if unaccounted:
+            line["unaccounted"] = unaccounted
+        refused = sum(t.fleet.refused for t in tenants)
+        if refused:
+            line["refused"] = refused  # the fleets' readings a full queue refused (dropped)
         if tenants:
-            first = sorted(self.tenants)[0]
-            line[f"{first}_time"] = self.tenants[first].actors["local-time"].ask("show")
+            first = min(self.tenants)
+            line[f"{first}_time"] = self.tenants[first].tally.local_time
         return line
+
+
+class TenantStarter(Actor):
+    """Starts the node's tenants in short batches, one batch per turn (at most ``slice``
+    seconds each), so that while a thousand start the node already runs the first ones, prints
+    its progress line and serves its status: a start opens the tenant's queue in the shared
+    file and spawns a few actors, between other actors' turns."""
+
+    turn_budget = 1  # one "next" per turn: other actors run between two batches
+
+    def __init__(self, app: "_App", names: list[str], slice: float = 0.02,
+                 then: Any = None) -> None:
+        self.app, self.pending, self.slice = app, list(reversed(names)), slice
+        self.then = then  # called once every tenant is up
+        app.starting = len(self.pending)
+
+    def on_start(self) -> None:
+        self.ref.tell("next")
+
+    def receive(self, message: Any) -> None:
+        until = time.monotonic() + self.slice
+        while self.pending:
+            self.app.start_tenant(self.runtime, self.pending.pop())
+            self.app.starting = len(self.pending)
+            if time.monotonic() >= until:
+                break
+        if self.pending:
+            self.ref.tell("next")  # behind whatever else arrived meanwhile
+        elif self.then is not None:
+            then, self.then = self.then, None
+            then()
+
+    def on_stop(self, reason: Any) -> None:
+        self.app.starting = 0
 
 
 _app: _App | None = None  # this process's app (one per node)
 
 
 def start(rt: Runtime, options: Any) -> Any:
-    """Once per node. A single node (``streamvisor run``) hosts every tenant of ``--tenants``; in
-    a cluster the node calls ``start_tenant`` for the tenants placed on it."""
+    """Once per node. A single node (``streamvisor run``) hosts every tenant of ``--tenants``
+    (started a few per turn by a ``TenantStarter``); in a cluster the node calls
+    ``start_tenant`` for the tenants placed on it."""
     global _app
+    names: list[str] = []
+    if getattr(options, "cluster", None) is None:
+        names = tenant_names(options.tenant_names)
+        for tenant in names:  # every name checked before anything starts
+            try:
+                rt.tenant(tenant)
+            except ValueError as exc:
+                raise SystemExit(f"iot_cloud: --tenants: {exc}") from None
     _app = _App(options)
     rt.spawn(Clock, name="clock")
     if options.chaos > 0:
         rt.spawn(Chaos, _app.instances, options.chaos, seed=7, name="chaos")
-    if getattr(options, "cluster", None) is None:
-        tenants = [t.strip() for t in options.tenant_names.split(",") if t.strip()]
-        if not tenants:
-            raise SystemExit("iot_cloud: --tenants names no tenant")
-        for tenant in tenants:
-            _app.start_tenant(rt, tenant)
-    if options.mqtt:  # after the tenants: a reading never finds its tenant missing
-        _app.start_mqtt(rt)
+    app = _app
+    # MQTT after the tenants: a reading never finds its tenant missing (it would be
+    # dead-lettered as unknown)
+    mqtt = (lambda: app.start_mqtt(rt)) if options.mqtt else None
+    if names:
+        _app.starter = rt.spawn(TenantStarter, _app, names, then=mqtt, name="tenant-starter")
+    elif mqtt is not None:
+        mqtt()
     print(f"iot_cloud: {options.devices} devices per tenant, readings -> {_app.db}")
     return _app.progress
 

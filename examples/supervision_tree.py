@@ -26,10 +26,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import supervisors  # noqa: E402
-from actors import Actor, Runtime, configure_logging  # noqa: E402
-from actors.testing import Faults, wait_until  # noqa: E402
-from supervisors import (Backoff, ChildExited, ChildRestarted, ChildSpec,  # noqa: E402
+import supervisors
+from actors import Actor, Runtime, configure_logging
+from actors.testing import Faults, wait_until
+from supervisors import (Backoff, ChildExited, ChildRestarted, ChildSpec,
                          ChildStarted, Strategy, Supervisor, SupervisorGaveUp)
 
 T0 = time.monotonic()
@@ -124,7 +124,8 @@ def current(sup: Any, child_id: str) -> Any:
 
 
 def main() -> None:
-    configure_logging(level=os.environ.get("STREAMVISOR_LOG_LEVEL", "critical"))  # the printer tells the story; logs would repeat it
+    # the printer tells the story; logs would repeat it
+    configure_logging(level=os.environ.get("STREAMVISOR_LOG_LEVEL", "critical"))
     with Runtime(workers=2) as rt:
         printer = rt.spawn(Printer)
         for event in (ChildStarted, ChildExited, ChildRestarted, SupervisorGaveUp):

@@ -112,7 +112,7 @@ class HttpServer:
         class Handler(BaseHTTPRequestHandler):
             timeout = float(request_timeout)  # each read of the request: slow clients end here
 
-            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            def do_GET(self) -> None:
                 if not owner._host_allowed(self.headers.get("Host")):
                     owner._count("_refused_host")
                     self._send(421, b"the Host header does not name this server\n", "text/plain")
@@ -140,7 +140,8 @@ class HttpServer:
                 pass
 
         self._server = _Server(self, (host, port), Handler)
-        self.host, self.port = self._server.server_address[:2]
+        host_seen, self.port = self._server.server_address[:2]
+        self.host = host_seen.decode() if isinstance(host_seen, bytes) else str(host_seen)
         self.url = f"http://{self.host}:{self.port}"
         names = {str(self.host), "localhost", "127.0.0.1", "[::1]", *allowed_hosts}
         self._hosts = frozenset(f"{n.lower()}:{self.port}" for n in names) | frozenset(

@@ -33,7 +33,7 @@ def _edge_label(edge: Any) -> str:
 
 
 def _kind(node: Any) -> str:
-    return node.kind  # "source" | "node" | "sink"
+    return str(node.kind)  # "source" | "node" | "sink"
 
 
 def render_dot(graph: Graph) -> str:

@@ -4,7 +4,7 @@ A node serves ``/metrics`` (Prometheus, ``streamvisor.metrics``) and ``/status.j
 HTTP server bound to loopback: ``start_http(rt, "127.0.0.1", 9108)`` (``streamvisor run APP
 --http 127.0.0.1:9108``). ``streamvisor top --http 127.0.0.1:9108`` polls ``/status.json`` every
 ``--interval`` seconds and shows the supervision tree (each supervisor's children from
-``supervisors.which_children``, in start order, restarting ones included), per-actor mailbox
+``supervisors.peek_children``, in start order, restarting ones included), per-actor mailbox
 depth, message and drop rates (from two consecutive samples), restarts, durable queues and
 connectors. ``--once`` prints one view; ``--once --json`` prints the status with rates (two
 samples ``--interval`` apart; ``--interval 0``: one sample, rates null) for scripts.
@@ -12,7 +12,7 @@ samples ``--interval`` apart; ``--interval 0``: one sample, rates null) for scri
 ``/status.json``: ``{"node", "time", "runtime": {...}, "tree": [node], "truncated", "top":
 [deepest mailboxes], "queues": [...], "sources": [...]}``; a tree node is ``{"path", "label",
 "id", "tenant", "kind": "supervisor"|"worker"|"actor", "state": "running"|"restarting"|
-"stopped"|"unresponsive", "restart", "queued", "capacity", "processed", "dropped", "restarts",
+"stopped", "restart", "queued", "capacity", "processed", "dropped", "restarts",
 "children"}``. Roots are actors without a live parent. Supervisors are found from the roots
 registered with ``metrics_for(rt).add_root`` and by class (``actors.lowlevel.actor_class``);
 below them by ``ChildInfo.kind``.
@@ -20,9 +20,10 @@ below them by ``ChildInfo.kind``.
 Threads: the server (``streamvisor._http``: Host-header check, a cap on concurrent requests,
 read timeouts and a per-connection deadline) runs ``serve_forever`` in one daemon thread and a
 thread per request in progress - outside the scheduler's pool, like the connectors' paho threads.
-Serving a status blocks that thread for the walk and one ``which_children`` ask per supervisor
-(``timeout`` each). An inline runtime (tests) runs turns on whichever thread asks, so call
-``node_status`` on its own thread rather than serving it.
+Serving a status never waits on an actor: it walks the live actors' counters and reads each
+supervisor's children from what the supervisor published at the end of its last turn
+(``supervisors.peek_children``), so a supervisor or a tenant busy in a long turn delays nothing.
+A supervisor in the middle of a turn shows its children as they were before that turn.
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ import threading
 import time
 import urllib.request
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any
 
 from actors import ActorRef, Runtime
 from actors import lowlevel
 from streamvisor._http import HttpServer, Route
 from streamvisor.metrics import ActorSample, metrics_for
-from supervisors import Supervisor, which_children
+from supervisors import Supervisor, peek_children
 
 __all__ = ["DEFAULT_HTTP", "HttpServer", "add_top_command", "node_status", "parse_hostport",
            "run_top", "start_http", "with_rates"]
@@ -91,8 +92,10 @@ def _entry(s: ActorSample | None, path: str, **extra: Any) -> dict[str, Any]:
             "restarts": st.restarts if st else 0, "children": [], **extra}
 
 
-def node_status(rt: Runtime, *, max_nodes: int = 2000, timeout: float = 1.0) -> dict[str, Any]:
-    """The status document of ``rt`` (see the module docstring). Blocks for the walk."""
+def node_status(rt: Runtime, *, max_nodes: int = 2000) -> dict[str, Any]:
+    """The status document of ``rt`` (see the module docstring). No message to any actor: the
+    walk reads counters and the supervisors' published children (registered queues and sources
+    are read as registered: a source registered as an ``ask`` waits for its actor)."""
     m = metrics_for(rt)
     samples = m.actor_samples()
     by_ref = {s.ref: s for s in samples}
@@ -111,13 +114,14 @@ def node_status(rt: Runtime, *, max_nodes: int = 2000, timeout: float = 1.0) -> 
         if as_child is not None:
             node.update(id=as_child.id, kind=as_child.kind, restart=as_child.restart.name.lower(),
                         label=str(as_child.id) if as_child.id is not None else node["label"])
+        infos = None
         if node["kind"] == "supervisor" or ref in known or _is_supervisor(ref):
-            node["kind"] = "supervisor"
             try:
-                infos = which_children(ref, timeout=timeout)
-            except Exception as exc:  # busy or gone: show it, keep walking
-                node["state"], node["error"] = "unresponsive", repr(exc)[:200]
-                infos = []
+                infos = peek_children(ref)  # published at its last turn's end: never waits
+                node["kind"] = "supervisor"
+            except TypeError:  # registered as a root, but not a supervisor: a plain actor
+                infos = None
+        if infos is not None:
             taken: set[ActorRef] = set()
             for info in infos:
                 if isinstance(info.ref, ActorRef) and info.ref in by_ref:
@@ -186,8 +190,9 @@ def with_rates(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str
 def add_top_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``top`` to a ``streamvisor`` subparsers object; the parsed namespace's ``run_top``
     runs it (``return args.run_top(args)``)."""
-    top = subparsers.add_parser("top", help="live view of a running node (supervision tree, "
-                                            "mailboxes, rates, drops, restarts)")
+    top: argparse.ArgumentParser = subparsers.add_parser(
+        "top", help="live view of a running node (supervision tree, mailboxes, rates, drops, "
+                    "restarts)")
     top.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT",
                      help=f"the node's status server (default {DEFAULT_HTTP})")
     top.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
@@ -280,7 +285,7 @@ def render(status: dict[str, Any], max_depth: int = 6) -> Any:
     for node, depth, _last in _walk(status["tree"]):
         if depth > max_depth:
             continue
-        style = {"restarting": "yellow", "stopped": "dim", "unresponsive": "red"}.get(node["state"])
+        style = {"restarting": "yellow", "stopped": "dim"}.get(node["state"])
         name = "  " * depth + ("▸ " if node["kind"] == "supervisor" else "· ") + node["label"]
         if node.get("tenant") and depth == 0:
             name += f"  [{node['tenant']}]"

@@ -6,16 +6,30 @@ actor it blocks that actor's worker, like any ``ask``). A supervisor that does n
 Refusals raise ``SupervisorError`` with OTP's word as ``.reason``; a spec that does not fit the
 supervisor raises ``ValueError``.
 
-| call                        | answer                          | refusals (``.reason``)               |
-|-----------------------------|---------------------------------|--------------------------------------|
-| ``which_children(sup)``     | ``[ChildInfo]`` in start order  | -                                    |
-| ``count_children(sup)``     | ``{"specs", "active", "supervisors", "workers"}`` | -                  |
-| ``start_child(sup, spec)``  | the new ``ActorRef`` (None if it ignored its start) | ``already_started``, ``already_present``, ``start_failed`` |
-| ``start_child(sup, *args)`` | SIMPLE_ONE_FOR_ONE: an instance with the spec's args + ``args`` | ``start_failed`` |
-| ``terminate_child(sup, id)``| None (idempotent); SIMPLE_ONE_FOR_ONE takes the instance's ref | ``not_found`` |
-| ``restart_child(sup, id)``  | the new ``ActorRef`` (None if ignored) | ``running``, ``restarting``, ``not_found``, ``start_failed`` |
-| ``delete_child(sup, id)``   | None                            | ``running``, ``restarting``, ``not_found`` |
-| ``child(sup, id)``          | a ``ChildHandle``               | ``not_found``                        |
+| call                         | answer                                   | refusals (``.reason``)  |
+|------------------------------|------------------------------------------|-------------------------|
+| ``which_children(sup)``      | ``[ChildInfo]`` in start order           | -                       |
+| ``count_children(sup)``      | ``{"specs", "active", "supervisors",     | -                       |
+|                              | "workers"}``                             |                         |
+| ``start_child(sup, spec)``   | the new ``ActorRef`` (None if it ignored | ``already_started``,    |
+|                              | its start)                               | ``already_present``,    |
+|                              |                                          | ``start_failed``        |
+| ``start_child(sup, *args)``  | SIMPLE_ONE_FOR_ONE: an instance with the | ``start_failed``        |
+|                              | spec's args + ``args``                   |                         |
+| ``terminate_child(sup, id)`` | None (idempotent); SIMPLE_ONE_FOR_ONE    | ``not_found``           |
+|                              | takes the instance's ref                 |                         |
+| ``restart_child(sup, id)``   | the new ``ActorRef`` (None if ignored)   | ``running``,            |
+|                              |                                          | ``restarting``,         |
+|                              |                                          | ``not_found``,          |
+|                              |                                          | ``start_failed``        |
+| ``delete_child(sup, id)``    | None                                     | ``running``,            |
+|                              |                                          | ``restarting``,         |
+|                              |                                          | ``not_found``           |
+| ``child(sup, id)``           | a ``ChildHandle``                        | ``not_found``           |
+
+``peek_children(sup)`` is the one call that does not ask: it reads the children the supervisor
+published at the end of its last turn (see ``supervisors._board``), so reporting never waits
+behind a busy supervisor.
 
 SIMPLE_ONE_FOR_ONE instances have no ids: a call by id answers ``not_found`` (OTP says
 ``simple_one_for_one``, a word outside our contract's list).
@@ -26,14 +40,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from actors import ActorRef
+from actors import ActorRef, lowlevel
+from supervisors._board import Board
 from supervisors._events import ChildInfo, SupervisorError
 from supervisors._handle import ChildHandle
 
 __all__ = ["DEFAULT_TIMEOUT", "CountChildren", "DeleteChild", "GetHandle", "Refusal", "Request",
            "ResetBackoff", "RestartChild", "StartChild", "TerminateChild", "WhichChildren",
-           "child", "count_children", "delete_child", "reset_backoff", "restart_child",
-           "start_child", "terminate_child", "which_children"]
+           "child", "count_children", "delete_child", "peek_children", "reset_backoff",
+           "restart_child", "start_child", "terminate_child", "which_children"]
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds a management call waits (OTP waits forever; a child's shutdown may take this long)."""
@@ -111,6 +126,20 @@ def _call(sup: ActorRef, request: Request, timeout: float) -> Any:
 def which_children(sup: ActorRef, *, timeout: float = DEFAULT_TIMEOUT) -> list[ChildInfo]:
     """``[ChildInfo(id, ref | "restarting" | None, restart, kind)]`` in start order."""
     children: list[ChildInfo] = _call(sup, WhichChildren(), timeout)
+    return children
+
+
+def peek_children(sup: ActorRef) -> list[ChildInfo]:
+    """``which_children`` without a message: the children as the supervisor published them at
+    the end of its last finished turn (in start order). Never waits, whatever the supervisor is
+    doing; a supervisor that has exited shows its children as they were when it stopped
+    (stopped). ``TypeError`` if ``sup`` is not a supervisor's ref."""
+    if not isinstance(sup, ActorRef):
+        raise TypeError(f"expected a supervisor's ActorRef, got {type(sup).__name__}: {sup!r}")
+    board = getattr(lowlevel.actor_of(lowlevel.process_of(sup)), "_board", None)
+    if not isinstance(board, Board):
+        raise TypeError(f"{sup.path} is not a supervisor")
+    children: list[ChildInfo] = board.read()
     return children
 
 

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from actors import ActorRef
 from supervisors._backoff import Backoff
-from supervisors._spec import (ChildSpec, Restart, Shutdown, Strategy, SupervisorFlags,
+from supervisors._spec import (ChildSpec, Restart, Strategy, SupervisorFlags,
                                check_shutdown)
 from supervisors._supervisor import Supervisor
 
@@ -70,9 +70,10 @@ class GraphSupervision:
     def start(self, scope: Any, name: str, nodes: Sequence[Any]) -> ActorRef:
         """Spawn the instance's supervisor through ``scope`` (a tenant, or the runtime)."""
         f = self.flags
-        return scope.spawn(Supervisor, strategy=f.strategy, intensity=f.intensity,
-                           period=f.period, children=self.child_specs(nodes), name=name,
-                           seed=self.seed, retry_delay=self.retry_delay)
+        ref: ActorRef = scope.spawn(Supervisor, strategy=f.strategy, intensity=f.intensity,
+                                    period=f.period, children=self.child_specs(nodes), name=name,
+                                    seed=self.seed, retry_delay=self.retry_delay)
+        return ref
 
     def __repr__(self) -> str:
         f = self.flags

@@ -64,6 +64,7 @@ from actors.lowlevel import check_number
 from supervisors._api import (CountChildren, DeleteChild, GetHandle, Refusal, ResetBackoff,
                               RestartChild, StartChild, TerminateChild, WhichChildren)
 from supervisors._backoff import next_backoff
+from supervisors._board import Board, info_of
 from supervisors._child import IGNORED, Child, Failed, TryAgain, describe
 from supervisors._events import (ChildExited, ChildInfo, ChildRestarted, ChildStarted, Ignore,
                                  SupervisionEvent, SupervisorError, SupervisorGaveUp)
@@ -98,9 +99,12 @@ class Supervisor(Actor):
         self._strategy = strategy
         self._template = specs[0] if strategy is Strategy.SIMPLE_ONE_FOR_ONE else None
         self._children: dict[Any, Child] = {}  # in start order
+        self._board = Board()  # what peek_children reads, published at the end of each turn
         if self._template is None:
             for spec in specs:
-                self._children[spec.id] = Child(spec.id, spec, spec.args)
+                c = self._children[spec.id] = Child(spec.id, spec, spec.args, self._board)
+                self._board.mark(c)
+        self._board.publish(self._children)
         self._by_ref: dict[ActorRef, Child] = {}
         self._window = IntensityWindow(intensity, float(period))
         self._random = random.Random(seed)
@@ -110,20 +114,32 @@ class Supervisor(Actor):
 
     # -- lifecycle ----------------------------------------------------------------------------
     def on_start(self) -> None:
-        for c in list(self._children.values()):
-            outcome = self._start(c)
-            if isinstance(outcome, Failed):
-                self.log.error("child failed to start; supervisor start fails", child=c.label,
-                               error=describe(outcome.error))
-                self._terminate_all()
-                raise SupervisorError("start_failed", f"{self.ref.path}: child {c.label!r} "
-                                      f"failed to start ({describe(outcome.error)})",
-                                      error=outcome.error)
+        try:
+            for c in list(self._children.values()):
+                outcome = self._start(c)
+                if isinstance(outcome, Failed):
+                    self.log.error("child failed to start; supervisor start fails",
+                                   child=c.label, error=describe(outcome.error))
+                    self._terminate_all()
+                    raise SupervisorError("start_failed", f"{self.ref.path}: child {c.label!r} "
+                                          f"failed to start ({describe(outcome.error)})",
+                                          error=outcome.error)
+        finally:
+            self._board.publish(self._children)
 
     def on_stop(self, reason: Any) -> None:
-        self._terminate_all()
+        try:
+            self._terminate_all()
+        finally:
+            self._board.publish(self._children)
 
     def receive(self, message: Any) -> Any:
+        try:
+            return self._dispatch(message)
+        finally:
+            self._board.publish(self._children)  # what peek_children shows from now on
+
+    def _dispatch(self, message: Any) -> Any:
         match message:
             case Exit(ref=ref, reason=reason):
                 self._on_exit(ref, reason)
@@ -151,12 +167,8 @@ class Supervisor(Actor):
 
     # -- management requests: answers are values, refusals are Refusal values (the caller raises
     # them); nothing here raises in the supervisor itself -----------------------------------
-    def _info(self, c: Child) -> ChildInfo:
-        ref = c.ref if c.ref is not None else ("restarting" if c.restarting else None)
-        return ChildInfo(c.id, ref, c.spec.restart, str(c.spec.kind))
-
     def _which_children(self) -> list[ChildInfo]:
-        return [self._info(c) for c in self._children.values()]
+        return [info_of(c) for c in self._children.values()]
 
     def _count_children(self) -> dict[str, int]:
         members = list(self._children.values())
@@ -173,7 +185,8 @@ class Supervisor(Actor):
         if self._stopping:
             return Refusal("start_failed", f"{self.ref.path} is shutting down")
         if self._template is not None:
-            c = Child(next(self._dynamic_keys), self._template, self._template.args + args)
+            c = Child(next(self._dynamic_keys), self._template, self._template.args + args,
+                      self._board)
         else:
             if len(args) != 1:
                 return Refusal("value_error", "start_child(sup, spec) takes one ChildSpec; extra "
@@ -188,7 +201,7 @@ class Supervisor(Actor):
             if old is not None:
                 return Refusal("already_present", f"child {spec.id!r} is known (not running); "
                                "use restart_child, or delete_child first")
-            c = Child(spec.id, spec, spec.args)
+            c = Child(spec.id, spec, spec.args, self._board)
         self._children[c.key] = c
         outcome = self._start(c)
         if isinstance(outcome, Failed):

@@ -13,8 +13,8 @@ import pytest
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY",
                       os.path.join(tempfile.gettempdir(), "streamvisor-hypothesis"))
 
-from actors import Actor, Runtime  # noqa: E402
-from actors.testing import ManualClock, inline_runtime  # noqa: E402
+from actors import Actor, Runtime
+from actors.testing import ManualClock, inline_runtime
 
 
 @pytest.fixture

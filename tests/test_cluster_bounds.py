@@ -7,8 +7,6 @@ import os
 import socket
 import stat
 import threading
-import time
-from pathlib import Path
 
 import pytest
 

@@ -34,7 +34,7 @@ class Recorder(Actor):
     def __init__(self) -> None:
         self.got: list = []
 
-    def receive(self, message):  # noqa: ANN001, ANN201
+    def receive(self, message):
         if message == "got?":
             return list(self.got)
         self.got.append(message)

@@ -420,7 +420,7 @@ def test_iot_cloud_on_a_leased_node_writes_fenced_minutes_and_stops_when_the_lea
     try:
         node.start()
         wait_until(lambda: node.hosted() == [tenant], timeout=20, message="the tenant starts")
-        assert node.lease(tenant) == 1 and app._app.tenants[tenant].epoch == 1
+        assert node.lease(tenant) == 1 and app._app.epochs[tenant] == 1
         app._app.tenants[tenant].queue.put_many(readings(tenant))
         wait_until(lambda: conn.execute("SELECT count(*) FROM minute_averages WHERE tenant = %s",
                                         (tenant,)).fetchone()[0] == 6, timeout=20,

@@ -36,7 +36,7 @@ class _CreatesFile:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (open, (self.path, "w"))
 
 

@@ -31,7 +31,7 @@ APP = str(ROOT / "examples" / "cluster_app.py")
 
 
 class Echo(Actor):
-    def receive(self, message):  # noqa: ANN001, ANN201
+    def receive(self, message):
         return message
 
 

@@ -133,7 +133,7 @@ def test_decode_refuses_buffers_over_the_size_limit_before_parsing():
 
 def test_decode_refuses_non_bytes():
     with pytest.raises(DecodeError, match="expected bytes"):
-        decode("text")  # type: ignore[arg-type]
+        decode("text")  # type: ignore[arg-type]  # the wrong type is the test
 
 
 def test_deeply_nested_tuple_ext_does_not_recurse_without_bound():

@@ -359,7 +359,7 @@ def test_statistics_are_frozen_value_objects_with_the_contract_fields(rt):
     s = ref.statistics()
     assert (s.processed, s.dropped, s.capacity, s.overflow, s.queued) == (3, 0, 50, "FAIL", 0)
     with pytest.raises(AttributeError):
-        s.processed = 4  # type: ignore[misc]
+        s.processed = 4  # type: ignore[misc]  # frozen on purpose: the test
     r = rt.statistics()
     assert r.actors == 1 and r.processed >= 3 and r.dropped == 0 and r.run_queue == 0
     assert r.workers == (0 if rt._scheduler.inline else 2)

@@ -174,7 +174,7 @@ def test_many_askers_and_tellers_on_threads_all_get_answers():
             for i in range(200):
                 try:
                     assert ref.ask(base + i, timeout=10) == base + i
-                except Exception as exc:  # noqa: BLE001 - collected and reported below
+                except Exception as exc:
                     errors.append(exc)
 
         def tell_loop():

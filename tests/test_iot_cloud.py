@@ -37,7 +37,7 @@ def test_the_iot_cloud_stores_every_valid_reading_once_and_dead_letters_the_rest
         assert f"-{tenant}." in device, (tenant, device)
     assert {t for t, _ in rows} == set(TENANTS)
     for tenant in TENANTS:
-        with DurableQueue(tmp_path / f"{tenant}.queue", tenant) as queue:
+        with DurableQueue(tmp_path / "queues.db", "readings", tenant=tenant) as queue:
             dead = queue.dead_letters()
         assert dead, f"{tenant} has no dead letters"
         for letter in dead:

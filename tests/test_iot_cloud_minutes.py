@@ -64,6 +64,8 @@ def run_once(tmp_path: Path) -> None:
                               mqtt=None)
     with Runtime(workers=2) as rt:
         app.start(rt, options)
+        wait_until(lambda: len(app._app.tenants) == 2, timeout=30,  # (started a few per turn)
+                   message="both tenants started")
         for tenant in ("acme", "globex"):
             queue = app._app.tenants[tenant].queue
             queue.put_many(readings(tenant))

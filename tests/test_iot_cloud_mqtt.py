@@ -41,14 +41,15 @@ def readings(tenants):
             body = {"ts": ts, "temp": 21.0 + (n % 7) / 10, "hum": 40.0 + n % 20}
             valid = True
             if n % 97 == 5:
-                body["temp"] = "warm"; valid = False          # wrong type
+                body["temp"], valid = "warm", False           # wrong type
             elif n % 97 == 11:
-                del body["hum"]; valid = False                 # missing field
+                del body["hum"]                                # missing field
+                valid = False
             elif n % 97 == 17:
-                body["hum"] = 140.0; valid = False             # out of range
+                body["hum"], valid = 140.0, False              # out of range
             raw = json.dumps(body).encode()
             if n % 97 == 23:
-                raw = b"{not json"; valid = False              # malformed
+                raw, valid = b"{not json", False               # malformed
             out.append((tenant, device, ts, raw, valid))
     return out
 
@@ -61,7 +62,7 @@ def publish_all(items, port):
     client.loop_start()
     try:
         pending = []
-        for i, (tenant, device, _, raw, _) in enumerate(items):
+        for tenant, device, _, raw, _ in items:
             pending.append(client.publish(f"tenants/{tenant}/devices/{device}/readings", raw, qos=1))
             if len(pending) >= 200:
                 for info in pending:
@@ -121,12 +122,12 @@ def check_ten_thousand(tmp_path, port):
     for tenant, device, _ in rows:                     # no tenant sees another's data
         assert f"-{tenant}." in device
     reasons = []
-    with DurableQueue(tmp_path / "mqtt.dead", "mqtt-dead") as dead:  # the node's, one client
+    with DurableQueue(tmp_path / "queues.db", "mqtt-dead") as dead:  # the node's, one client
         letters = [m.payload for m in dead.get(max_items=1000)]
     reasons += [letter["reason"] for letter in letters]
     assert {letter["topic"].split("/")[1] for letter in letters} <= set(tenants)
     for tenant in tenants:
-        with DurableQueue(tmp_path / f"{tenant}.queue", tenant) as queue:
+        with DurableQueue(tmp_path / "queues.db", "readings", tenant=tenant) as queue:
             reasons += [letter.reason for letter in queue.dead_letters()]
     assert len(reasons) == len(invalid)                # every invalid one, once, with a reason
     assert all(reason for reason in reasons)

@@ -160,7 +160,7 @@ def test_bad_call_arguments_are_value_errors(queue):
     with pytest.raises(ValueError, match="max_items"):
         queue.get(max_items=0)
     with pytest.raises(ValueError, match="key"):
-        queue.put("x", key=5)  # type: ignore[arg-type]
+        queue.put("x", key=5)  # type: ignore[arg-type]  # the wrong type is the test
     (d,) = queue.get()
     with pytest.raises(ValueError, match="delay"):
         d.nack(delay=-1)
@@ -649,7 +649,7 @@ class QueueMachine(RuleBasedStateMachine):
         assert live + stats["dead"] + stats["acked"] == len(self.put_at)
         dead = {x.id: x for x in self.q.dead_letters()}
         assert self.rejected <= dead.keys()
-        for rid, letter in dead.items():
+        for letter in dead.values():
             assert letter.reason in ("max_deliveries", "expired", "error: bad")
             assert letter.reason != "max_deliveries" or letter.attempts == self.MAX
 

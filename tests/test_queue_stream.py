@@ -155,5 +155,47 @@ def test_queue_source_rejects_something_that_is_not_a_durable_queue(inline_rt):
     g.add("queue", QueueSource, "ingest.db")
     g.add("store", QueueSink, None)
     g.pipe("queue", "store")
-    with pytest.raises(TypeError, match="QueueSource needs a DurableQueue or a function tenant -> DurableQueue, got str"):
+    with pytest.raises(TypeError, match="QueueSource needs a DurableQueue or a function "
+                                        "tenant -> DurableQueue, got str"):
         g.instantiate(inline_rt, "acme")
+
+
+def test_an_actor_waiting_for_a_commit_leaves_the_pool_to_the_others(tmp_path):
+    """A worker blocked in a queue call counts as blocked (as in ``ask``): with one worker,
+    another actor still runs while the commit waits (on a spare), and joins the same group."""
+    import threading
+
+    from actors import Actor, Runtime
+    from actors.queue import DurableQueue
+
+    held, release, other_ran = threading.Event(), threading.Event(), threading.Event()
+
+    class Putter(Actor):
+        def receive(self, message):
+            queue.put({"n": 1})  # waits behind the held committer
+
+    class Other(Actor):
+        def receive(self, message):
+            other_ran.set()
+
+    def hold(conn):  # a raw op: the committer runs it alone, so it holds every later commit
+        held.set()
+        assert release.wait(30)
+
+    queue = DurableQueue(tmp_path / "q.db", "q")
+    holder = threading.Thread(target=queue._committer.submit, args=("hold", hold),
+                              kwargs={"raw": True})
+    holder.start()
+    try:
+        assert held.wait(30)
+        with Runtime(workers=1) as rt:
+            rt.spawn(Putter).tell("go")
+            rt.spawn(Other).tell("go")
+            assert other_ran.wait(30)  # the only worker is inside Putter's commit wait
+            release.set()
+            assert rt.wait_idle(30)
+        assert queue.stats()["ready"] == 1
+    finally:
+        release.set()
+        holder.join(30)
+        queue.close()

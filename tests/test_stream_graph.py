@@ -108,7 +108,7 @@ def test_the_plan_orders_nodes_along_the_pipeline_and_resolves_defaults() -> Non
 
 def test_overriding_receive_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="must not override receive"):
-        class Bad(Node):  # noqa: F841
+        class Bad(Node):
             def receive(self, message: Any) -> None:
                 pass
 
@@ -338,7 +338,7 @@ def test_statistics_are_frozen_values_with_lookups_by_name(rt: Runtime) -> None:
     s = inst.statistics()
     assert isinstance(s, StreamStatistics) and s.tenant == "t1" and s.graph == "g"
     with pytest.raises(dataclasses.FrozenInstanceError):
-        s.dropped = 1  # type: ignore[misc]
+        s.dropped = 1  # type: ignore[misc]  # frozen on purpose: the test
     assert s.edge("numbers.out").delivered == 5 == s.edge("numbers.out -> collect.in").sent
     assert s.node("numbers").kind == "source"
     with pytest.raises(KeyError):
@@ -367,10 +367,10 @@ def test_a_source_without_data_polls_on_the_clock_and_wake_makes_it_produce_now(
     settle(rt)
     polls = inst.statistics().node("feed")
     feed.extend([1, 2, 3])
-    rt.clock.advance(5.0)  # type: ignore[attr-defined]
+    rt.clock.advance(5.0)  # type: ignore[attr-defined]  # a ManualClock here
     settle(rt)
     assert out.items == []  # not polled yet
-    rt.clock.advance(5.0)  # type: ignore[attr-defined]
+    rt.clock.advance(5.0)  # type: ignore[attr-defined]  # a ManualClock here
     settle(rt)
     assert out.items == [1, 2, 3]
     feed.append(4)

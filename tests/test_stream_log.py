@@ -81,7 +81,7 @@ def test_a_log_reader_follows_new_items_of_its_own_instance(rt: Runtime) -> None
     for _ in range(50):             # it polls the log on the clock
         if len(seen) == 200:
             break
-        rt.clock.advance(0.01)  # type: ignore[attr-defined]
+        rt.clock.advance(0.01)  # type: ignore[attr-defined]  # a ManualClock here
         settle(rt)
     assert seen.items == list(range(200))
 

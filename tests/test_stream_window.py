@@ -374,7 +374,7 @@ def test_a_fold_that_raises_sends_the_item_to_errors(irt: Runtime) -> None:
 
 
 @pytest.mark.parametrize("options, words", [
-    (dict(windows=Tumbling(10), lateness=-1), "lateness must be a number >= 0"),
+    (dict(windows=Tumbling(10), lateness=-1), "lateness must be a number of seconds >= 0"),
     (dict(windows=Tumbling(10), idle=0), "idle must be a positive number"),
     (dict(windows=None), "windows= must be Tumbling"),
     (dict(windows=Tumbling(10), fold=total), "fold= needs init="),
@@ -400,7 +400,7 @@ def test_bad_definitions_raise_value_error_at_add(options: dict[str, Any], words
     (lambda: Sliding(10, 20), "Sliding(step) must be <= size"),
     (lambda: Sliding(10, 0), "Sliding(step) must be a positive number"),
     (lambda: Session(0), "Session(gap) must be a positive number"),
-    (lambda: Tumbling(10, math.nan), "Tumbling(offset) must be a finite number"),
+    (lambda: Tumbling(10, math.nan), "Tumbling(offset) must be a number of seconds"),
 ])
 def test_bad_windowers_raise_value_error(make: Any, words: str) -> None:
     with pytest.raises(ValueError) as info:

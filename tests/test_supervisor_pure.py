@@ -186,7 +186,7 @@ def test_kwargs_are_copied_into_a_read_only_mapping() -> None:
     given["limit"] = 0.0
     assert spec.kwargs["limit"] == 40.0
     with pytest.raises(TypeError):
-        spec.kwargs["limit"] = 1.0  # type: ignore[index]
+        spec.kwargs["limit"] = 1.0  # type: ignore[index]  # read-only on purpose: the test
 
 
 def test_args_given_as_a_list_are_stored_as_a_tuple() -> None:
@@ -196,7 +196,7 @@ def test_args_given_as_a_list_are_stored_as_a_tuple() -> None:
 def test_child_spec_is_frozen() -> None:
     spec = ChildSpec("reader", Reader)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        spec.restart = TEMPORARY  # type: ignore[misc]
+        spec.restart = TEMPORARY  # type: ignore[misc]  # frozen on purpose: the test
 
 
 def test_equal_specs_compare_and_hash_equal() -> None:
@@ -457,7 +457,7 @@ def test_temporary_child_is_never_restarted() -> None:  # 10
 
 def test_should_restart_rejects_a_restart_type_given_as_a_string() -> None:
     with pytest.raises(ValueError, match="restart must be a Restart"):
-        should_restart("permanent", "normal")  # type: ignore[arg-type]
+        should_restart("permanent", "normal")  # type: ignore[arg-type]  # the wrong type is the test
 
 
 # --------------------------------------------------------------------------------------------
@@ -753,7 +753,7 @@ def test_intensity_window_is_immutable_and_defaults_to_otps_1_in_5_seconds() -> 
     assert window.restarts == ()
     assert after.restarts == (1.0,)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        window.restarts = (2.0,)  # type: ignore[misc]
+        window.restarts = (2.0,)  # type: ignore[misc]  # frozen on purpose: the test
 
 
 def test_intensity_window_equals_all_restarts_of_the_last_period_counted_from_scratch() -> None:

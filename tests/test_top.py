@@ -9,6 +9,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ import pytest
 
 from actors import Actor, ManualClock, Runtime
 from actors.testing import Faults, inline_runtime
-from supervisors import Backoff, ChildSpec, Restart, Strategy, Supervisor
+from supervisors import (Backoff, ChildSpec, Restart, Strategy, Supervisor, delete_child,
+                         peek_children, start_child, terminate_child, which_children)
 from streamvisor.metrics import metrics_for
 from streamvisor.top import (add_top_command, node_status, parse_hostport, run_top, start_http,
                              with_rates)
@@ -102,6 +104,81 @@ def test_a_child_in_backoff_is_shown_restarting_until_it_is_back(inline, clock):
     [root] = node_status(inline)["tree"]
     again = root["children"][0]
     assert again["state"] == "running" and again["restarts"] == 1
+
+
+class Slow(Actor):
+    """Its ``on_start`` holds its supervisor's turn until the test lets it go (bounded)."""
+
+    def __init__(self, entered: threading.Event, release: threading.Event) -> None:
+        self.entered, self.release = entered, release
+
+    def on_start(self) -> None:
+        self.entered.set()
+        assert self.release.wait(30), "the test never released the slow start"
+
+
+@pytest.fixture(params=["inline", "threads"])
+def any_runtime(request: Any) -> Iterator[Runtime]:
+    rt = (inline_runtime(ManualClock(), node="t1") if request.param == "inline"
+          else Runtime(workers=2, node="t1", clock=ManualClock()))
+    try:
+        yield rt
+    finally:
+        rt.shutdown()
+
+
+def test_status_never_waits_on_a_supervisor_busy_in_a_long_turn(any_runtime):
+    rt = any_runtime
+    sup = rt.spawn(Supervisor, children=[ChildSpec("reader", Worker)], name="root")
+    entered, release = threading.Event(), threading.Event()
+    starter = threading.Thread(target=start_child, args=(
+        sup, ChildSpec("slow", Slow, args=(entered, release))))
+    starter.start()
+    try:
+        assert entered.wait(30)  # the supervisor is inside its turn, waiting for slow's start
+        status = node_status(rt)  # would wait for that turn if it asked which_children
+        assert not release.is_set() and starter.is_alive()
+        [root] = status["tree"]
+        assert root["kind"] == "supervisor" and root["state"] == "running"
+        # as published at the end of its last finished turn: slow is not its child yet
+        assert [c.id for c in peek_children(sup)] == ["reader"]
+        assert (root["children"][0]["label"], root["children"][0]["kind"]) == ("reader", "worker")
+    finally:
+        release.set()
+        starter.join(30)
+    rt.wait_idle(10)
+    [root] = node_status(rt)["tree"]
+    assert [(c["label"], c["kind"]) for c in root["children"]] == [("reader", "worker"),
+                                                                   ("slow", "worker")]
+
+
+def test_peek_children_follows_every_change_the_way_which_children_sees_it(inline, clock):
+    sup = inline.spawn(Supervisor, intensity=5, seed=1, children=[
+        ChildSpec("a", Worker, backoff=Backoff(min=1.0, max=1.0, jitter=0.0)),
+        ChildSpec("b", Worker, restart=Restart.TRANSIENT)])
+
+    def same() -> list[Any]:
+        peeked = peek_children(sup)
+        assert peeked == which_children(sup)
+        return [(c.id, c.ref if isinstance(c.ref, str) or c.ref is None else "live")
+                for c in peeked]
+
+    assert same() == [("a", "live"), ("b", "live")]
+    Faults(inline).crash(_child_ref(sup, "a"))
+    inline.wait_idle()
+    assert same() == [("a", "restarting"), ("b", "live")]
+    clock.advance(1.5)
+    inline.wait_idle()
+    assert same() == [("a", "live"), ("b", "live")]
+    terminate_child(sup, "b")
+    assert same() == [("a", "live"), ("b", None)]
+    delete_child(sup, "b")
+    start_child(sup, ChildSpec("c", Worker))
+    assert same() == [("a", "live"), ("c", "live")]
+    inline.stop(sup)
+    assert [(c.id, c.ref) for c in peek_children(sup)] == [("a", None), ("c", None)]
+    with pytest.raises(TypeError, match="not a supervisor"):
+        peek_children(inline.spawn(Worker))
 
 
 def _child_ref(sup: Any, child_id: str) -> Any:

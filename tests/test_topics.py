@@ -362,11 +362,11 @@ def test_non_str_input_is_invalid_and_never_raises_from_predicates(value: object
     assert not matches(value, "a") and not matches("#", value) and not matches(value, value)
     assert not is_valid_filter(value) and not is_valid_topic(value)
     with pytest.raises(TypeError, match="must be a str"):
-        validate_filter(value)  # type: ignore[arg-type]
+        validate_filter(value)  # type: ignore[arg-type]  # the wrong type is the test
     with pytest.raises(TypeError, match="must be a str"):
-        validate_topic(value)  # type: ignore[arg-type]
+        validate_topic(value)  # type: ignore[arg-type]  # the wrong type is the test
     with pytest.raises(TypeError, match="must be a str"):
-        split_shared(value)  # type: ignore[arg-type]
+        split_shared(value)  # type: ignore[arg-type]  # the wrong type is the test
 
 
 def test_str_subclasses_are_treated_as_their_text() -> None:

@@ -28,8 +28,9 @@ The chain and where each guarantee comes from:
 
 Threads: each MQTT client runs paho's network loop in its own thread - the connectors' I/O
 boundary; everything else runs in actors. The stream adapters (``SqlSink``, ``MqttPublisher``)
-are imported on first use so that this package does not need ``actors.stream``. MQTT readings enter a stream graph only through a durable queue (``MqttIngest``
-then ``actors.queue.QueueSource``), so the broker's ack always follows a commit.
+are imported on first use so that this package does not need ``actors.stream``. MQTT readings
+enter a stream graph only through a durable queue (``MqttIngest`` then
+``actors.queue.QueueSource``), so the broker's ack always follows a commit.
 """
 
 from typing import Any

@@ -167,7 +167,8 @@ def build_client(options: MqttOptions, client_id: str, *, manual_ack: bool,
     """A configured, unconnected paho ``Client`` and its CONNECT properties. Never blocks.
     Raises ``ImportError`` (naming the extra) when paho-mqtt is not installed."""
     try:
-        from paho.mqtt.client import CallbackAPIVersion, Client, MQTTv5
+        from paho.mqtt.client import Client, MQTTv5
+        from paho.mqtt.enums import CallbackAPIVersion
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -184,8 +185,8 @@ def build_client(options: MqttOptions, client_id: str, *, manual_ack: bool,
         if options.cert_file is not None:
             context.load_cert_chain(options.cert_file, options.key_file)
         client.tls_set_context(context)  # verifies the certificate and the host name
-    client.reconnect_delay_set(options.reconnect_min, options.reconnect_max)  # type: ignore[arg-type]
-    props = Properties(PacketTypes.CONNECT)
+    client.reconnect_delay_set(options.reconnect_min, options.reconnect_max)  # type: ignore[arg-type]  # paho's annotation says int; it takes seconds as float
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: no annotations
     props.SessionExpiryInterval = int(options.session_expiry)
     if receive_maximum is not None:
         props.ReceiveMaximum = receive_maximum
@@ -202,7 +203,7 @@ def disconnect(client: Any, options: MqttOptions) -> None:
         return
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
-    props = Properties(PacketTypes.DISCONNECT)
+    props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]  # paho: no annotations
     props.SessionExpiryInterval = 0
     client.disconnect(properties=props)
 

@@ -209,7 +209,7 @@ class MqttIngest(Actor):
     def _unknown(self, tenant: str, items: list[Inbound]) -> None:
         """Dead-letter readings of a tenant that ``route`` does not know, then ack them."""
         assert self.source is not None
-        records = []
+        records: list[dict[str, Any]] = []
         for i in items:
             r = i.reading
             body = json.dumps({"ts": r.ts, "temp": r.temp, "hum": r.hum}).encode()

@@ -142,12 +142,10 @@ class MqttSource(PahoConnection):
                  max_payload_bytes: int = DEFAULT_MAX_BYTES, max_packet_bytes: int = 256 * 1024,
                  dead_letters: Any = None, on_ready: Callable[[], None] | None = None) -> None:
         check_number(capacity, "MqttSource capacity", integer=True, low=1, high=65535)
-        if not isinstance(max_payload_bytes, int) or not 16 <= max_payload_bytes <= 16 * 2**20:
-            raise ValueError(f"MqttSource max_payload_bytes must be in 16..16 MiB, "
-                             f"got {max_payload_bytes!r}")
-        if not isinstance(max_packet_bytes, int) or max_packet_bytes < max_payload_bytes + 1024:
-            raise ValueError("MqttSource max_packet_bytes must be an int >= max_payload_bytes "
-                             f"+ 1024, got {max_packet_bytes!r}")
+        check_number(max_payload_bytes, "MqttSource max_payload_bytes", integer=True, low=16,
+                     high=16 * 2**20)
+        check_number(max_packet_bytes, "MqttSource max_packet_bytes (max_payload_bytes + 1024 "
+                     "at least)", integer=True, low=max_payload_bytes + 1024)
         bad = [f for f in filters or () if not is_valid_filter(f)]
         if bad:
             raise ValueError(f"MqttSource filters: {bad[0]!r} is not a valid MQTT filter")

@@ -183,7 +183,7 @@ def parse_payload(payload: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[f
     extra = [k for k in obj if k not in FIELDS]
     if extra:
         raise BadReading("unexpected_field", f"{extra[0][:40]!r} (fields: ts, temp, hum)")
-    values = []
+    checked: list[float] = []
     for name in FIELDS:
         if name not in obj:
             raise BadReading("missing_field", f"{name!r} is required")
@@ -199,8 +199,8 @@ def parse_payload(payload: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[f
         low, high = RANGES[name]
         if not low <= value <= high:
             raise BadReading("out_of_range", f"{name}={value!r} outside [{low:g}, {high:g}]")
-        values.append(value)
-    return values[0], values[1], values[2]
+        checked.append(value)
+    return checked[0], checked[1], checked[2]
 
 
 def parse_reading(topic: str, payload: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Reading:

@@ -185,12 +185,12 @@ class PostgresStore:
                         cur.execute(sql.SQL(
                             "INSERT INTO {} SELECT * FROM {} ON CONFLICT (tenant, device, ts) "
                             "DO NOTHING").format(self._name, self._staging))
-                        return max(0, cur.rowcount)
+                        return max(0, int(cur.rowcount))
                     cur.executemany(sql.SQL(
                         "INSERT INTO {} (tenant, device, ts, temp, hum) VALUES (%s, %s, %s, %s, %s)"
                         " ON CONFLICT (tenant, device, ts) DO NOTHING").format(self._name),
                         rows, returning=False)
-                    return max(0, cur.rowcount)
+                    return max(0, int(cur.rowcount))
             except (pg.errors.DataError, pg.errors.IntegrityError) as exc:
                 raise RowRejected(str(exc).strip()) from exc
             except pg.Error as exc:

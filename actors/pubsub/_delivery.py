@@ -132,7 +132,7 @@ class Deliveries:
             return False
         if not resend:
             ns.count("routed")
-        d = Delivery(self, target, msg, group)  # type: ignore[arg-type]
+        d = Delivery(self, target, msg, group)  # type: ignore[arg-type]  # a session target or a plain one: both are Targets at run time
         if (not target.pending and target.live()
                 and (msg.qos == 0 or len(target.inflight) < target.window)):
             self._launch_locked(target, d, sends)
@@ -166,7 +166,7 @@ class Deliveries:
         refused = 0
         for d in sends:
             try:
-                d.ref._cell._tell_ask(Ask(d.publish, d))  # type: ignore[union-attr, arg-type]
+                d.ref._cell._tell_ask(Ask(d.publish, d))  # type: ignore[union-attr, arg-type]  # a live delivery has a ref; it is its own ReplyTo
             except MailboxFull:
                 pass                      # the mailbox called d.fail: counted there
             except ActorDead as exc:      # BLOCK: it died while we waited for room

@@ -111,7 +111,10 @@ Bounds (RELIABILITY promise 2)
   buffered settlements by the deliveries handed out (one each, at most); one group transaction
   carries at most ~20,000 records of work besides the buffered acks it takes.
 - threads and file descriptors: one committer thread and one SQLite connection per open file in
-  a process, shared by all of its queues and tenants (the last ``close`` stops them).
+  a process, shared by all of its queues and tenants (the last ``close`` stops them). An actor
+  waiting for its group commit counts as blocked for the scheduler (as in ``ask``): other
+  actors run meanwhile, on a spare worker if every worker waits, and their queue calls join
+  the same group.
 """
 
 from ..codec import DecodeError, EncodeError

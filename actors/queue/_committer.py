@@ -31,8 +31,9 @@ import contextlib
 import sqlite3
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar, cast
 
+from .._cell import current_cell
 from . import _log, _ops
 from ._faults import CORRUPT, FULL, UNAVAILABLE, kind, unavailable
 from ._ops import DamagedFile, Group, Refused
@@ -40,13 +41,15 @@ from ._types import QueueClosed, QueueError
 
 __all__ = ["Committer"]
 
-_WAKES = frozenset({"put", "nack", "buffered-nack", "requeue"})
+_T = TypeVar("_T")
+
+_WAKES = frozenset({"put", "nack", "buffered-nack", "requeue"})  # can make records deliverable
 # Groups made only of these commit with synchronous=NORMAL: written to the WAL (safe from a
 # process crash, kill -9 included) but not fsynced; the next durable commit (or checkpoint)
 # fsyncs them with it. Power loss before that can only undo them: a claim (the record is
 # delivered again, its attempt not counted), a buffered settlement (delivered again), a sweep
 # (redone). Every other group (puts, waited settlements, flush, requeue, purge) is fsynced.
-_LIGHT = frozenset({"claim", "read", "buffered-ack", "buffered-nack", "buffered-reject"})  # kinds that can make records deliverable
+_LIGHT = frozenset({"claim", "read", "buffered-ack", "buffered-nack", "buffered-reject"})
 
 
 class _Op:
@@ -64,6 +67,15 @@ class _Op:
 
 def _nothing(group: Group) -> None:
     return None
+
+
+def _wait_blocking(wait: Callable[[], Any]) -> Any:
+    """Wait for a group commit. On a pool worker the scheduler counts the worker as blocked
+    meanwhile (as in ``ask``), so other actors run - on a spare worker if every worker waits -
+    and their queue calls join the same group: more calls per fsync, not fewer workers."""
+    cell = current_cell()
+    blocking = getattr(cell.runtime._scheduler, "_blocking", None) if cell is not None else None
+    return blocking(wait) if blocking is not None else wait()
 
 
 class Committer:
@@ -156,8 +168,8 @@ class Committer:
                 op.error = QueueError(f"interrupted before its group committed: {exc!r}")
                 op.done.release()
 
-    def submit(self, kind: str, fn: Callable[..., Any], *args: Any, weight: int = 1,
-               clock: Any = time, raw: bool = False) -> Any:
+    def submit(self, kind: str, fn: Callable[..., _T], *args: Any, weight: int = 1,
+               clock: Any = time, raw: bool = False) -> _T:
         """Run ``fn(group, *args)`` in the next group transaction; block until committed.
         ``clock.time()`` is the group's ``now`` for this op.
 
@@ -166,11 +178,15 @@ class Committer:
         for other storage errors, or what ``fn`` raised.
         """
         op = _Op("raw:" + kind if raw else kind, fn, args, weight, clock)
-        self._enqueue_and_run([op])
-        op.done.acquire()
+
+        def run_and_wait() -> None:
+            self._enqueue_and_run([op])  # (runs the group right here when none is running)
+            op.done.acquire()
+        _wait_blocking(run_and_wait)
         if op.error is not None:
             raise op.error
-        return op.result
+        result: _T = op.result
+        return result
 
     def buffer_ack(self, queue: str, lease: int, id: int) -> None:
         """Ack ``id`` (leased under ``lease``) in the next group; returns at once."""
@@ -206,7 +222,8 @@ class Committer:
         buffered ack that could not be committed meanwhile (its record will be redelivered)."""
         with self._lock:
             before = self.ack_failures
-        after = self.submit("flush", _nothing)
+        # a flush op's result is the count of failed ack groups (set where groups commit)
+        after = cast(int, self.submit("flush", _nothing))
         if after > before and self.last_ack_error is not None:
             raise self.last_ack_error
 

@@ -151,7 +151,7 @@ def _json(ids: list[int]) -> str:
 def _literal(value: str | float | None) -> str:
     if value is None:
         return "NULL"
-    if type(value) is float:
+    if not isinstance(value, str):  # a float
         return repr(value)
     return "'" + value.replace("'", "''") + "'"
 
@@ -298,7 +298,8 @@ def stats(g: Group, queue: str, max_deliveries: int) -> dict[str, int]:
     cursor = g.cursor(queue)
 
     def one(sql: str, *args: Any) -> int:
-        return conn.execute(sql, args).fetchone()[0]
+        value: int = conn.execute(sql, args).fetchone()[0]
+        return value
 
     due = one("SELECT count(*) FROM messages WHERE queue = ? AND state = 3 AND visible_at <= ?",
               queue, now)
@@ -334,7 +335,7 @@ def stats_many(g: Group, keys: list[str] | None) -> dict[str, dict[str, int]]:
     conn = g.conn
     empty = {"ready": 0, "in_flight": 0, "delayed": 0, "dead": 0, "acked": 0, "bytes": 0}
     out: dict[str, dict[str, int]] = {k: dict(empty) for k in keys or ()}
-    where, args = "", {"now": g.now}
+    where, args = "", dict[str, Any](now=g.now)
     if keys is not None:
         where, args["keys"] = " WHERE m.queue IN (SELECT value FROM json_each(:keys))", \
             _json_text(keys)

@@ -133,12 +133,12 @@ class PostgresQueue(DurableQueue):
             raise
 
     @property
-    def path(self) -> str:  # type: ignore[override]
+    def path(self) -> str:  # type: ignore[override]  # a DSN, not a file
         """Where the queue lives: ``host:port/db`` (no secrets) and the tables' prefix."""
         return f"{self._engine.where} {self.schema + '.' if self.schema else ''}{self.prefix}"
 
     @property
-    def recovery_report(self) -> RecoveryReport:  # type: ignore[override]
+    def recovery_report(self) -> RecoveryReport:  # type: ignore[override]  # no file to recover
         """Always clean: the server owns the bytes, nothing is ever salvaged here."""
         return RecoveryReport()
 
@@ -173,7 +173,7 @@ class PostgresQueue(DurableQueue):
         (``QueueUnavailable`` naming the server when it cannot be reached)."""
         return self._put([self._encode(payload, key)])[0]
 
-    def _put(self, items: list[tuple[bytes, str | None]]) -> list[int]:  # type: ignore[override]
+    def _put(self, items: list[tuple[bytes, str | None]]) -> list[int]:  # type: ignore[override]  # PostgreSQL puts carry no size
         sizes = [_pgops.record_size(p, k) for p, k in items]
         try:
             return self._submit("put", _pgops.put, items, self.ttl, self.max_bytes, sizes,

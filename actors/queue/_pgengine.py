@@ -69,7 +69,7 @@ def describe(conninfo: str) -> str:
     try:
         from psycopg.conninfo import conninfo_to_dict
         d = conninfo_to_dict(conninfo)
-    except Exception:  # noqa: BLE001 - a bad string is reported by connect itself
+    except Exception:
         return "PostgreSQL (unparsable connection string)"
     host = d.get("host") or d.get("hostaddr") or "localhost"
     return f"PostgreSQL {host}:{d.get('port') or 5432}/{d.get('dbname') or d.get('user') or ''}"
@@ -215,7 +215,7 @@ class PgEngine:
     def _cut(self, conn: Any) -> None:
         try:
             fd = conn.pgconn.socket
-        except Exception:  # noqa: BLE001 - already closed: nothing to cut
+        except Exception:
             return
         with contextlib.suppress(OSError):
             sock = socket.socket(fileno=os.dup(fd))

@@ -7,7 +7,7 @@ import os
 import random
 import time
 import zlib
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from .. import codec
 from . import _engine, _ops
@@ -15,6 +15,8 @@ from ._schema import RECORD_OVERHEAD, SEP, payload_crc, queue_key, row_crc
 from ._types import DeadLetter, Delivery, QueueClosed, QueueFull, RecoveryReport
 
 __all__ = ["DurableQueue"]
+
+_T = TypeVar("_T")
 
 MAX_BATCH = 10_000                     # records per put_many transaction chunk / get call
 MAX_KEY_CHARS = 1024
@@ -131,7 +133,7 @@ class DurableQueue:
         """What opening (or a later repair of) the file found; shared by its queues."""
         return self._engine.recovery_report
 
-    def _submit(self, kind: str, fn: Any, *args: Any, weight: int = 1) -> Any:
+    def _submit(self, kind: str, fn: Callable[..., _T], *args: Any, weight: int = 1) -> _T:
         if self._closed:
             raise QueueClosed(f"the queue {self.name!r} is closed")
         return self._committer.submit(kind, fn, self._key, *args, weight=weight,

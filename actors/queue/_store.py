@@ -46,7 +46,7 @@ from ._types import QueueUnavailable, RecoveryReport
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: single-process use only
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # not POSIX: no file locks
 
 __all__ = ["connect", "create_file", "open_database"]
 

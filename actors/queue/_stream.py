@@ -90,7 +90,7 @@ class _UsesQueue:
     @property
     def queue(self) -> DurableQueue:
         if self._queue is None:
-            found = self._queue_spec(self.ref.tenant)  # type: ignore[operator, attr-defined]
+            found = self._queue_spec(self.ref.tenant)  # type: ignore[operator, attr-defined]  # the spec is a function when it is not a queue
             if not isinstance(found, DurableQueue):
                 raise TypeError(f"the queue function of {type(self).__name__} returned "
                                 f"{type(found).__name__}, not a DurableQueue")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from . import _engine, _ops
 from ._faults import kind, unavailable
@@ -36,6 +36,8 @@ from ._store import create_file
 from ._types import QueueUnavailable
 
 __all__ = ["delete_tenant", "export_tenant", "stats_many"]
+
+_T = TypeVar("_T")
 
 _NEXT = chr(ord(SEP) + 1)
 
@@ -51,8 +53,8 @@ def _split(key: str) -> tuple[str | None, str]:
     return (tenant, name) if sep else (None, key)
 
 
-def _run(path: str | os.PathLike[str], busy_timeout: float, fn: Any, *args: Any,
-         raw: bool = False) -> Any:
+def _run(path: str | os.PathLike[str], busy_timeout: float, fn: Callable[..., _T], *args: Any,
+         raw: bool = False) -> _T:
     engine = _engine.acquire(os.fspath(path), busy_timeout)
     try:
         return engine.committer.submit(fn.__name__, fn, *args, raw=raw)

@@ -86,7 +86,7 @@ class _Shared:
         self.logs = {key: StreamLog(f"{key[0]}.{key[1]}", size)
                      for key, size in plan.retained.items()}
         self.snapshots: dict[int, Any] = {}
-        self.instance: StreamInstance = None  # type: ignore[assignment]
+        self.instance: StreamInstance = None  # type: ignore[assignment]  # set right after construction
         self._lock = threading.Lock()
         self._refs: list[ActorRef | None] = [None] * len(plan.nodes)
         self._incarnations = [0] * len(plan.nodes)

@@ -114,7 +114,7 @@ class Node(Actor):
                             "not override receive")
         init = cls.__dict__.get("__init__")
         if init is not None and init not in _WRAPPED:
-            cls.__init__ = _bound_init(init)  # type: ignore[method-assign]
+            cls.__init__ = _bound_init(init)  # type: ignore[method-assign]  # the subclass's __init__ is wrapped once
         _timers.collect_specs(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -257,4 +257,4 @@ class Node(Actor):
         return f"<{type(self).__name__} {w.definition.name if w else '(unbound)'}>"
 
 
-Node.__init__ = _bound_init(Node.__init__)  # type: ignore[method-assign]
+Node.__init__ = _bound_init(Node.__init__)  # type: ignore[method-assign]  # Node itself binds the same way

@@ -31,7 +31,7 @@ __all__ = ["Inputs", "barrier_take", "barrier_run", "latest_take", "on_expire",
            "discard_leftovers"]
 
 
-class Inputs(dict):  # type: ignore[type-arg]
+class Inputs(dict):  # type: ignore[type-arg]  # port name -> items
     """What ``fire`` gets: ``inputs[port]`` is the value, ``inputs.age(port)`` its age in seconds,
     ``inputs.stale`` the ports whose value had expired (``Expired.STALE``), ``inputs.trigger``
     the port whose arrival fired it (LATEST; None for BARRIER)."""

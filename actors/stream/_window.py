@@ -46,6 +46,7 @@ import heapq
 import math
 from typing import Any, Callable, NamedTuple
 
+from .._checks import check_number
 from ._node import Node
 
 __all__ = ["Window", "WindowJoin", "Tumbling", "Sliding", "Session", "WindowResult", "BadItem"]
@@ -60,7 +61,7 @@ class WindowResult(NamedTuple):
     start: float
     end: float
     value: Any
-    count: int
+    count: int  # type: ignore[assignment]  # the item count; it hides tuple.count on purpose
 
 
 class BadItem(NamedTuple):
@@ -71,17 +72,13 @@ class BadItem(NamedTuple):
 
 
 def _number(what: str, value: Any, *, positive: bool = True) -> float:
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not math.isfinite(value) or (value <= 0 if positive else value < 0)):
-        kind = "a positive number" if positive else "a number >= 0"
-        raise ValueError(f"{what} must be {kind} of seconds, got {value!r}")
-    return float(value)
+    if positive:
+        return float(check_number(value, what, positive=True, unit="seconds"))
+    return float(check_number(value, what, low=0, unit="seconds"))
 
 
 def _finite(what: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number of seconds, got {value!r}")
-    return float(value)
+    return float(check_number(value, what, unit="seconds"))
 
 
 class Tumbling:
@@ -230,8 +227,7 @@ def _parse(key: Any = None, time: Any = None, windows: Any = None, lateness: Any
     if isinstance(windows, Session) and fold is not None and merge is None:
         raise ValueError("Session windows with fold= need merge=(acc_a, acc_b) -> acc: a new "
                          "item can join two sessions into one")
-    if isinstance(max_open, bool) or not isinstance(max_open, int) or max_open < 1:
-        raise ValueError(f"max_open must be a positive integer, got {max_open!r}")
+    check_number(max_open, "max_open", integer=True, positive=True)
     if watermark not in ("key", "global"):
         raise ValueError(f"watermark= must be 'key' (per key) or 'global' (one for all keys), "
                          f"got {watermark!r}")
@@ -350,12 +346,12 @@ class Window(Node):
     def on_end(self) -> None:
         self._journal.append(("end",))
         self._ended = True
-        live = []
+        live: list[tuple[Any, float, int, Any]] = []
         for k, st in self._keys.items():
             for start, w in st.wins.items():
                 live.append((w[0], start, len(live), k))
         live.sort()
-        for end, start, _, k in live:
+        for _end, start, _, k in live:
             st = self._keys[k]
             self._close(k, st, start, st.wins.pop(start))
         for st in self._keys.values():
@@ -430,12 +426,12 @@ class Window(Node):
         track = cfg.idle is not None
         for item in items:
             try:
-                k = keyf(item)  # type: ignore[misc]
+                k = keyf(item)  # type: ignore[misc]  # a callable stored as an attribute
             except Exception as e:
                 self._bad(item, f"key raised {type(e).__name__}: {e}")
                 continue
             try:
-                t = timef(item)  # type: ignore[misc]
+                t = timef(item)  # type: ignore[misc]  # a callable stored as an attribute
             except Exception as e:
                 self._bad(item, f"time raised {type(e).__name__}: {e}")
                 continue
@@ -591,7 +587,7 @@ class Window(Node):
                     start, acc, count, last = touching[0], first[1], first[2], first[3]
                     for s in touching[1:]:
                         w = wins[s]
-                        acc = merge(acc, w[1])  # type: ignore[misc]
+                        acc = merge(acc, w[1])  # type: ignore[misc]  # a callable stored as an attribute
                         count += w[2]
                         last = max(last, w[3])
                     acc = fold(acc, item)
@@ -682,7 +678,7 @@ class Window(Node):
         """Close the windows of one key whose end is <= ``wm``, in order of (end, start)."""
         wins = st.wins
         due = sorted((w[0], s) for s, w in wins.items() if w[0] <= wm)
-        for end, s in due:
+        for _end, s in due:
             self._close(k, st, s, wins.pop(s))
         st.next_end = min((w[0] for w in wins.values()), default=_INF)
 
@@ -775,7 +771,7 @@ class WindowJoin(Window):
         def merge2(a: list[Any], b: list[Any]) -> list[Any]:
             for i in (0, 1):
                 if b[2 + i]:
-                    a[i] = b[i] if not a[2 + i] else merge(a[i], b[i])  # type: ignore[misc]
+                    a[i] = b[i] if not a[2 + i] else merge(a[i], b[i])  # type: ignore[misc]  # a callable stored as an attribute
                     a[2 + i] += b[2 + i]
             return a
 
@@ -791,7 +787,7 @@ class WindowJoin(Window):
 
     def _finish(self, k: Any, start: float, end: float, acc: Any, count: int) -> None:
         result = self._side_result
-        values = []
+        values: list[Any] = []
         for i in (0, 1):
             if not acc[2 + i]:
                 values.append(None)

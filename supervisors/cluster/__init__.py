@@ -9,8 +9,9 @@
     ref.tell(("reading", 21.5)); ref.ask("mean")
 
 Only ``_thespian`` imports thespian (lifecycle, control, status, restarts); the data plane is
-TCP with ``actors.codec`` frames, heartbeats are UDP; ``_bridge`` is the one module that reaches
-into ``actors``' internals. The design and its limits: ``supervisors/cluster/README.md``.
+TCP with ``actors.codec`` frames, heartbeats are UDP; proxies, remote asks and mirrored links use
+the core's hooks in ``actors.lowlevel`` (nothing here imports ``actors``' private modules). The
+design and its limits: ``supervisors/cluster/README.md``.
 """
 
 from ._lease import (Lease, LeaseKeeper, LeaseStore, LeaseUnavailable, StaleEpoch,

@@ -58,7 +58,7 @@ def boot(state: StateDir, request: dict[str, Any]) -> dict[str, Any]:
     while len(readies) < len(addresses) and time.monotonic() < deadline:
         answer = system.listen(max(0.05, deadline - time.monotonic()))
         node_id = getattr(answer, "node_id", None)
-        if node_id in addresses:
+        if isinstance(node_id, str) and node_id in addresses:
             readies[node_id] = answer
     errors = {n: r.error for n, r in readies.items() if r.error}
     missing = sorted(set(addresses) - set(readies))

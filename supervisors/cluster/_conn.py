@@ -49,6 +49,19 @@ class LinkStats:
                  "bytes_out", "frames_rejected", "records_rejected", "unencodable",
                  "auth_failures", "dead_letters", "dropped_full", "handshakes_refused")
 
+    frames_in: int
+    frames_out: int
+    records_in: int
+    records_out: int
+    bytes_in: int
+    bytes_out: int
+    frames_rejected: int
+    records_rejected: int
+    unencodable: int
+    auth_failures: int
+    dead_letters: int
+    dropped_full: int
+
     def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)

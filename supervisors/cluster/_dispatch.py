@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from actors import ActorCrashed, ActorDead, ActorError, ActorRef, MailboxFull, get_logger
 
-from . import _bridge
+from actors import lowlevel
+
 from ._ratelog import RateLimitedLog
+from ._remote import proxy_actor
 from ._wire import (ASK, CRASHED, CREDIT, DEAD, DOWN, ERROR, FULL, INTEREST, LINK, LOOKUP, OK,
                     PUBLISH, REPLY, TELL, UNLINK, decode_reason, encode_reason)
 
@@ -92,7 +94,7 @@ class Dispatcher:
                     _, export_id, reason = record
                     proxy = self.node.proxies.find(peer, export_id)
                     if proxy is not None:
-                        _bridge.exit_quietly(proxy, decode_reason(reason))
+                        lowlevel.exit_quietly(proxy, decode_reason(reason))
                 elif kind in (LINK, UNLINK):
                     self._link(peer, record, kind == LINK)
                 elif kind == PUBLISH:
@@ -152,7 +154,7 @@ class Dispatcher:
             reply.fail(ActorDead(f"no actor {target!r} on node {self.node.id}"))
             return
         try:
-            if not _bridge.ask_async(ref, payload, reply):
+            if not lowlevel.ask_async(ref, payload, reply):
                 reply.fail(ActorDead(f"{ref.path} is not alive"))
         except (MailboxFull, ActorDead) as exc:
             reply.fail(exc)   # no-op if the mailbox already failed it
@@ -183,7 +185,7 @@ class Dispatcher:
             raise _Rejected("bad lookup")
         ref = self.node.runtime.whereis(name)
         value = None
-        if ref is not None and not _bridge.is_dead(ref):
+        if ref is not None and not lowlevel.is_dead(ref):
             value = [self.node.export(ref, peer), {"path": ref.path, "name": ref.name,
                                                    "tenant": ref.tenant}]
         peer.outbox.put([REPLY, corr, OK, value], system=True)
@@ -196,14 +198,14 @@ class Dispatcher:
         if local is None:
             return  # it exited: the peer has (or will have) its DOWN
         remote = self.node.proxies.get(peer, export_id, info)
-        proxy = _bridge.actor_of_cell(_bridge.cell_of(remote))
-        cell = _bridge.cell_of(local)
+        proxy = proxy_actor(remote)
+        cell = lowlevel.process_of(local)
         proxy.suppress.add(cell)
         try:
             if added:
-                _bridge.link(local, remote)
+                lowlevel.link(local, remote)
             else:
-                _bridge.unlink(local, remote)
+                lowlevel.unlink(local, remote)
         finally:
             proxy.suppress.discard(cell)
 

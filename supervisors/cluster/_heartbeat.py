@@ -116,7 +116,7 @@ class Heartbeats:
     def _send(self) -> None:
         try:
             data = self._datagram()
-        except Exception as exc:  # noqa: BLE001 - a bad member table must not stop liveness
+        except Exception as exc:
             _log.error("heartbeat not built", error=repr(exc))
             return
         for target in self._targets():

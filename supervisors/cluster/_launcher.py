@@ -254,7 +254,8 @@ def _run_boot(state: StateDir, request: dict[str, Any], timeout: float) -> dict[
     finally:
         request_file.unlink(missing_ok=True)
     try:
-        return json.loads(result_file.read_text())  # type: ignore[no-any-return]
+        result: dict[str, Any] = json.loads(result_file.read_text())
+        return result
     except (OSError, ValueError) as exc:
         return {"ok": False, "errors": {"boot": f"no result ({exc})"}}
     finally:
@@ -301,12 +302,14 @@ def cluster_status(state_dir: str | os.PathLike[str], timeout: float = 2.0) -> d
         pid = r.get("pid")
         answer = answers.get(node_id)
         if answer is not None and answer.status.get("alive"):
-            row = {**answer.status, "state": process_state(pid) or "gone"}
+            row = {**answer.status,
+                   "state": (isinstance(pid, int) and process_state(pid)) or "gone"}
         else:
             running = is_running(pid, r.get("start_time"))
             row = {"id": node_id, "pid": pid, "alive": False, "tenants": [],
                    "incarnation": r.get("incarnation"),
-                   "state": (process_state(pid) or "gone") if running else "gone"}
+                   "state": ((isinstance(pid, int) and process_state(pid)) or "gone")
+                   if running else "gone"}
         rows.append(row)
     return {"cluster": record["cluster"], "state_dir": str(state.path),
             "admin": {"address": f"127.0.0.1:{record['admin_port']}",

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 from actors import ActorDead, ActorRef, MailboxFull, get_logger
 
-from . import _bridge
+from actors import lowlevel
 from ._conn import Connection, HandshakeError, handshake
 from ._tlslink import TlsStream
 from ._peer import MemberInfo, Peer
@@ -167,7 +167,7 @@ class Membership:
         for waiter in peer.take_pending():
             waiter.fail(dead)
         for ref in self.proxies.of_peer(peer.id):
-            _bridge.exit_quietly(ref, NOCONNECTION)
+            lowlevel.exit_quietly(ref, NOCONNECTION)
         self.exports.drop_watcher(peer.id)
 
     # -- connections -----------------------------------------------------------------------
@@ -222,7 +222,7 @@ class Membership:
     def _admit(self, sock: socket.socket, dialer: bool, expect: str | None = None) -> None:
         try:
             if self._tls_contexts is not None:
-                sock = TlsStream(sock, self._tls_contexts[0 if not dialer else 1],  # type: ignore[assignment]
+                sock = TlsStream(sock, self._tls_contexts[0 if not dialer else 1],  # type: ignore[assignment]  # a TlsStream stands in for the socket
                                  server_side=not dialer, timeout=3.0)
             peer_id, inc, info, reader = handshake(
                 sock, dialer=dialer, cluster=self.cluster, cookie=self._cookie, me=self.id,
@@ -286,8 +286,8 @@ class Membership:
         remote = proxy.remote
         if remote is None or is_proxy_cell(cell) or not isinstance(remote.target, int):
             return
-        ref = _bridge.ref_of_cell(cell)
-        if not added and _bridge.is_dead(ref):
+        ref = lowlevel.ref_of(cell)
+        if not added and lowlevel.is_dead(ref):
             return  # an exit, not an unlink: the DOWN for it tells the peer
         peer = remote._peer
         if peer.alive:

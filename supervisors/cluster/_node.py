@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 
 from actors import Actor, ActorError, ActorRef, Down, Runtime, get_logger
 
-from . import _bridge
+from actors import lowlevel
 from ._conn import LinkStats
 from ._dispatch import Dispatcher
 from ._heartbeat import Heartbeats
@@ -67,7 +67,7 @@ class _Agent(Actor):
                 self.monitor(ref)
             case Down(ref=ref, reason=reason):
                 if reason == "noproc":  # it died before our monitor: tell the real reason
-                    reason = _bridge.exit_reason(ref)
+                    reason = lowlevel.exit_reason(ref)
                 self.node._exported_down(ref, reason)
 
 
@@ -110,7 +110,7 @@ class ClusterNode(Membership):
         self._on_event = on_event
         self._own_runtime = runtime is None
         self.runtime = runtime if runtime is not None else Runtime(workers=workers, node=node_id)
-        self._can_block = _bridge.blocking_allowed(self.runtime)
+        self._can_block = lowlevel.blocking_allowed(self.runtime)
         self._lock = threading.RLock()  # guards _peers, _detector, _seeds, _tenants, _closed
         self._peers: dict[str, Peer] = {}
         self._detector = Detector(heartbeat_timeout)
@@ -132,7 +132,7 @@ class ClusterNode(Membership):
         self.pubsub: ClusterPubSub | None = None
         if cluster_pubsub:
             self.pubsub = ClusterPubSub(self.runtime.pubsub, self)
-            self.runtime.pubsub = self.pubsub  # type: ignore[assignment]
+            self.runtime.pubsub = self.pubsub  # type: ignore[assignment]  # the cluster pub/sub stands in for the node's (same interface)
         self._agent = self.runtime.spawn(_Agent, self, name="_cluster_agent")
         self.app = app
         self.app_progress: Callable[[], Any] | None = None
@@ -318,7 +318,7 @@ class ClusterNode(Membership):
             peer = self._peer(node_id)
             if peer is None or not peer.alive:
                 continue
-            reply = _bridge.Reply()
+            reply = lowlevel.Reply()
             corr = peer.expect(reply)
             if peer.outbox.put([LOOKUP, corr, name], system=True):
                 waiting.append((peer, reply, corr))
@@ -331,7 +331,7 @@ class ClusterNode(Membership):
                 if left <= 0:
                     break
                 try:
-                    found = _bridge.wait_reply(self.runtime, reply, left, f"node {peer.id}")
+                    found = lowlevel.wait_reply(self.runtime, reply, left, f"node {peer.id}")
                 except ActorError:
                     continue
                 if found:
@@ -346,7 +346,7 @@ class ClusterNode(Membership):
         """Counters of the links (summed over peers), outboxes and exports."""
         with self._lock:
             peers = list(self._peers.values())
-        totals = self.stats.snapshot()
+        totals: dict[str, Any] = dict(self.stats.snapshot())
         for peer in peers:
             for key, value in peer.stats.snapshot().items():
                 totals[key] += value

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from actors.pubsub import PubSub, Subscription, TenantPubSub
 from actors.topics import matches
 
-from . import _bridge
+from actors import lowlevel
 
 if TYPE_CHECKING:
     from ._node import ClusterNode
@@ -83,7 +83,7 @@ class ClusterPubSub:
         """Route locally (raises like ``PubSub.publish``), then forward once per interested
         node. Returns the number of local subscribers it was routed to."""
         routed = self._inner.publish(topic, payload, qos, retain, scope=scope)
-        namespace = _bridge.caller_tenant() or scope
+        namespace = lowlevel.caller_tenant() or scope
         self.forwarded += self._node.forward_publish(namespace, topic, payload, qos, retain)
         return routed
 
@@ -96,7 +96,7 @@ class ClusterPubSub:
         with self._lock:
             view = self._views.get(name)
             if view is None:
-                view = self._views[name] = TenantPubSub(self, name)  # type: ignore[arg-type]
+                view = self._views[name] = TenantPubSub(self, name)  # type: ignore[arg-type]  # ClusterPubSub has the PubSub interface TenantPubSub uses
             return view
 
     def deliver_remote(self, namespace: str | None, topic: str, payload: Any, qos: int,

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from actors import Actor, ActorDead, ActorRef, ActorStatistics, Exit
 from actors.codec import encode
 
-from . import _bridge
+from actors import lowlevel
 from ._wire import ASK, LINK, UNLINK
 
 if TYPE_CHECKING:
@@ -49,31 +49,38 @@ class RemoteRef(ActorRef):
 
     __slots__ = ("node", "target", "_peer", "_info", "_rt", "_send")
 
+    node: str
+    target: Any  # an export id (int) or a registered name (str)
+    _peer: Peer
+    _info: dict[str, Any]
+    _rt: Any  # the Runtime
+    _send: Callable[[Any], bool]
+
     def tell(self, message: Any) -> bool:
         """Hand ``message`` to the peer's outbox; False (a counted dead letter) when the proxy
         exited or the outbox refused it."""
-        return self._send(message)  # type: ignore[no-any-return]
+        return self._send(message)
 
     def ask(self, message: Any, timeout: float = 5.0) -> Any:
         """Like ``ActorRef.ask``, across the wire. Blocks up to ``timeout`` seconds."""
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ValueError(f"ask timeout must be a positive number of seconds, got {timeout!r}")
-        if _bridge.is_dead(self):
+        lowlevel.check_number(timeout, "ask timeout", positive=True, unit="seconds")
+        if lowlevel.is_dead(self):
             raise ActorDead(f"{self.path} is not alive")
         encode(message)  # raises EncodeError here, in the caller, rather than in the writer
         peer = self._peer
-        reply = _bridge.Reply()
+        reply = lowlevel.Reply()
         corr = peer.expect(reply)
         try:
             if not peer.outbox.put([ASK, self.target, corr, message], peer.can_block):
                 raise ActorDead(f"{self.path} is not reachable ({NOCONNECTION})")
-            return _bridge.wait_reply(self._rt, reply, timeout, self.path)
+            return lowlevel.wait_reply(self._rt, reply, timeout, self.path)
         finally:
             peer.forget(corr)
 
     @property
     def name(self) -> str | None:
-        return self._info.get("name")
+        name = self._info.get("name")
+        return name if isinstance(name, str) else None
 
     @property
     def path(self) -> str:
@@ -82,13 +89,14 @@ class RemoteRef(ActorRef):
 
     @property
     def tenant(self) -> str | None:
-        return self._info.get("tenant")
+        tenant = self._info.get("tenant")
+        return tenant if isinstance(tenant, str) else None
 
     def statistics(self) -> ActorStatistics:
         """The local side only: messages this node could not hand over show as ``dropped``
         of the peer's outbox in the node's statistics; the remote mailbox is the remote
         node's to report."""
-        alive = not _bridge.is_dead(self)
+        alive = not lowlevel.is_dead(self)
         return ActorStatistics(name=self.name, path=self.path, alive=alive, queued=0, peak=0,
                                processed=0, dropped=0, capacity=0, overflow="REMOTE")
 
@@ -140,30 +148,30 @@ class Proxies:
         key = (peer.id, peer.incarnation, target)
         with self._lock:
             ref = self._by_key.get(key)
-            if ref is not None and not _bridge.is_dead(ref):
+            if ref is not None and not lowlevel.is_dead(ref):
                 return ref
         rt = self._node.runtime
         proxy_ref = rt.spawn(_Proxy, self, key)
-        proxy: _Proxy = _proxy_actor(proxy_ref)
+        proxy: _Proxy = proxy_actor(proxy_ref)
         ref = RemoteRef.__new__(RemoteRef)
-        ActorRef.__init__(ref, _bridge.cell_of(proxy_ref))
+        ActorRef.__init__(ref, lowlevel.process_of(proxy_ref))
         ref.node, ref.target, ref._peer, ref._info, ref._rt = peer.id, target, peer, info, rt
         ref._send = _make_tell(ref, peer, proxy.alive)
         proxy.remote = ref
-        _bridge.set_ref(proxy_ref, ref)
-        _bridge.install_link_observer(
+        lowlevel.set_ref(proxy_ref, ref)
+        lowlevel.install_link_observer(
             proxy_ref, lambda cell: self._node.link_changed(proxy, cell, True),
             lambda cell: self._node.link_changed(proxy, cell, False))
         with self._lock:
             other = self._by_key.get(key)
-            if other is not None and not _bridge.is_dead(other):
+            if other is not None and not lowlevel.is_dead(other):
                 winner = other
             else:
                 self._by_key[key] = winner = ref
         if winner is not ref:
-            _bridge.request_stop(proxy_ref, "normal")
+            lowlevel.request_stop(proxy_ref, "normal")
         if not peer.alive:  # the node died while we built it
-            _bridge.exit_quietly(winner, NOCONNECTION)
+            lowlevel.exit_quietly(winner, NOCONNECTION)
         return winner
 
     def find(self, peer: "Peer", target: Any) -> RemoteRef | None:
@@ -177,16 +185,18 @@ class Proxies:
     def forget(self, key: tuple[str, int, Any], proxy_ref: ActorRef) -> None:
         with self._lock:
             ref = self._by_key.get(key)
-            if ref is not None and _bridge.cell_of(ref) is _bridge.cell_of(proxy_ref):
+            if ref is not None and lowlevel.process_of(ref) is lowlevel.process_of(proxy_ref):
                 del self._by_key[key]
 
 
-def _proxy_actor(proxy_ref: ActorRef) -> _Proxy:
-    return _bridge.actor_of_cell(_bridge.cell_of(proxy_ref))  # type: ignore[no-any-return]
+def proxy_actor(proxy_ref: ActorRef) -> _Proxy:
+    actor = lowlevel.actor_of(lowlevel.process_of(proxy_ref))
+    assert isinstance(actor, _Proxy)
+    return actor
 
 
 def is_proxy_cell(cell: Any) -> bool:
-    return isinstance(_bridge.actor_of_cell(cell), _Proxy)
+    return isinstance(lowlevel.actor_of(cell), _Proxy)
 
 
 def _make_tell(ref: RemoteRef, peer: "Peer", alive: list[bool]) -> Any:

@@ -130,7 +130,7 @@ def bounded_receive_buffer(base: type, max_size: int) -> type:
     """A subclass of thespian's ``ReceiveBuffer`` whose ``N>`` header may not exceed
     ``max_size`` (raises ``SealError`` as soon as the header is read)."""
 
-    class BoundedReceiveBuffer(base):  # type: ignore[misc, valid-type]
+    class BoundedReceiveBuffer(base):  # type: ignore[misc]  # a class known only at run time
         def addMore(self, buf: bytes) -> None:  # thespian's name
             super().addMore(buf)
             size = getattr(self, "_size", None)

@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["StateDir", "write_private", "rotate_log", "process_start_time", "process_state", "is_running", "pids_in_group",
-           "children_of", "DEFAULT_STATE_DIR"]
+__all__ = ["StateDir", "write_private", "rotate_log", "process_start_time", "process_state",
+           "is_running", "pids_in_group", "children_of", "DEFAULT_STATE_DIR"]
 
 DEFAULT_STATE_DIR = ".streamvisor-cluster"
 
@@ -127,11 +127,13 @@ class StateDir:
 
     def read(self) -> dict[str, Any] | None:
         try:
-            return json.loads(self.cluster_file.read_text())  # type: ignore[no-any-return]
+            data: dict[str, Any] = json.loads(self.cluster_file.read_text())
+            return data
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            raise SystemExit(f"streamvisor: unreadable cluster state {self.cluster_file}: {exc}")
+            raise SystemExit(
+                f"streamvisor: unreadable cluster state {self.cluster_file}: {exc}") from exc
 
     def write(self, data: dict[str, Any]) -> None:
         _write_json(self.cluster_file, data)

@@ -5,7 +5,8 @@ hosts a ``ClusterNode`` - a streamvisor ``Runtime`` with its data plane - and ha
 and control only: ``Configure`` (become node X), ``StatusRequest``, ``ActorExitRequest``
 (stop) and restarts of killed nodes of its own admin. thespian stays on this host: ``harden``
 binds every thespian socket to loopback and seals every frame (``_seal``); nodes on other
-hosts meet on the authenticated data plane (``--join``). thespian's names stay at this boundary: ``receiveMessage`` calls ``receive``.
+hosts meet on the authenticated data plane (``--join``). thespian's names stay at this boundary:
+``receiveMessage`` calls ``receive``.
 
 Helpers for the launcher (``connect``, ``create_node``, ``ask_all``, ``shutdown``) keep the rest
 of the package free of thespian too.
@@ -62,7 +63,7 @@ def harden(key: bytes, host: str = HOST) -> SealedPickle:
     def bind_args(self: Any) -> tuple[tuple[str, int]]:
         return ((host, self.bindname[1]),)
 
-    _ipbase.IPActorAddress.bindArgs = property(bind_args)  # type: ignore[method-assign, assignment]
+    _ipbase.IPActorAddress.bindArgs = property(bind_args)
     return sealed
 
 
@@ -72,7 +73,7 @@ def control_rejected() -> dict[str, int]:
     return dict(sealed.rejected) if isinstance(sealed, SealedPickle) else {}
 
 
-class NodeActor(_ThespianActor):
+class NodeActor(_ThespianActor):  # type: ignore[misc]  # thespian has no types: its Actor is Any
     """A cluster node inside thespian (see the module docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -111,7 +112,7 @@ class NodeActor(_ThespianActor):
     def _configure(self, config: Configure) -> Ready:
         if self.node is not None:
             return Ready(config.node_id, os.getpid(), os.getppid(), self.node.info,
-                         error=None if config.node_id == self.config.node_id  # type: ignore[union-attr]
+                         error=None if config.node_id == self.config.node_id  # type: ignore[union-attr]  # a configured node has its config
                          else "already configured")
         try:
             configure_logging()

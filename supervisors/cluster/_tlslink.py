@@ -207,7 +207,8 @@ class TlsStream:
                     sock.settimeout(left)
                     data = sock.recv(65536)
                     if not data:
-                        raise ConnectionError("connection closed during the TLS handshake")
+                        raise ConnectionError(
+                            "connection closed during the TLS handshake") from None
                     with self._lock:
                         self._in.write(data)
         finally:

@@ -32,8 +32,9 @@ __all__ = ["add_cluster_commands", "run_cluster_command", "main"]
 
 def add_cluster_commands(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``cluster`` (with ``start``, ``status``, ``stop``) to a ``add_subparsers()`` object."""
-    cluster = subparsers.add_parser("cluster", help="run an app as a cluster of node processes",
-                                    description=__doc__.split("\n\n")[0])
+    cluster: argparse.ArgumentParser = subparsers.add_parser(
+        "cluster", help="run an app as a cluster of node processes",
+        description=__doc__.split("\n\n")[0])
     commands = cluster.add_subparsers(dest="cluster_command", required=True)
     start = commands.add_parser("start", help="start a cluster (returns when all nodes are up)")
     start.add_argument("app", help="a .py file or module defining start(rt, options)")

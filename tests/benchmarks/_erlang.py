@@ -126,7 +126,7 @@ def idle_command(directory: Path, count: int, schedulers: int | None) -> list[st
 
 def parse(stdout: str) -> dict[str, object]:
     """The result dict of one ``erl`` run, in the same keys as the Python peers' results."""
-    line = next((l for l in stdout.splitlines() if l.startswith("SVBENCH ")), None)
+    line = next((s for s in stdout.splitlines() if s.startswith("SVBENCH ")), None)
     if line is None:
         raise RuntimeError(f"no SVBENCH line in erl output: {stdout.strip()[-300:]!r}")
     fields = dict(pair.split("=", 1) for pair in line.split()[1:])

@@ -10,6 +10,7 @@ error. Extra row providers are the modules ``tests/benchmarks/bench_*.py`` expos
 
 from __future__ import annotations
 
+import importlib
 import os
 import pkgutil
 import platform
@@ -176,7 +177,10 @@ def providers() -> list[str]:
 
 def _provider_rows(name: str, options: Options) -> list[dict[str, Any]]:
     args = ["provider", name, str(options.repeats)] + (["--quick"] if options.quick else [])
-    result = run_python(args, options.provider_timeout)
+    # a module may ask for more time than the default (TIMEOUT = seconds, a module attribute)
+    timeout = getattr(importlib.import_module(f"{__package__}.{name}"), "TIMEOUT",
+                      options.provider_timeout)
+    result = run_python(args, max(float(timeout), options.provider_timeout))
     group = name.removeprefix("bench_").replace("_", " ")
     if "error" in result:
         return [{"group": group, "peer": name, "note": f"failed: {result['error']}"}]

@@ -52,7 +52,7 @@ class _Stage:
             self.scheduled = False
 
     def receive(self, message: object) -> None:
-        self.next.tell(message)  # type: ignore[union-attr]
+        self.next.tell(message)  # type: ignore[union-attr]  # set after construction
 
 
 class _Counter(_Stage):
@@ -78,7 +78,7 @@ class _Source(_Stage):
     def turn(self) -> None:
         first = self.next
         for i in range(min(BUDGET, self.left)):
-            first.tell(i)  # type: ignore[union-attr]
+            first.tell(i)  # type: ignore[union-attr]  # set after construction
         self.left -= BUDGET
         if self.left > 0:
             self.loop.run_queue.append(self)

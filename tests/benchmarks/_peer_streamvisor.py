@@ -29,7 +29,7 @@ class _Stage(Actor):
         self.next = next_ref
 
     def receive(self, message: object) -> None:
-        self.next.tell(message)  # type: ignore[attr-defined]
+        self.next.tell(message)  # type: ignore[attr-defined]  # set after construction
 
 
 class _Counter(Actor):
@@ -66,7 +66,7 @@ class _Source(Actor):
         self.first, self.left, self.next = first, n, 0
 
     def receive(self, message: object) -> None:
-        tell = self.first.tell  # type: ignore[attr-defined]
+        tell = self.first.tell  # type: ignore[attr-defined]  # set after construction
         start = self.next
         end = start + min(BUDGET, self.left)
         for i in range(start, end):

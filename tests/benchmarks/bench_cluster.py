@@ -364,7 +364,7 @@ def _role_appnode(node_id: str) -> None:
                 targets = [node.whereis(f"{t}/worker", timeout=5.0) for t in TENANTS]
             else:
                 targets = []
-            workers = _ScaleApp.worker.instances  # type: ignore[union-attr]
+            workers = _ScaleApp.worker.instances  # type: ignore[union-attr]  # set once the app runs
             stop = threading.Event()
             feeder = threading.Thread(target=_feed, args=(targets, stop), daemon=True)
             feeder.start()

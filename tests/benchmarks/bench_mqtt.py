@@ -167,7 +167,8 @@ def _row(name: str, note: str, results: list[tuple[float, float]],
     runs = [rate for rate, _ in results]
     if error or not runs:
         return {"group": GROUP, "peer": name, "name": name, "msg_per_s": None,
-                "ops_per_s": None, "runs": runs, "note": f"{note}; failed: {error}"}
+                "ops_per_s": None, "runs": runs,
+                "note": f"{note}; failed: {error or 'no run fitted in the time budget'}"}
     median = round(statistics.median(runs))
     spread = (max(runs) - min(runs)) / median if median else 0.0
     return {"group": GROUP, "peer": name, "name": name, "msg_per_s": median, "ops_per_s": median,

@@ -1,7 +1,7 @@
 """Durable queue throughput, end to end, against RabbitMQ on the same machine in the same run.
 
-``run(repeats=3, quick=False) -> list[dict]`` returns harness rows (``group``, ``peer``, ``msg_per_s`` = records
-fully acked per second, also kept as ``ops_per_s``, ``runs``, ``note``);
+``run(repeats=3, quick=False) -> list[dict]`` returns harness rows (``group``, ``peer``,
+``msg_per_s`` = records fully acked per second, also kept as ``ops_per_s``, ``runs``, ``note``);
 ``python -m tests.benchmarks.bench_queue`` prints them. The figure is records *fully acked per
 second*: from the first put to the last ack, every record durably stored (acknowledged = on
 disk), delivered, and its ack durably stored. Same record count, payload and codec everywhere.

@@ -121,11 +121,11 @@ def _bytewax(n: int, batch: int) -> dict[str, Any]:
     items = [(k, epoch + timedelta(seconds=t), temp) for k, t, temp in data(n)]
     counted = [0, 0]
 
-    class _Part(StatelessSinkPartition):  # type: ignore[misc]
+    class _Part(StatelessSinkPartition):  # type: ignore[misc]  # bytewax has no types
         def write_batch(self, values: list[Any]) -> None:
             counted[0] += len(values)
 
-    class Count(DynamicSink):  # type: ignore[misc]
+    class Count(DynamicSink):  # type: ignore[misc]  # bytewax has no types
         def build(self, *args: Any) -> _Part:
             return _Part()
 
