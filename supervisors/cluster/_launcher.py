@@ -128,7 +128,8 @@ def start_cluster(app: str | None, *, nodes: int, state_dir: str | os.PathLike[s
     ``state_url`` (a ``postgresql://`` URL, ``--state``) makes placement lease-based: a node
     starts a tenant only once it holds the tenant's lease in that database (``lease_ttl``
     seconds, renewed every third of it; taken over ``lease_grace`` seconds after its expiry,
-    in ``lease_table``) and stops it when the lease is lost (see the cluster README, "Partitions and fencing")."""
+    in ``lease_table``) and stops it when the lease is lost (see the cluster README,
+    "Partitions and fencing")."""
     if nodes < 1:
         raise ClusterError("--nodes must be at least 1")
     check_bind(bind, tls is not None or tls_generate, insecure)

@@ -96,8 +96,8 @@ class Store(Protocol):
 class LeaseStore:
     """The lease table in PostgreSQL. One connection (autocommit), guarded by a lock; every
     call is bounded: ``connect_timeout``, ``statement_timeout`` and ``tcp_user_timeout`` are
-    ``io_timeout``, ``lock_timeout`` half of it (a row locked by a fenced write). A failure closes the connection (reopened on
-    the next call) and raises ``LeaseUnavailable``."""
+    ``io_timeout``, ``lock_timeout`` half of it (a row locked by a fenced write). A failure
+    closes the connection (reopened on the next call) and raises ``LeaseUnavailable``."""
 
     def __init__(self, dsn: str, *, table: str = DEFAULT_TABLE, io_timeout: float = 2.0) -> None:
         if not isinstance(dsn, str) or not dsn.startswith(("postgresql://", "postgres://")):
@@ -294,7 +294,7 @@ class LeaseKeeper:
     def held(self) -> dict[str, int]:
         now = self._clock()
         with self._lock:
-            return {t: l.epoch for t, l in self._leases.items() if l.held(now)}
+            return {t: x.epoch for t, x in self._leases.items() if x.held(now)}
 
     # -- one step of each thread (tests call these with a manual clock) -----------------------
     def tick(self, now: float) -> float | None:
@@ -306,7 +306,7 @@ class LeaseKeeper:
                 if lease.lost is None and now >= lease.deadline:
                     lease.lose("expired")
                     lost.append(lease)
-            left = [l.deadline for l in self._leases.values() if l.lost is None]
+            left = [x.deadline for x in self._leases.values() if x.lost is None]
         if len(lost) == 1:
             self._lost(lost[0], "expired")
         elif lost:  # many tenants at once (the store is gone): fence them side by side
@@ -321,7 +321,7 @@ class LeaseKeeper:
     def renew_due(self, now: float) -> float | None:
         """Renew every lease due (one store call each). Returns when the next one is due."""
         with self._lock:
-            due = [l for l in self._leases.values() if l.lost is None and now >= l.renew_at]
+            due = [x for x in self._leases.values() if x.lost is None and now >= x.renew_at]
         for lease in due:
             sent = self._clock()
             try:
@@ -344,7 +344,7 @@ class LeaseKeeper:
             if lost:
                 self._lost(lease, "taken")
         with self._lock:
-            nxt = [l.renew_at for l in self._leases.values() if l.lost is None]
+            nxt = [x.renew_at for x in self._leases.values() if x.lost is None]
         return min(nxt) if nxt else None
 
     def _lost(self, lease: Lease, why: str) -> None:
