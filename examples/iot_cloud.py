@@ -14,14 +14,17 @@ Every tenant gets the same supervised graph (REST_FOR_ONE along the pipeline):
                                      bad readings: dead letters   alerts -> pub/sub "alerts/<device>"
                                      with the reason (validate, sanity)      -> a wildcard subscriber
 
-    sanity -> minute (a Window: per-device minute means) -> minutes (table minute_averages)
+    sanity -> payload -> minute (a Window: per-device minute means) -> minutes (minute_averages)
 
 - a ``Fleet`` actor per tenant simulates its devices and puts their readings into the tenant's
   durable queue (acknowledged = on disk); some devices send malformed or impossible readings;
 - ``minute`` (a ``Window``) keeps per-device minute averages in event time (the readings'
   ``ts``, 15 s of lateness, silent devices closed after 90 s) and ``minutes`` upserts them into
   ``minute_averages(tenant, device, start, end, mean_temp, n)``, keyed (tenant, device, start);
-  a reading redelivered after a crash is counted once (the window keeps temperatures by ts);
+  a reading redelivered after a crash is counted once: the graph takes a checkpoint every 5 s
+  (``--checkpoint-every``; in ``--data-dir``, or PostgreSQL with ``--state postgresql://...``,
+  which also holds the queues), the queue's records are acknowledged when a checkpoint that
+  contains them commits, and a restart (even after kill -9) resumes from the last one;
 - the ``queue`` source leases readings only when the graph has credit; ``store`` inserts them
   into the ``readings`` table (tenant, device, ts, temp, hum), idempotently, then acknowledges
   them: a reading lost in a crash comes back from the queue and is stored exactly once;
@@ -64,7 +67,8 @@ from actors import Actor, Runtime, lowlevel
 from actors.pubsub import Publish
 from actors.queue import DurableQueue, QueueSink, QueueSource, stats_many
 from actors.connectors import MqttIngest, MqttOptions, PostgresStore, SqliteStore
-from actors.stream import Graph, Node, Sink, Tumbling, Window
+from actors.stream import (Checkpoints, Graph, Node, PostgresCheckpoints, Sink,
+                           SqliteCheckpoints, Tumbling, Window)
 from actors.testing import Faults
 from supervisors import GraphSupervision
 from supervisors.cluster import fenced_commit
@@ -200,18 +204,26 @@ class TenantQueueSource(QueueSource):
 
 
 # -- per-device minute averages: a Window node, an idempotent upsert -------------------------------
-def _device(item: Any) -> str:
-    return item.payload["device"]
+class Payload(Node):
+    """``QueueItem`` -> its reading: the window keeps plain dicts, so that its snapshot (a
+    checkpoint's part) is encodable by ``actors.codec``."""
+
+    def process_batch(self, items: Any, port: str) -> None:
+        self.emit_many([item.payload for item in items])
 
 
-def _ts(item: Any) -> float:
-    return item.payload["ts"]
+def _device(reading: Any) -> str:
+    return reading["device"]
 
 
-def _keep(acc: dict[str, float], item: Any) -> dict[str, float]:
-    # by ts: a redelivered reading counts once (repr: an exact str key, so that the window's
-    # snapshot stays encodable by actors.codec, whose maps take str/bytes/int keys)
-    acc[repr(item.payload["ts"])] = item.payload["temp"]
+def _ts(reading: Any) -> float:
+    return reading["ts"]
+
+
+def _keep(acc: dict[str, float], reading: Any) -> dict[str, float]:
+    # by ts: a reading redelivered without checkpoints counts once (repr: an exact str key,
+    # so that the window's snapshot stays encodable by actors.codec: str/bytes/int map keys)
+    acc[repr(reading["ts"])] = reading["temp"]
     return acc
 
 
@@ -328,7 +340,8 @@ def build_graph(queue_of: Any, db: str, store: Any = None, minutes: Any = None,
     ``store`` and ``minutes`` the node's shared readings store and minute table (``None``:
     each instance opens ``db``), ``puts_of(tenant)`` a function counting the puts into it,
     ``fence_of(tenant)`` the (epoch, lease table) fencing its minute writes (see
-    ``MinuteStore``)."""
+    ``MinuteStore``). The app instantiates it with checkpoints (``--checkpoint-every``,
+    ``--state``)."""
     # seed: the supervisors draw no backoff jitter here (no child has a backoff); a fixed seed
     # spares each tenant's start a read of os.urandom
     g = Graph("ingest", supervision=GraphSupervision(intensity=10, period=10.0, seed=0))
@@ -343,7 +356,9 @@ def build_graph(queue_of: Any, db: str, store: Any = None, minutes: Any = None,
     g.add("minute", Window, key=_device, time=_ts, windows=Tumbling(60.0), lateness=15.0,
           idle=90.0, init=dict, fold=_keep, result=_mean)
     g.add("minutes", MinuteStore, db, minutes, fence_of)
-    g.connect("sanity", "minute")
+    g.add("payload", Payload)
+    g.connect("sanity", "payload")
+    g.connect("payload", "minute")
     g.connect("minute.out", "minutes")
     return g
 
@@ -553,7 +568,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mqtt-group", default=None, metavar="NAME",
                         help="shared subscription $share/NAME/...: nodes with the same group "
                              "split the readings (each goes to one of them)")
-    parser.add_argument("--data-dir", default=None, help="where the durable queues live")
+    parser.add_argument("--data-dir", default=None,
+                        help="where the durable queues and the checkpoints live")
+    parser.add_argument("--state", default=None, metavar="postgresql://...",
+                        help="keep the checkpoints (and the tenants' queues) in PostgreSQL "
+                             "instead of --data-dir: a tenant resumes on any host")
+    parser.add_argument("--checkpoint-every", type=float, default=5.0, metavar="SECONDS",
+                        help="seconds between checkpoints of each tenant's graph (0: none)")
     parser.add_argument("--chaos", type=float, default=3.0, help="seconds between injected crashes (0: none)")
 
 
@@ -692,9 +713,26 @@ class _App:
         cluster = getattr(options, "cluster", None)
         self.fenced = cluster is not None and getattr(cluster, "leases", None) is not None
         self.epochs: dict[str, int] = {}  # tenant -> its lease epoch when it started here
+        # checkpoints are fenced too when they live in the leases' database (one --state)
+        self.fenced_state = self.fenced and getattr(options, "state", None) == \
+            options.cluster.leases.store.dsn
         self.graph = build_graph(lambda tenant: self.queues[tenant], self.db, self.store,
                                  self.minutes, self.puts_of,
                                  self.fence_of if self.fenced else None)
+        self.state = getattr(options, "state", None)
+        every = getattr(options, "checkpoint_every", 5.0)
+        if self.state is not None and not self.state.startswith(("postgresql://",
+                                                                  "postgres://")):
+            raise SystemExit(f"iot_cloud: --state must be a postgresql:// URL, got "
+                             f"{self.state!r}")
+        if every < 0:
+            raise SystemExit("iot_cloud: --checkpoint-every must be >= 0")
+        self.checkpoints: Any = None
+        if every > 0:
+            store = (PostgresCheckpoints(self.state, fence=self.fence_checkpoint
+                                         if self.fenced_state else None) if self.state else
+                     SqliteCheckpoints(os.path.join(self.data_dir, "checkpoints.db")))
+            self.checkpoints = Checkpoints(store, every=every)
         self.instances: dict[str, Any] = {}  # shared with the chaos actor
         self.mqtt: Any = None  # the node's one MQTT client (MqttIngest) for every tenant
         self.mqtt_dead: DurableQueue | None = None
@@ -708,15 +746,20 @@ class _App:
         self.bases: dict[Any, dict[str, int]] | None = None  # the queue file at the first start
         self.started: set[str] = set()  # every tenant started in this process
 
-    def start_mqtt(self, rt: Runtime) -> None:
+    def mqtt_settings(self) -> MqttOptions:
+        """The broker settings of ``--mqtt*``: ``SystemExit`` with the reason for a bad one
+        (checked in ``start``, before anything runs)."""
+        options = self.options
+        node = getattr(options.cluster, "id", None) if self.in_cluster else None
+        client_id = options.mqtt_client_id or ("iot-cloud" if node is None else f"iot-cloud-{node}")
+        return mqtt_options(options, client_id)
+
+    def start_mqtt(self, rt: Runtime, mqtt: MqttOptions) -> None:
         """One MQTT client for the whole node: readings are routed to their tenant's queue (the
         broker is acked after the commit); readings of a tenant this node does not host, and
         bad payloads, go to the node's dead letters (queue ``mqtt-dead``), with their reason. A
         single node reads every tenant's topic; a cluster node subscribes to its own tenants."""
         options = self.options
-        node = getattr(options.cluster, "id", None) if self.in_cluster else None
-        client_id = options.mqtt_client_id or ("iot-cloud" if node is None else f"iot-cloud-{node}")
-        mqtt = mqtt_options(options, client_id)
         self.mqtt_dead = DurableQueue(self.queues_path, "mqtt-dead")
         self.mqtt_base = _queued(self.mqtt_dead.stats())
         self.mqtt = rt.spawn(MqttIngest, mqtt, self.routes.get, dead_letters=self.mqtt_dead,
@@ -743,17 +786,28 @@ class _App:
             return dict(stats_many(self.queues_path, [(tenant, QUEUE)])[(tenant, QUEUE)])
         return dict(self.bases.get((tenant, QUEUE), {}))
 
+    def fence_checkpoint(self, conn: Any, tenant: str) -> None:
+        """Inside a checkpoint's commit: refuse it unless this node still holds the tenant's
+        lease at the epoch the tenant started with (``StaleEpoch``)."""
+        epoch, table = self.fence_of(tenant)
+        fenced_commit(conn, tenant, epoch, table=table)
+
     def start_tenant(self, rt: Runtime, tenant: str) -> None:
         options, scope, t = self.options, rt.tenant(tenant), _Tenant(tenant)
         if self.fenced:
             self.epochs[tenant] = options.cluster.lease(tenant) or 0
         seed = sum(map(ord, tenant))
-        t.queue = DurableQueue(self.queues_path, QUEUE, tenant=tenant, max_deliveries=5,
-                               visibility_timeout=10.0)
-        t.base = self.base_of(tenant)  # a reused --data-dir: what was there before this run
+        if self.state:  # the tenant's queue in PostgreSQL: it resumes on whichever host runs it
+            t.queue = DurableQueue.postgres(self.state, QUEUE, tenant=tenant, max_deliveries=5,
+                                            visibility_timeout=10.0)
+            t.base = dict(t.queue.stats())
+        else:
+            t.queue = DurableQueue(self.queues_path, QUEUE, tenant=tenant, max_deliveries=5,
+                                   visibility_timeout=10.0)
+            t.base = self.base_of(tenant)  # a reused --data-dir: what was there before this run
         self.queues[tenant] = t.queue
         self.ledgers[tenant] = (t.fleet, t.mqtt)
-        t.instance = instance = self.graph.instantiate(rt, tenant)
+        t.instance = instance = self.graph.instantiate(rt, tenant, checkpoint=self.checkpoints)
 
         def wake() -> None:
             instance.wake("queue")
@@ -806,9 +860,13 @@ class _App:
             self.mqtt_dead.close()
         self.store.close()
         self.minutes.close()
+        if self.checkpoints is not None:
+            self.checkpoints.store.close()
 
     def read_queues(self, tenants: list[_Tenant]) -> list[dict[str, int] | None]:
         """Every tenant's queue counts (and the MQTT dead letters') in one transaction."""
+        if self.state:  # the queues are in PostgreSQL: each asked on its own
+            return [t.queue.stats() for t in tenants]
         try:
             found = stats_many(self.queues_path, [(t.name, QUEUE) for t in tenants]
                                + ([(None, "mqtt-dead")] if self.mqtt_dead is not None else []))
@@ -831,8 +889,11 @@ class _App:
                      "dead_lettered": sum(x.dead for x in lines),
                      "queued": sum(x.queued for x in lines),
                      "alerts": sum(t.tally.alerts for t in tenants),
+                     # node restarts, and whole-graph restarts from the last checkpoint
                      "restarts": sum(n.restarts for t in tenants
-                                     for n in t.instance.statistics().nodes)})
+                                     for n in t.instance.statistics().nodes)
+                     + sum((t.instance.checkpoints() or {}).get("recoveries", 0)
+                           for t in tenants)})
         if self.mqtt is not None:  # a reading is acked to the broker once it is in its queue
             line["mqtt_in"] = sum(x.mqtt_in for x in lines)
             line["mqtt_rejected"] = self.mqtt_rejected
@@ -895,6 +956,8 @@ def start(rt: Runtime, options: Any) -> Any:
     (started a few per turn by a ``TenantStarter``); in a cluster the node calls
     ``start_tenant`` for the tenants placed on it."""
     global _app
+    if options.mqtt:  # a bad --mqtt (URL, files, a clear password) stops the app before it starts
+        mqtt_options(options, "iot-cloud")
     names: list[str] = []
     if getattr(options, "cluster", None) is None:
         names = tenant_names(options.tenant_names)
@@ -910,7 +973,8 @@ def start(rt: Runtime, options: Any) -> Any:
     app = _app
     # MQTT after the tenants: a reading never finds its tenant missing (it would be
     # dead-lettered as unknown)
-    mqtt = (lambda: app.start_mqtt(rt)) if options.mqtt else None
+    settings = app.mqtt_settings() if options.mqtt else None  # a bad --mqtt stops us here
+    mqtt = (lambda: app.start_mqtt(rt, settings)) if settings is not None else None
     if names:
         _app.starter = rt.spawn(TenantStarter, _app, names, then=mqtt, name="tenant-starter")
     elif mqtt is not None:

@@ -19,8 +19,10 @@ time, print each delivered id, ack them (waiting), until the queue stays empty.
 from __future__ import annotations
 
 import sys
-import threading
 from typing import Any
+
+from tests._queue_support import WallClock
+from tests._queue_writer import write_queue
 
 
 def open_store(store: str, name: str, **options: Any) -> Any:
@@ -33,26 +35,7 @@ def open_store(store: str, name: str, **options: Any) -> Any:
 
 
 def write(store: str, name: str) -> None:
-    q = open_store(store, name)
-    print("ready", flush=True)
-    out_lock = threading.Lock()
-
-    def produce(k: int) -> None:
-        for i in range(20_000):  # bounded: the parent kills us long before
-            if i % 3 == 0:
-                ids = q.put_many([{"k": k, "i": i, "j": j} for j in range(4)])
-            else:
-                ids = [q.put({"k": k, "i": i, "pad": "x" * (i % 200)})]
-            with out_lock:
-                sys.stdout.write("".join(f"{n}\n" for n in ids))
-                sys.stdout.flush()
-
-    threads = [threading.Thread(target=produce, args=(k,)) for k in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    q.close()
+    write_queue(open_store(store, name))
 
 
 def consume(store: str, name: str) -> None:
@@ -70,18 +53,10 @@ def consume(store: str, name: str) -> None:
             assert all(q.ack_many(batch))
 
 
-class _FixedClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-
 def poison(store: str, name: str, now: str) -> None:
     """Lease one record on a wall clock stopped at ``now``, print its id and attempt, then
     wait to be killed (a consumer that a poison message crashes)."""
-    q = open_store(store, name, clock=_FixedClock(float(now)), visibility_timeout=10.0,
+    q = open_store(store, name, clock=WallClock(float(now)), visibility_timeout=10.0,
                    max_deliveries=3)
     batch = q.get(max_items=1)
     print(" ".join(f"{d.id} {d.attempt}" for d in batch) or "none", flush=True)

@@ -1,7 +1,8 @@
 """Helper process for the queue tests (run with ``sys.executable``; PYTHONPATH = repo root).
 
 ``write PATH``: open the queue, print ``ready``, and from three threads put records forever
-(bounded), printing each acknowledged id on its own line, flushed, only after ``put`` returned.
+(bounded; ``write_queue``), printing each acknowledged id on its own line, flushed, only
+after ``put`` returned.
 The crash test SIGKILLs it at a random moment (sometimes before ``ready``, during start-up).
 
 ``consume PATH [LIMIT]``: print ``ready``, wait for a line on stdin, then lease records ten at a
@@ -37,7 +38,12 @@ def _queue_class() -> Any:
 
 
 def write(path: str) -> None:
-    q = _queue_class()(path, "crash")
+    write_queue(_queue_class()(path, "crash"))
+
+
+def write_queue(q: Any) -> None:
+    """Print ``ready``, then put records from three threads (bounded), printing each id once
+    ``put``/``put_many`` returned it; close the queue. Also ``_queue_contract_child write``."""
     print("ready", flush=True)
     out_lock = threading.Lock()
 

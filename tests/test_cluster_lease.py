@@ -414,7 +414,8 @@ def test_iot_cloud_on_a_leased_node_writes_fenced_minutes_and_stops_when_the_lea
     events: list = []
     node = ClusterNode("solo", cookie="c", tenants=[tenant], app=app,
                        app_options={"devices": 0, "period": 1.0, "chaos": 0.0, "db": PG_URL,
-                                    "data_dir": str(tmp_path), "mqtt": None},
+                                    "data_dir": str(tmp_path), "mqtt": None,
+                                    "state": PG_URL, "checkpoint_every": 0.2},
                        lease_dsn=PG_URL, lease_ttl=3.0, lease_grace=0.5, lease_table=table,
                        on_event=events.append)
     try:
@@ -425,6 +426,10 @@ def test_iot_cloud_on_a_leased_node_writes_fenced_minutes_and_stops_when_the_lea
         wait_until(lambda: conn.execute("SELECT count(*) FROM minute_averages WHERE tenant = %s",
                                         (tenant,)).fetchone()[0] == 6, timeout=20,
                    message="six fenced minute rows")
+        assert app._app.fenced_state     # the checkpoints share the leases' database
+        wait_until(lambda: conn.execute("SELECT count(*) FROM stream_checkpoints WHERE "
+                                        "tenant = %s", (tenant,)).fetchone()[0] > 0,
+                   timeout=20, message="a fenced checkpoint commit")
         conn.execute(f"UPDATE {table} SET owner = 'other', epoch = epoch + 1, "
                      "expires_at = now() + interval '30 seconds' WHERE tenant = %s", (tenant,))
         wait_until(lambda: node.hosted() == [], timeout=10, message="the node fences")
@@ -435,6 +440,7 @@ def test_iot_cloud_on_a_leased_node_writes_fenced_minutes_and_stops_when_the_lea
     finally:
         node.stop()
         conn.execute("DELETE FROM minute_averages WHERE tenant = %s", (tenant,))
+        conn.execute("DELETE FROM stream_checkpoints WHERE tenant = %s", (tenant,))
         conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.close()
 
@@ -499,3 +505,47 @@ def test_many_leases_lost_at_once_are_fenced_side_by_side() -> None:
     clock.advance(2.0)
     a.tick(clock.now())
     assert sorted(started) == [f"t{i}" for i in range(5)] and a.held() == {}
+
+
+def test_a_checkpoint_commit_with_a_stale_epoch_writes_nothing(pg_table: Any) -> None:
+    """``PostgresCheckpoints(fence=...)``, as iot_cloud passes it in a cluster whose --state
+    holds both the leases and the checkpoints: a node that lost the tenant cannot commit."""
+    from actors.stream import PostgresCheckpoints
+    table, conn = pg_table
+    a, b = LeaseStore(PG_URL, table=table), LeaseStore(PG_URL, table=table)
+    tenant = f"fz-{uuid.uuid4().hex[:8]}"
+    epochs = {"a": 1, "b": 2}
+
+    def fence_for(node: str) -> Any:
+        return lambda c, t: fenced_commit(c, t, epochs[node], table=table)
+    store_a = PostgresCheckpoints(PG_URL, fence=fence_for("a"))
+    store_b = PostgresCheckpoints(PG_URL, fence=fence_for("b"))
+    try:
+        assert a.acquire(tenant, "a", 30.0, 0.0) == 1
+        store_a.commit(tenant, "g", 1, b"state-1")
+        _age(conn, table, tenant, 1.0)
+        assert b.acquire(tenant, "b", 30.0, 0.0) == 2
+        with pytest.raises(StaleEpoch):
+            store_a.commit(tenant, "g", 2, b"forked")
+        store_b.commit(tenant, "g", 2, b"state-2")
+        assert store_b.load(tenant, "g") == (2, b"state-2")
+        assert store_a.ids(tenant, "g") == [1, 2]
+    finally:
+        conn.execute("DELETE FROM stream_checkpoints WHERE tenant = %s", (tenant,))
+        store_a.close()
+        store_b.close()
+        a.close()
+        b.close()
+
+
+def test_cluster_state_reaches_an_app_that_has_a_state_option() -> None:
+    from pathlib import Path
+
+    from supervisors.apps import load_app
+    from supervisors.cluster.cli import _app_options
+    app = str(Path(__file__).resolve().parent.parent / "examples" / "iot_cloud.py")
+    module = load_app(app)
+    assert _app_options(module, app, [], PG_URL)["state"] == PG_URL
+    assert _app_options(module, app, ["--state", "postgresql://other/db"],
+                        PG_URL)["state"] == "postgresql://other/db"
+    assert _app_options(module, app, [], None)["state"] is None

@@ -6,7 +6,6 @@ whole chain MQTT -> durable queue -> SQL."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ from actors.connectors import (REASONS, BadReading, MqttIngest, MqttOptions, Mqt
                                readings_topic)
 from actors.queue import DurableQueue
 from actors.testing import wait_until
+from tests._tcp_proxy import TcpProxy
 from tests.conftest import require_service
 
 TOPIC = "tenants/acme/devices/d1/readings"
@@ -308,67 +308,10 @@ def kick(client_id: str) -> None:
         c.loop_stop()
 
 
-class TcpProxy:
-    """A loopback TCP forwarder to Mosquitto that can refuse connections and cut them."""
-
-    def __init__(self) -> None:
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
-
-    def open(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", 1883))
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self) -> None:
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for s in conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def close(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-        self.cut()
-
-
 @pytest.mark.integration
 def test_source_connects_late_and_reconnects_after_the_network_drops(broker, publisher, stops):
     tenant = f"t{uuid.uuid4().hex[:8]}"
-    proxy = TcpProxy()
+    proxy = TcpProxy("127.0.0.1", 1883, listen=False)
     stops.append(proxy)
     src = MqttSource(MqttOptions(port=proxy.port, client_id=broker.client_id, reconnect_min=0.05,
                                  reconnect_max=0.2, session_expiry=60), tenant=tenant).start()

@@ -20,7 +20,7 @@ def test_the_iot_cloud_stores_every_valid_reading_once_and_dead_letters_the_rest
     proc = subprocess.run(
         [sys.executable, "-m", "streamvisor.cli", "run", str(ROOT / "examples" / "iot_cloud.py"),
          "--duration", "4", "--chaos", "1", "--devices", "30", "--db", str(db),
-         "--data-dir", str(tmp_path)],
+         "--data-dir", str(tmp_path), "--checkpoint-every", "0.5"],
         capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = next(line for line in proc.stdout.splitlines() if line.startswith("summary:"))

@@ -17,22 +17,10 @@ import pytest
 
 from actors.queue import (DeadLetter, Delivery, DurableQueue, EncodeError, QueueClosed,
                           RecoveryReport)
+from tests._queue_support import WallClock
 
 ROOT = Path(__file__).resolve().parents[1]
 HELPER = Path(__file__).with_name("_queue_writer.py")
-
-
-class WallClock:
-    """A wall clock that moves only when told to (``time()`` like ``time.time``)."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def time(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -29,6 +29,8 @@ import pytest
 from actors.queue import (DeadLetter, DurableQueue, PostgresQueue, QueueClosed, QueueFull,
                           QueueUnavailable, open_queue, put_each)
 from actors.queue._pg import drop_tables
+from tests._queue_support import WallClock, kill_writer
+from tests._tcp_proxy import TcpProxy
 from tests.conftest import require_service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,19 +38,6 @@ CHILD = Path(__file__).with_name("_queue_contract_child.py")
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_DSN = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
 STATS_KEYS = {"ready", "in_flight", "delayed", "dead", "acked", "bytes", "refused_full"}
-
-
-class WallClock:
-    """A wall clock that moves only when told to (``time()`` like ``time.time``)."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def time(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Backend:
@@ -499,17 +488,8 @@ def test_every_acknowledged_id_survives_sigkill_of_the_writer_at_random_moments(
     for i in range(KILLS):
         assert time.monotonic() < budget, "crash loop over its time budget"
         proc = _child("write", backend.store, "crash")
-        assert proc.stdout is not None
-        if i % 3:  # most kills land among the writes; some anywhere in start-up
-            assert proc.stdout.readline() == b"ready\n"
-        try:
-            proc.wait(timeout=rnd.uniform(0.0, 0.3))
-            raise AssertionError(f"writer exited by itself with {proc.returncode}")
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate(timeout=30)
-        complete = out[:out.rfind(b"\n") + 1]  # a torn last line was never fully printed
-        printed = {int(line) for line in complete.split() if line != b"ready"}
+        # most kills land among the writes; some anywhere in start-up
+        printed = kill_writer(proc, rnd, after_ready=bool(i % 3), within=0.3)
         printed_total += len(printed)
         with backend.open("crash") as q:
             stored: dict[int, Any] = {}
@@ -545,71 +525,6 @@ def test_a_poison_record_that_kills_its_consumer_still_reaches_max_deliveries(ba
 # ---------------------------------------------------------------- PostgreSQL: the server
 
 
-class _Proxy:
-    """A TCP forwarder on 127.0.0.1 to the PostgreSQL server that the test can cut (close
-    every connection and stop listening) and restore on the same port."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.frozen = threading.Event()  # set: bytes are swallowed (a silent partition)
-        self._listener: socket.socket | None = None
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self.start()
-
-    def start(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        self.port = listener.getsockname()[1]
-        listener.listen(16)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection((PG_HOST, PG_PORT), timeout=5)
-            server.settimeout(None)
-            with self._lock:
-                self._conns += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                if not self.frozen.is_set():
-                    dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self) -> None:
-        if self._listener is not None:
-            try:  # wakes the accept() of the thread (close alone would not on Linux)
-                self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for s in conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-
 @pytest.fixture
 def pg_schema() -> Iterator[str]:
     require_service(PG_HOST, PG_PORT, "PostgreSQL")
@@ -633,30 +548,30 @@ def test_postgres_server_down_at_open_raises_queue_unavailable_naming_server_and
 
 
 def test_postgres_connection_loss_raises_queue_unavailable_then_recovers(pg_schema):
-    proxy = _Proxy()
+    proxy = TcpProxy(PG_HOST, PG_PORT)
     dsn = f"postgresql://postgres@127.0.0.1:{proxy.port}/test"
     try:
         with DurableQueue.postgres(dsn, "q", schema=pg_schema, connect_timeout=2) as q:
             first = q.put("before")
-            proxy.cut()
+            proxy.close()
             with pytest.raises(QueueUnavailable) as info:
                 q.put("during")
             assert f"127.0.0.1:{proxy.port}" in str(info.value)
             assert "corrupt" not in str(info.value).lower()
             with pytest.raises(QueueUnavailable):
                 q.get(max_items=10)
-            proxy.start()  # the server is back: the next call reconnects
+            proxy.open()  # the server is back: the next call reconnects
             got = q.get(max_items=10)
             assert first in [d.id for d in got]
             assert all(q.ack_many(got))
             assert q.put("after") > first
     finally:
-        proxy.cut()
+        proxy.close()
 
 
 def test_postgres_server_that_stops_answering_raises_queue_unavailable_within_io_timeout(
         pg_schema):
-    proxy = _Proxy()
+    proxy = TcpProxy(PG_HOST, PG_PORT)
     dsn = f"postgresql://postgres@127.0.0.1:{proxy.port}/test"
     try:
         with DurableQueue.postgres(dsn, "q", schema=pg_schema, connect_timeout=1,
@@ -671,7 +586,7 @@ def test_postgres_server_that_stops_answering_raises_queue_unavailable_within_io
             proxy.frozen.clear()
             assert [d.id for d in q.get(max_items=10)][:1] == [first]
     finally:
-        proxy.cut()
+        proxy.close()
 
 
 def test_postgres_a_put_from_another_process_wakes_a_waiting_get_at_once(pg_schema):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from actors.queue import DurableQueue, QueueFull
+from tests._queue_support import kill_writer
 
 ROOT = Path(__file__).resolve().parents[1]
 HELPER = Path(__file__).with_name("_queue_writer.py")
@@ -57,17 +57,8 @@ def test_every_acknowledged_id_survives_sigkill_at_a_random_moment_200_times(tmp
         proc = subprocess.Popen([sys.executable, str(HELPER), "write", str(path)],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
                                 cwd=str(ROOT))
-        assert proc.stdout is not None
-        if i % 4:  # most kills land among the writes; every fourth anywhere in start-up
-            assert proc.stdout.readline() == b"ready\n"
-        try:
-            proc.wait(timeout=rnd.uniform(0.0, 0.03))
-            raise AssertionError(f"writer exited by itself with {proc.returncode}")
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate(timeout=30)
-        complete = out[:out.rfind(b"\n") + 1]  # a torn last line was never fully printed
-        printed = {int(line) for line in complete.split() if line != b"ready"}
+        # most kills land among the writes; every fourth anywhere in start-up
+        printed = kill_writer(proc, rnd, after_ready=bool(i % 4), within=0.03)
         printed_total += len(printed)
 
         started = time.monotonic()

@@ -36,6 +36,7 @@ from typing import Any, Callable, TypeVar, cast
 from .._cell import current_cell
 from . import _log, _ops
 from ._faults import CORRUPT, FULL, UNAVAILABLE, kind, unavailable
+from ._groupcommit import GroupCommitBase
 from ._ops import DamagedFile, Group, Refused
 from ._types import QueueClosed, QueueError
 
@@ -43,7 +44,6 @@ __all__ = ["Committer"]
 
 _T = TypeVar("_T")
 
-_WAKES = frozenset({"put", "nack", "buffered-nack", "requeue"})  # can make records deliverable
 # Groups made only of these commit with synchronous=NORMAL: written to the WAL (safe from a
 # process crash, kill -9 included) but not fsynced; the next durable commit (or checkpoint)
 # fsyncs them with it. Power loss before that can only undo them: a claim (the record is
@@ -78,7 +78,7 @@ def _wait_blocking(wait: Callable[[], Any]) -> Any:
     return blocking(wait) if blocking is not None else wait()
 
 
-class Committer:
+class Committer(GroupCommitBase):
     """The single writer of one database file; see the module docstring.
 
     Who runs a group: when no group is running, the calling thread runs it itself (taking every
@@ -93,7 +93,8 @@ class Committer:
     Lock rule: ``_lock`` guards ``_pending``, ``_acks``, ``_busy``, ``_closing`` and
     ``generation``; nobody holds it while touching SQLite or waiting for an op. ``_work`` wakes
     the committer thread; ``_records`` is notified after every commit that made records
-    deliverable (``_WAKES`` kinds; ``generation`` grows then), which blocking ``get`` waits on.
+    deliverable (``_groupcommit.WAKES`` kinds; ``generation`` grows then), which blocking
+    ``get`` waits on.
 
     An op with ``raw=True`` runs alone, outside any transaction, with the connection itself
     (``fn(conn)``): for VACUUM and checkpoints.
@@ -251,22 +252,8 @@ class Committer:
         pending = self._pending
         if pending and pending[0].kind.startswith("raw:"):
             return [pending.pop(0)]
-        batch: list[_Op] = []
-        weight = 0
-        if self._acks:
-            for queue, by_lease in self._acks.items():
-                n = sum(map(len, by_lease.values()))
-                batch.append(_Op("buffered-ack", _ops.ack, (queue, by_lease), n))
-                weight += n
-            self._acks = {}
-        taken = 0
-        while (taken < len(pending) and (not batch or weight < self._max_group)
-               and not pending[taken].kind.startswith("raw:")):
-            weight += pending[taken].weight
-            taken += 1
-        batch += pending[:taken]
-        del pending[:taken]
-        return batch
+        return self._next_batch(
+            lambda queue, by_lease, n: _Op("buffered-ack", _ops.ack, (queue, by_lease), n))
 
     def _run(self) -> None:
         try:
@@ -313,25 +300,11 @@ class Committer:
             self._raw(batch[0])
         else:
             self._group(batch)
-        self.groups += 1
-        self.ops += len(batch)
-        wake = False
-        for op in batch:
-            if op.error is None:
-                wake = wake or op.kind in _WAKES
-            elif op.kind.startswith("buffered-"):
-                self.ack_failures += 1
-                self.last_ack_error = op.error
-                _log.logger().warning("queue.buffered_settlements_lost", path=self._path,
-                                      kind=op.kind, count=op.weight, error=str(op.error))
-            if op.kind == "flush":
-                op.result = self.ack_failures
-        if wake:
-            with self._lock:
-                self.generation += 1
-                self._records.notify_all()
-        for op in batch:
-            op.done.release()
+        self._account(batch)
+
+    def _log_lost(self, op: _Op) -> None:
+        _log.logger().warning("queue.buffered_settlements_lost", path=self._path,
+                              kind=op.kind, count=op.weight, error=str(op.error))
 
     def _raw(self, op: _Op) -> None:
         try:

@@ -23,6 +23,7 @@ from typing import Any
 
 from ._committer import Committer
 from ._faults import kind, unavailable
+from ._groupcommit import Registry
 from ._ops import Group
 from ._store import connect, hold, open_database, release as release_hold
 from ._types import RecoveryReport
@@ -87,40 +88,28 @@ class Engine:
         return f"<queue Engine {self.path!r} users={self.users}>"
 
 
-_engines: dict[str, Engine] = {}
-_lock = threading.Lock()  # guards _engines and every Engine.users
+_registry = Registry()
 
 
 def acquire(path: str, busy_timeout: float) -> Engine:
     """The engine of ``path``, opened on first use; pair with ``release``. Raises what opening
     raises (``QueueUnavailable`` for a passing fault)."""
     key = os.path.realpath(path)
-    with _lock:
-        engine = _engines.get(key)
-        if engine is None:
-            engine = _engines[key] = Engine(path, key, busy_timeout)
-        engine.users += 1
-        return engine
+    engine: Engine = _registry.acquire(key, lambda: Engine(path, key, busy_timeout))
+    return engine
 
 
 def release(engine: Engine) -> None:
     """One user fewer; the last one closes the engine (blocks until its work is on disk)."""
-    with _lock:
-        engine.users -= 1
-        if engine.users > 0:
-            return
-        if _engines.get(engine.key) is engine:
-            del _engines[engine.key]
-    engine.close()
-    release_hold(engine.path)
+    if _registry.release(engine):
+        engine.close()
+        release_hold(engine.path)
 
 
 def _forget_in_child() -> None:
     # A forked child inherits the registry but not the committer threads, and must not use
     # the parent's SQLite connections: its queues open engines of their own.
-    global _lock
-    _lock = threading.Lock()
-    _engines.clear()
+    _registry.forget()
 
 
 if hasattr(os, "register_at_fork"):
@@ -129,5 +118,4 @@ if hasattr(os, "register_at_fork"):
 
 def open_engines() -> dict[str, Any]:
     """``{real path: users}`` of the engines open in this process (for tests and status)."""
-    with _lock:
-        return {key: engine.users for key, engine in _engines.items()}
+    return _registry.users()

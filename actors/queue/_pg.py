@@ -53,13 +53,12 @@ What differs:
 from __future__ import annotations
 
 import secrets
-import time
-from typing import Any, Iterable
+from typing import Any
 
 from .. import codec
 from . import _pgengine, _pgops
 from ._queue import (DEFAULT_DEAD_LETTER_LIMIT, DEFAULT_MAX_BYTES, DEFAULT_MAX_PAYLOAD,
-                     MAX_BATCH, MAX_KEY_CHARS, DurableQueue, _seconds, _text_ok)
+                     DurableQueue, _check_limits, _check_names, _seconds)
 from ._types import DeadLetter, Delivery, QueueClosed, QueueFull, RecoveryReport
 
 __all__ = ["PostgresQueue"]
@@ -86,51 +85,36 @@ class PostgresQueue(DurableQueue):
                  io_timeout: float = 60.0, poll_interval: float = 0.5) -> None:
         if type(dsn) is not str or not dsn:
             raise ValueError(f"dsn must be a non-empty PostgreSQL connection string, got {dsn!r}")
-        if not _text_ok(name, sep=False) or not name:
-            raise ValueError(f"name must be a non-empty str of at most {MAX_KEY_CHARS} chars "
-                             f"(UTF-8, no NUL or \\x1f), got {name!r}")
-        if tenant is not None and (not _text_ok(tenant, sep=False) or not tenant):
-            raise ValueError(f"tenant must be None or a non-empty str of at most {MAX_KEY_CHARS}"
-                             f" chars (UTF-8, no NUL or \\x1f), got {tenant!r}")
+        _check_names(name, tenant)
         for what, ident in (("schema", schema), ("prefix", prefix)):
             if (ident is not None or what == "prefix") and (
                     type(ident) is not str or not _pgops.IDENT.fullmatch(ident)):
                 raise ValueError(f"{what} must be an identifier of 1-40 letters, digits and "
                                  f"underscores (not starting with a digit), got {ident!r}")
-        if type(max_deliveries) is not int or max_deliveries < 1:
-            raise ValueError(f"max_deliveries must be an int >= 1, got {max_deliveries!r}")
-        if (type(max_payload_bytes) is not int
-                or not 1 <= max_payload_bytes <= codec.DEFAULT_MAX_SIZE):
-            raise ValueError(f"max_payload_bytes must be an int in 1..{codec.DEFAULT_MAX_SIZE}, "
-                             f"got {max_payload_bytes!r}")
-        clock = time if clock is None else clock
-        if not callable(getattr(clock, "time", None)):
-            raise ValueError("clock must have a time() method returning wall-clock seconds, "
-                             f"got {clock!r}")
+        clock = _check_limits(max_deliveries, max_payload_bytes, clock)
         self.dsn = dsn
-        self.name, self.tenant = name, tenant
         self.schema, self.prefix = schema, prefix
-        self._qk = (tenant or "", name)
-        self.max_deliveries = max_deliveries
-        self.ttl = _seconds("ttl", ttl, allow_none=True, positive=True)
-        self.visibility_timeout = _seconds("visibility_timeout", visibility_timeout, positive=True)
-        self.max_payload_bytes = max_payload_bytes
-        self._poll = _seconds("poll_interval", poll_interval, positive=True)
-        self._clock = clock
-        self.max_bytes = self._check_max_bytes(max_bytes)
-        self.refused_full = 0
+        self._key = (tenant or "", name)
+        self._set_options(name, tenant, max_deliveries, ttl, visibility_timeout,
+                          max_payload_bytes, poll_interval, clock, max_bytes)
         self._closed = True  # until the engine is acquired (close() is then a no-op)
         self._engine = _pgengine.acquire(
             dsn, schema, prefix,
             connect_timeout=_seconds("connect_timeout", connect_timeout, positive=True),
             lock_timeout=_seconds("lock_timeout", lock_timeout, positive=True),
             io_timeout=_seconds("io_timeout", io_timeout, positive=True))
+        self._writer = self._engine
         self._closed = False
         try:
             self._submit("open", _ensure_counter)
         except BaseException:
             self.close()
             raise
+
+    _OPS: Any = _pgops
+    _ENGINES: Any = _pgengine
+    _NUL_IN_ERROR = False  # PostgreSQL text cannot hold NUL
+    _new_lease = staticmethod(lambda: secrets.randbits(63))
 
     @property
     def path(self) -> str:  # type: ignore[override]  # a DSN, not a file
@@ -145,33 +129,17 @@ class PostgresQueue(DurableQueue):
     def _submit(self, kind: str, fn: Any, *args: Any, weight: int = 1) -> Any:
         if self._closed:
             raise QueueClosed(f"the queue {self.name!r} is closed")
-        return self._engine.submit(kind, fn, self._qk, *args, weight=weight,
+        return self._engine.submit(kind, fn, self._key, *args, weight=weight,
                                    now=self._clock.time())
 
-    def flush(self) -> None:
-        """Block until every ack, nack and reject buffered so far (by any queue on this
-        engine) is committed. Raises ``QueueUnavailable`` if some could not be: their records
-        will be delivered again."""
-        if self._closed:
-            raise QueueClosed(f"the queue {self.name!r} is closed")
-        self._engine.flush()
+    def _post(self, kind: str, fn: Any, *args: Any) -> None:
+        self._engine.post(kind, fn, self._key, *args, now=self._clock.time())
 
     # ------------------------------------------------------------------ producing
 
-    def _encode(self, payload: Any, key: str | None) -> tuple[bytes, str | None]:
-        if key is not None and not _text_ok(key):
-            raise ValueError(f"key must be None or a str of at most {MAX_KEY_CHARS} chars "
-                             f"(UTF-8, no NUL), got {key!r}")
-        data = codec.encode(payload, root="payload")
-        if len(data) > self.max_payload_bytes:
-            raise ValueError(f"payload of {len(data)} encoded bytes exceeds max_payload_bytes="
-                             f"{self.max_payload_bytes}")
-        return data, key
-
-    def put(self, payload: Any, *, key: str | None = None) -> int:
-        """Store one record; return its id once committed. Raises like ``DurableQueue.put``
-        (``QueueUnavailable`` naming the server when it cannot be reached)."""
-        return self._put([self._encode(payload, key)])[0]
+    def _encode(  # type: ignore[override]
+            self, payload: Any, key: str | None) -> tuple[bytes, str | None]:
+        return self._encoded(payload, key), key
 
     def _put(self, items: list[tuple[bytes, str | None]]) -> list[int]:  # type: ignore[override]  # PostgreSQL puts carry no size
         sizes = [_pgops.record_size(p, k) for p, k in items]
@@ -181,15 +149,6 @@ class PostgresQueue(DurableQueue):
         except QueueFull:
             self.refused_full += len(items)
             raise
-
-    def put_many(self, payloads: Iterable[Any], *, key: str | None = None) -> list[int]:
-        """Store records (all with ``key``); return their ids in order. Validated first; each
-        chunk of ``MAX_BATCH`` records is one atomic transaction."""
-        items = [self._encode(p, key) for p in payloads]
-        ids: list[int] = []
-        for start in range(0, len(items), MAX_BATCH):
-            ids += self._put(items[start:start + MAX_BATCH])
-        return ids
 
     @staticmethod
     def _put_each(entries: list[tuple[int, Any, Any]]) -> list[tuple[int, Any]]:
@@ -208,7 +167,7 @@ class PostgresQueue(DurableQueue):
             except (TypeError, ValueError) as exc:
                 out.append((index, exc))
                 continue
-            parts.append((q._qk, q._clock.time(), items, q.ttl, q.max_bytes,
+            parts.append((q._key, q._clock.time(), items, q.ttl, q.max_bytes,
                           [_pgops.record_size(p, k) for p, k in items]))
             owners.append((index, q))
         if not parts:
@@ -225,32 +184,7 @@ class PostgresQueue(DurableQueue):
 
     # ------------------------------------------------------------------ consuming
 
-    def get(self, max_items: int = 1, timeout: float = 0.0) -> list[Delivery]:
-        """Lease up to ``max_items`` records; wait up to ``timeout`` s for the first one
-        (polling the server every ``poll_interval``). ``[]`` when nothing came in time."""
-        if type(max_items) is not int or not 1 <= max_items <= MAX_BATCH:
-            raise ValueError(f"max_items must be an int in 1..{MAX_BATCH}, got {max_items!r}")
-        deadline = time.monotonic() + _seconds("timeout", timeout)
-        while True:
-            generation = self._engine.generation
-            lease = secrets.randbits(63)
-            rows, next_due = self._submit("claim", _pgops.claim, max_items,
-                                          self.visibility_timeout, self.max_deliveries, lease,
-                                          weight=max_items)
-            if rows:
-                deliveries = self._pg_deliveries(rows, lease)
-                if deliveries:
-                    return deliveries
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            wait = min(remaining, self._poll)
-            if next_due is not None:
-                wait = min(wait, max(0.001, next_due - self._clock.time()))
-            self._engine.wait_for_records(generation, wait)
-
-    def _pg_deliveries(self, rows: list[tuple[Any, ...]], lease: int) -> list[Delivery]:
+    def _deliveries(self, rows: list[tuple[Any, ...]], lease: int) -> list[Delivery]:
         out = []
         for id_, attempts, key, payload in rows:
             try:
@@ -261,64 +195,6 @@ class PostgresQueue(DurableQueue):
                 continue
             out.append(Delivery(self, id_, value, attempts, key, lease))
         return out
-
-    def ack_many(self, deliveries: Iterable[Delivery]) -> list[bool]:
-        """Ack many deliveries in one transaction; one bool each (False: stale or already
-        settled). Blocks until committed."""
-        deliveries = list(deliveries)
-        by_lease: dict[int, list[int]] = {}
-        for d in deliveries:
-            if getattr(d, "_queue", None) is not self:
-                self._own(d)  # raises, naming it
-            if not d._settled:
-                by_lease.setdefault(d._lease, []).append(d.id)
-        if not by_lease:
-            return [False] * len(deliveries)
-        done = self._submit("ack", _pgops.ack, by_lease,
-                            weight=sum(map(len, by_lease.values())))
-        results = []
-        for d in deliveries:
-            ok = not d._settled and ((ids := done[d._lease]) is None or d.id in ids)
-            if ok:
-                d._settled = True
-            results.append(ok)
-        return results
-
-    def _ack(self, delivery: Delivery, wait: bool = True) -> bool:
-        if wait:
-            return self.ack_many([delivery])[0]
-        self._own(delivery)
-        if delivery._settled:
-            return False
-        if self._closed:
-            raise QueueClosed(f"the queue {self.name!r} is closed")
-        self._engine.buffer_ack(self._qk, delivery._lease, delivery.id)
-        delivery._settled = True
-        return True
-
-    def _settle(self, delivery: Delivery, action: str, delay: float, error: str | None,
-                wait: bool = True) -> bool:
-        self._own(delivery)
-        delay = _seconds("delay", delay)
-        if error is not None and type(error) is not str:
-            raise ValueError(f"error must be a str or None, got {error!r}")
-        if error is not None and "\x00" in error:
-            raise ValueError(f"error must not contain NUL, got {error!r}")
-        if action == "reject" and error is None:
-            raise ValueError("reject needs an error text (the dead-letter reason)")
-        if delivery._settled:
-            return False
-        if self._closed:
-            raise QueueClosed(f"the queue {self.name!r} is closed")
-        args = (delivery.id, delivery._lease, action, delay, error, self.max_deliveries)
-        if not wait:
-            self._engine.post(action, _pgops.settle, self._qk, *args, now=self._clock.time())
-            delivery._settled = True
-            return True
-        ok = self._submit(action, _pgops.settle, *args)
-        if ok:
-            delivery._settled = True
-        return ok
 
     # ------------------------------------------------------------------ dead letters, stats
 
@@ -337,34 +213,7 @@ class PostgresQueue(DurableQueue):
             out.append(DeadLetter(id_, value, reason, attempts))
         return out
 
-    def requeue_dead(self, ids: Iterable[int]) -> int:
-        """Make dead records deliverable again (attempts 0, TTL from now); how many."""
-        ids = [i for i in ids if type(i) is int]
-        return self._submit("requeue", _pgops.requeue_dead, ids, self.ttl,
-                            weight=max(1, len(ids)))
-
-    def purge_dead(self, ids: Iterable[int]) -> int:
-        """Delete dead records for good; how many."""
-        ids = [i for i in ids if type(i) is int]
-        return self._submit("purge", _pgops.purge_dead, ids, weight=max(1, len(ids)))
-
-    def stats(self) -> dict[str, int]:
-        """``{"ready", "in_flight", "delayed", "dead", "acked", "bytes", "refused_full"}``
-        after a sweep, as in the SQLite backend (``refused_full``: this object's refusals)."""
-        out = self._submit("read", _pgops.stats, self.max_deliveries)
-        out["refused_full"] = self.refused_full
-        return out
-
     # ------------------------------------------------------------------ lifecycle
-
-    def close(self) -> None:
-        """Commit buffered settlements and let go of the engine (the last queue on it closes
-        the connection). Idempotent; blocks. Unsettled deliveries are redelivered after their
-        visibility timeout."""
-        if self._closed:
-            return
-        self._closed = True
-        _pgengine.release(self._engine)
 
     def __enter__(self) -> "PostgresQueue":
         return self

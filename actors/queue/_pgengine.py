@@ -30,11 +30,11 @@ import time
 from typing import Any, Callable
 
 from . import _log, _pgops
+from ._groupcommit import WAKES as _WAKES, GroupCommitBase, Registry
 from ._types import QueueClosed, QueueError, QueueFull, QueueUnavailable
 
 __all__ = ["PgEngine", "acquire", "describe", "open_engines", "release"]
 
-_WAKES = frozenset({"put", "nack", "buffered-nack", "requeue"})
 _COUNTED = frozenset({"put", "ack", "buffered-ack", "purge"})  # kinds that change counters
 _RETRIES = 3  # deadlock / serialisation failure retries per group
 ACK_DELAY = 0.010  # seconds a lone buffered ack waits for company (see ``_take``)
@@ -132,7 +132,7 @@ def unavailable(where: str, doing: str, exc: BaseException, *,
     return err
 
 
-class PgEngine:
+class PgEngine(GroupCommitBase):
     """One connection + committer thread; see the module docstring. Use ``acquire``."""
 
     def __init__(self, conninfo: str, schema: str | None, prefix: str, *,
@@ -151,6 +151,7 @@ class PgEngine:
         self.sql: _pgops.Sql | None = None
         self._connect()  # raises QueueUnavailable: the caller sees it at open
         self._cond = threading.Condition(threading.Lock())
+        self._records = self._cond  # what get() waits on (GroupCommitBase)
         self._pending: list[_Op] = []
         self._acks: dict[Any, dict[int, list[int]]] = {}
         self._waiting = False
@@ -378,20 +379,8 @@ class PgEngine:
             self._cond.wait(ACK_DELAY)
         if not self._pending and not self._acks:
             return None
-        batch: list[_Op] = []
-        weight = 0
-        for qk, by_lease in self._acks.items():
-            n = sum(map(len, by_lease.values()))
-            batch.append(_Op("buffered-ack", _pgops.ack, qk, (by_lease,), n, 0.0))
-            weight += n
-        self._acks = {}
-        pending, taken = self._pending, 0
-        while taken < len(pending) and (not batch or weight < self._max_group):
-            weight += pending[taken].weight
-            taken += 1
-        batch += pending[:taken]
-        del pending[:taken]
-        return batch
+        return self._next_batch(
+            lambda qk, by_lease, n: _Op("buffered-ack", _pgops.ack, qk, (by_lease,), n, 0.0))
 
     def _run(self) -> None:
         try:
@@ -401,28 +390,13 @@ class PgEngine:
                 if batch is None:
                     return
                 self._group(batch)
-                self.groups += 1
-                self.ops += len(batch)
-                wake = False
-                for op in batch:
-                    if op.error is None:
-                        wake = wake or op.kind in _WAKES
-                    elif op.kind.startswith("buffered-"):
-                        self.ack_failures += 1
-                        self.last_ack_error = op.error
-                        _log.logger().warning("queue.buffered_settlements_lost",
-                                              server=self.where, kind=op.kind, n=op.weight,
-                                              error=str(op.error))
-                    if op.kind == "flush":
-                        op.result = self.ack_failures
-                if wake:
-                    with self._cond:
-                        self.generation += 1
-                        self._cond.notify_all()
-                for op in batch:
-                    op.done.release()
+                self._account(batch)
         finally:
             self._drop_connection()
+
+    def _log_lost(self, op: _Op) -> None:
+        _log.logger().warning("queue.buffered_settlements_lost", server=self.where,
+                              kind=op.kind, n=op.weight, error=str(op.error))
 
     def _group(self, batch: list[_Op]) -> None:
         self._busy_since = time.monotonic()
@@ -511,37 +485,25 @@ class PgEngine:
         return exc
 
 
-_engines: dict[Any, PgEngine] = {}
-_lock = threading.Lock()
+_registry = Registry()
 
 
 def acquire(conninfo: str, schema: str | None, prefix: str, *, connect_timeout: float,
             lock_timeout: float, io_timeout: float) -> PgEngine:
     """The engine of (conninfo, schema, prefix), connected on first use; pair with
     ``release``. Raises ``QueueUnavailable`` when the server cannot be reached."""
-    key = (conninfo, schema, prefix)
-    with _lock:
-        engine = _engines.get(key)
-        if engine is None:
-            engine = _engines[key] = PgEngine(conninfo, schema, prefix,
-                                              connect_timeout=connect_timeout,
-                                              lock_timeout=lock_timeout,
-                                              io_timeout=io_timeout)
-        engine.users += 1
-        return engine
+    engine: PgEngine = _registry.acquire(
+        (conninfo, schema, prefix),
+        lambda: PgEngine(conninfo, schema, prefix, connect_timeout=connect_timeout,
+                         lock_timeout=lock_timeout, io_timeout=io_timeout))
+    return engine
 
 
 def release(engine: PgEngine) -> None:
     """One user fewer; the last one finishes the engine's work and closes it (blocks)."""
-    with _lock:
-        engine.users -= 1
-        if engine.users > 0:
-            return
-        if _engines.get(engine.key) is engine:
-            del _engines[engine.key]
-    engine.close()
+    if _registry.release(engine):
+        engine.close()
 
 
 def open_engines() -> dict[Any, int]:
-    with _lock:
-        return {key[1:]: engine.users for key, engine in _engines.items()}
+    return _registry.users(lambda key: key[1:])

@@ -63,6 +63,32 @@ def _text_ok(text: Any, sep: bool = True) -> bool:
     return True
 
 
+def _check_names(name: Any, tenant: Any) -> None:
+    """``ValueError`` unless ``name`` and ``tenant`` (or None) are valid queue key parts."""
+    if not _text_ok(name, sep=False) or not name:
+        raise ValueError(f"name must be a non-empty str of at most {MAX_KEY_CHARS} chars "
+                         f"(UTF-8, no NUL or \\x1f), got {name!r}")
+    if tenant is not None and (not _text_ok(tenant, sep=False) or not tenant):
+        raise ValueError(f"tenant must be None or a non-empty str of at most {MAX_KEY_CHARS}"
+                         f" chars (UTF-8, no NUL or \\x1f), got {tenant!r}")
+
+
+def _check_limits(max_deliveries: Any, max_payload_bytes: Any, clock: Any) -> Any:
+    """``ValueError`` naming a bad ``max_deliveries``, ``max_payload_bytes`` or ``clock``;
+    returns the clock to use (``time`` for None)."""
+    if type(max_deliveries) is not int or max_deliveries < 1:
+        raise ValueError(f"max_deliveries must be an int >= 1, got {max_deliveries!r}")
+    if (type(max_payload_bytes) is not int
+            or not 1 <= max_payload_bytes <= codec.DEFAULT_MAX_SIZE):
+        raise ValueError(f"max_payload_bytes must be an int in 1..{codec.DEFAULT_MAX_SIZE}, "
+                         f"got {max_payload_bytes!r}")
+    clock = time if clock is None else clock
+    if not callable(getattr(clock, "time", None)):
+        raise ValueError("clock must have a time() method returning wall-clock seconds, "
+                         f"got {clock!r}")
+    return clock
+
+
 class DurableQueue:
     """A durable at-least-once queue in one SQLite file; see the package docstring.
 
@@ -84,39 +110,43 @@ class DurableQueue:
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
                  max_bytes: int | None = DEFAULT_MAX_BYTES,
                  busy_timeout: float = 30.0, poll_interval: float = 0.05) -> None:
-        if not _text_ok(name, sep=False) or not name:
-            raise ValueError(f"name must be a non-empty str of at most {MAX_KEY_CHARS} chars "
-                             f"(UTF-8, no NUL or \\x1f), got {name!r}")
-        if tenant is not None and (not _text_ok(tenant, sep=False) or not tenant):
-            raise ValueError(f"tenant must be None or a non-empty str of at most {MAX_KEY_CHARS}"
-                             f" chars (UTF-8, no NUL or \\x1f), got {tenant!r}")
-        if type(max_deliveries) is not int or max_deliveries < 1:
-            raise ValueError(f"max_deliveries must be an int >= 1, got {max_deliveries!r}")
-        if (type(max_payload_bytes) is not int
-                or not 1 <= max_payload_bytes <= codec.DEFAULT_MAX_SIZE):
-            raise ValueError(f"max_payload_bytes must be an int in 1..{codec.DEFAULT_MAX_SIZE}, "
-                             f"got {max_payload_bytes!r}")
-        clock = time if clock is None else clock
-        if not callable(getattr(clock, "time", None)):
-            raise ValueError("clock must have a time() method returning wall-clock seconds, "
-                             f"got {clock!r}")
+        _check_names(name, tenant)
+        clock = _check_limits(max_deliveries, max_payload_bytes, clock)
         self.path = os.fspath(path)
+        self._key = key = queue_key(tenant, name)  # the queue column (see _schema)
+        self._set_options(name, tenant, max_deliveries, ttl, visibility_timeout,
+                          max_payload_bytes, poll_interval, clock, max_bytes)
+        self._crc_no_key = zlib.crc32(f"{key}\x00\x000\x00".encode("utf-8", "surrogatepass"))
+        self._busy_timeout = _seconds("busy_timeout", busy_timeout)
+        self._engine = _engine.acquire(self.path, self._busy_timeout)
+        self._committer = self._writer = self._engine.committer
+        self._closed = False
+
+    # What the two backends (this one and ``_pg.PostgresQueue``) differ in, for the methods
+    # they share: the module of operations run in a group (``claim``, ``ack``, ``settle``,
+    # ``requeue_dead``, ``purge_dead``, ``stats``), ``self._writer`` (the group-commit object:
+    # ``generation``, ``wait_for_records``, ``buffer_ack``, ``flush``), ``self._key`` (the
+    # queue's key there), how a lease token is drawn and whether an error text may hold NUL.
+    _OPS: Any = _ops
+    _ENGINES: Any = _engine  # acquire/release of the engines
+    _NUL_IN_ERROR = True
+    _new_lease = staticmethod(_lease_token)
+
+    def _set_options(self, name: str, tenant: str | None, max_deliveries: int, ttl: Any,
+                     visibility_timeout: Any, max_payload_bytes: int, poll_interval: Any,
+                     clock: Any, max_bytes: int | None) -> None:
+        """Set the options both backends share (names and limits checked before); raises
+        ``ValueError`` naming a bad duration or ``max_bytes``."""
         self.name = name
         self.tenant = tenant
-        self._key = key = queue_key(tenant, name)  # the queue column (see _schema)
         self.max_deliveries = max_deliveries
         self.ttl = _seconds("ttl", ttl, allow_none=True, positive=True)
         self.visibility_timeout = _seconds("visibility_timeout", visibility_timeout, positive=True)
         self.max_payload_bytes = max_payload_bytes
         self._poll = _seconds("poll_interval", poll_interval, positive=True)
         self._clock = clock
-        self._crc_no_key = zlib.crc32(f"{key}\x00\x000\x00".encode("utf-8", "surrogatepass"))
         self.max_bytes = self._check_max_bytes(max_bytes)
         self.refused_full = 0
-        self._busy_timeout = _seconds("busy_timeout", busy_timeout)
-        self._engine = _engine.acquire(self.path, self._busy_timeout)
-        self._committer = self._engine.committer
-        self._closed = False
 
     @classmethod
     def postgres(cls, dsn: str, name: str = "default", **options: Any) -> "DurableQueue":
@@ -139,17 +169,23 @@ class DurableQueue:
         return self._committer.submit(kind, fn, self._key, *args, weight=weight,
                                       clock=self._clock)
 
+    def _post(self, kind: str, fn: Any, *args: Any) -> None:
+        """Like ``_submit`` but buffered: returns at once (the queue is open)."""
+        self._committer.post(kind, fn, self._key, *args, clock=self._clock)
+
     def flush(self) -> None:
         """Block until every ack, nack and reject buffered so far (by any queue of this file in
         this process) is on disk. Raises ``QueueUnavailable`` (or ``QueueError``) if one of them
         could not be committed: its record will be delivered again."""
         if self._closed:
             raise QueueClosed(f"the queue {self.name!r} is closed")
-        self._committer.flush()
+        self._writer.flush()
 
     # ------------------------------------------------------------------ producing
 
-    def _encode(self, payload: Any, key: str | None) -> tuple[bytes, str | None, int]:
+    def _encoded(self, payload: Any, key: str | None) -> bytes:
+        """The payload's bytes; ``ValueError`` for a bad key or an oversize payload,
+        ``EncodeError`` for an unencodable one."""
         if key is not None and not _text_ok(key):
             raise ValueError(f"key must be None or a str of at most {MAX_KEY_CHARS} chars "
                              f"(UTF-8, no NUL), got {key!r}")
@@ -157,6 +193,10 @@ class DurableQueue:
         if len(data) > self.max_payload_bytes:
             raise ValueError(f"payload of {len(data)} encoded bytes exceeds max_payload_bytes="
                              f"{self.max_payload_bytes}")
+        return data
+
+    def _encode(self, payload: Any, key: str | None) -> tuple[bytes, str | None, int]:
+        data = self._encoded(payload, key)
         if key is None:
             return data, None, zlib.crc32(data, self._crc_no_key)
         return data, key, payload_crc(self._key, key, data)
@@ -207,10 +247,10 @@ class DurableQueue:
             raise ValueError(f"max_items must be an int in 1..{MAX_BATCH}, got {max_items!r}")
         deadline = time.monotonic() + _seconds("timeout", timeout)
         while True:
-            generation = self._committer.generation
-            lease = _lease_token()
+            generation = self._writer.generation
+            lease = self._new_lease()
             rows, next_due = self._submit(
-                "claim", _ops.claim, max_items, self.visibility_timeout, self.max_deliveries,
+                "claim", self._OPS.claim, max_items, self.visibility_timeout, self.max_deliveries,
                 lease, weight=max_items)
             if rows:
                 deliveries = self._deliveries(rows, lease)
@@ -223,7 +263,7 @@ class DurableQueue:
             wait = min(remaining, self._poll)
             if next_due is not None:
                 wait = min(wait, max(0.001, next_due - self._clock.time()))
-            self._committer.wait_for_records(generation, wait)
+            self._writer.wait_for_records(generation, wait)
 
     def _intact(self, id_: int, key: str | None, crc: int, payload: bytes) -> bool:
         if type(payload) is not bytes or type(crc) is not int or type(id_) is not int:
@@ -262,7 +302,8 @@ class DurableQueue:
                 by_lease.setdefault(d._lease, []).append(d.id)
         if not by_lease:
             return [False] * len(deliveries)
-        done = self._submit("ack", _ops.ack, by_lease, weight=sum(map(len, by_lease.values())))
+        done = self._submit("ack", self._OPS.ack, by_lease,
+                            weight=sum(map(len, by_lease.values())))
         results = []
         for d in deliveries:
             # Already settled (before, or by an earlier copy of it in this list): False.
@@ -286,7 +327,7 @@ class DurableQueue:
             return False
         if self._closed:
             raise QueueClosed(f"the queue {self.name!r} is closed")
-        self._committer.buffer_ack(self._key, delivery._lease, delivery.id)
+        self._writer.buffer_ack(self._key, delivery._lease, delivery.id)
         delivery._settled = True
         return True
 
@@ -296,19 +337,20 @@ class DurableQueue:
         delay = _seconds("delay", delay)
         if error is not None and type(error) is not str:
             raise ValueError(f"error must be a str or None, got {error!r}")
+        if error is not None and not self._NUL_IN_ERROR and "\x00" in error:
+            raise ValueError(f"error must not contain NUL, got {error!r}")
         if action == "reject" and error is None:
             raise ValueError("reject needs an error text (the dead-letter reason)")
         if delivery._settled:
             return False
         if self._closed:
             raise QueueClosed(f"the queue {self.name!r} is closed")
-        args = (self._key, delivery.id, delivery._lease, action, delay, error,
-                self.max_deliveries)
+        args = (delivery.id, delivery._lease, action, delay, error, self.max_deliveries)
         if not wait:
-            self._committer.post(action, _ops.settle, *args, clock=self._clock)
+            self._post(action, self._OPS.settle, *args)
             delivery._settled = True
             return True
-        ok = self._committer.submit(action, _ops.settle, *args, clock=self._clock)
+        ok: bool = self._submit(action, self._OPS.settle, *args)
         if ok:
             delivery._settled = True
         return ok
@@ -335,12 +377,15 @@ class DurableQueue:
         """Make dead records deliverable again (attempts reset to 0, TTL restarted from now).
         Returns how many were requeued. Blocks."""
         ids = [i for i in ids if type(i) is int]
-        return self._submit("requeue", _ops.requeue_dead, ids, self.ttl, weight=max(1, len(ids)))
+        n: int = self._submit("requeue", self._OPS.requeue_dead, ids, self.ttl,
+                              weight=max(1, len(ids)))
+        return n
 
     def purge_dead(self, ids: Iterable[int]) -> int:
         """Delete dead records for good (their space is reused). Returns how many. Blocks."""
         ids = [i for i in ids if type(i) is int]
-        return self._submit("purge", _ops.purge_dead, ids, weight=max(1, len(ids)))
+        n: int = self._submit("purge", self._OPS.purge_dead, ids, weight=max(1, len(ids)))
+        return n
 
     def stats(self) -> dict[str, int]:
         """``{"ready", "in_flight", "delayed", "dead", "acked", "bytes", "refused_full"}`` for
@@ -349,7 +394,7 @@ class DurableQueue:
         records this object's puts had refused with ``QueueFull``. Blocks. Cost: fresh records
         are counted by a rowid range scan from the cursor, the others through partial indexes
         and lease rows."""
-        out = self._submit("read", _ops.stats, self.max_deliveries)
+        out: dict[str, int] = self._submit("read", self._OPS.stats, self.max_deliveries)
         out["refused_full"] = self.refused_full
         return out
 
@@ -379,7 +424,7 @@ class DurableQueue:
         if self._closed:
             return
         self._closed = True
-        _engine.release(self._engine)
+        self._ENGINES.release(self._engine)
 
     def __enter__(self) -> "DurableQueue":
         return self

@@ -101,23 +101,95 @@ class _UsesQueue:
 class QueueSource(_UsesQueue, Source):
     """Leases up to ``demand`` records per call from its queue (never more than the graph has
     credit for) and emits them as ``QueueItem``s. With no records ready it polls again after
-    ``poll_interval`` seconds (or at once on ``StreamInstance.wake``)."""
+    ``poll_interval`` seconds (or at once on ``StreamInstance.wake``).
+
+    In a graph with checkpoints (``actors.stream.Checkpoints``) it acknowledges the records it
+    emitted before a checkpoint's barrier once that checkpoint is committed, and no sooner; its
+    checkpoint holds the ids not yet acknowledged, so that a record redelivered after a crash
+    between the commit and the acks - already in the restored state - is acknowledged and
+    dropped, not emitted again (``duplicates``). Restored ids that do not come back within two
+    visibility timeouts were acknowledged before the crash and are forgotten."""
 
     poll_interval = 0.05
 
     def __init__(self, queue: QueueOrFactory) -> None:
         self._init_queue(queue)
         self.leased = 0
+        self.acked = 0          # acknowledged at checkpoint commits
+        self.stale = 0          # ... whose lease had run out (acknowledged by a later delivery)
+        self.duplicates = 0     # redelivered records already in the state: acked, not emitted
+        self._open: set[int] = set()                    # emitted, not yet acked on disk
+        self._since: list[Delivery] = []                # emitted since the last barrier
+        self._tagged: list[tuple[int, list[Delivery]]] = []  # per checkpoint, until committed
+        self._restored: set[int] = set()                # ids in the restored state
+        self._restored_until = 0.0
 
     def produce(self, demand: int) -> list[QueueItem]:
         deliveries = self.queue.get(max_items=demand, timeout=0.0)
         self.leased += len(deliveries)
-        return [QueueItem(d, d.payload) for d in deliveries]
+        if self._wiring.shared.checkpoint is None:
+            return [QueueItem(d, d.payload) for d in deliveries]
+        out = []
+        is_open, restored, since = self._open, self._restored, self._since
+        for d in deliveries:
+            i = d.id
+            if i in is_open or i in restored:  # its effects are in the state already
+                self.duplicates += 1
+                restored.discard(i)
+                is_open.add(i)
+                since.append(d)  # acknowledged with the next checkpoint
+                continue
+            is_open.add(i)
+            since.append(d)
+            out.append(QueueItem(d, d.payload))
+        return out
+
+    # -- checkpoints (see actors.stream._checkpoint) ----------------------------------------------
+    def on_checkpoint(self, cid: int) -> None:
+        if self._since:
+            self._tagged.append((cid, self._since))
+            self._since = []
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        from ..stream._checkpoint import id_ranges
+        return {"open": id_ranges(self._open | self._restored)}
+
+    def restore_checkpoint(self, state: Any) -> None:
+        from ..stream._checkpoint import expand_ranges
+        if not isinstance(state, dict) or "open" not in state:
+            raise ValueError(f"QueueSource: not a checkpoint of a QueueSource: {state!r:.80}")
+        self._restored = expand_ranges(state["open"])
+        q = self.queue
+        self._restored_until = q._clock.time() + 2 * q.visibility_timeout
+
+    def on_checkpoint_committed(self, cid: int) -> None:
+        ready: list[Delivery] = []
+        tagged = self._tagged
+        while tagged and tagged[0][0] <= cid:
+            ready.extend(tagged.pop(0)[1])
+        if ready:
+            is_open = self._open
+            todo = []
+            for d in ready:
+                if d.settled:  # rejected or nacked by a node: not ours to acknowledge
+                    is_open.discard(d.id)
+                else:
+                    todo.append(d)
+            results = self.queue.ack_many(todo) if todo else []  # on disk when it returns
+            for d, ok in zip(todo, results):
+                if ok:
+                    is_open.discard(d.id)
+                    self.acked += 1
+                else:  # its lease ran out: the redelivery (a duplicate) is acknowledged later
+                    self.stale += 1
+        if self._restored and self.queue._clock.time() > self._restored_until:
+            self._restored = set()
 
 
 class QueueSink(_UsesQueue, Sink):
     """Acknowledges every ``QueueItem`` that reaches it, one commit per batch, after
-    ``store(items)`` returned. If ``store`` raises, nothing of the batch is acknowledged: the
+    ``store(items)`` returned (in a graph with checkpoints, the ``QueueSource`` acknowledges
+    them when a checkpoint commits instead: ``store`` must then be idempotent). If ``store`` raises, nothing of the batch is acknowledged: the
     node crashes (its supervisor restarts it) and the queue delivers the records again."""
 
     max_items = 256      # one commit per batch of up to 256 items ...
@@ -138,6 +210,9 @@ class QueueSink(_UsesQueue, Sink):
                 raise TypeError(f"QueueSink got {type(item).__name__}, expected QueueItem: "
                                 "nodes must pass queue records on with item.derive(payload)")
         self.store(batch)
+        if self._wiring.shared.checkpoint is not None:  # the source acknowledges them when a checkpoint commits
+            self.acked += len(batch)
+            return
         results = self.queue.ack_many([item.delivery for item in batch])
         done = sum(1 for ok in results if ok)
         self.acked += done

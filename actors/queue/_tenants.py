@@ -25,9 +25,10 @@ What this does not cover: copies outside the file (backups, files moved aside as
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from . import _engine, _ops
 from ._faults import kind, unavailable
@@ -84,13 +85,25 @@ def stats_many(path: str | os.PathLike[str],
     return {_split(key): counts for key, counts in found.items()}
 
 
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back (and re-raised) if anything fails."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _export(conn: sqlite3.Connection, tenant: str, out: str) -> int:
     lo, hi = tenant + SEP, tenant + _NEXT
     conn.execute("ATTACH DATABASE ? AS x", (out,))
     try:
         conn.execute("PRAGMA x.synchronous = FULL")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(conn):
             cols = ", ".join(COLUMNS)
             n = conn.execute(f"INSERT INTO x.messages ({cols}) SELECT {cols} FROM main.messages"
                              " WHERE queue >= ? AND queue < ?", (lo, hi)).rowcount
@@ -102,11 +115,6 @@ def _export(conn: sqlite3.Connection, tenant: str, out: str) -> int:
             conn.execute("INSERT OR REPLACE INTO x.meta SELECT * FROM main.meta"
                          " WHERE k >= ? AND k < ? OR k = 'next_id'",
                          ("cursor:" + lo, "cursor:" + hi))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
     finally:
         conn.execute("DETACH DATABASE x")
     return n
@@ -142,19 +150,13 @@ def _delete(conn: sqlite3.Connection, tenant: str) -> tuple[int, tuple[int, int,
     lo, hi = tenant + SEP, tenant + _NEXT
     conn.execute("PRAGMA secure_delete = ON")
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(conn):
             n = conn.execute("DELETE FROM messages WHERE queue >= ? AND queue < ?",
                              (lo, hi)).rowcount
             conn.execute("DELETE FROM leases WHERE queue >= ? AND queue < ?", (lo, hi))
             conn.execute("DELETE FROM counters WHERE queue >= ? AND queue < ?", (lo, hi))
             conn.execute("DELETE FROM meta WHERE k >= ? AND k < ?",
                          ("cursor:" + lo, "cursor:" + hi))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         conn.execute("PRAGMA temp_store = FILE")  # VACUUM's copy on disk, not in memory
         conn.execute("VACUUM")
         checkpoint = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()

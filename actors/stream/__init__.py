@@ -15,6 +15,8 @@ defined once and instantiated per tenant under supervision (see ``README.md`` he
     inst = g.instantiate(rt, "acme", supervision=supervisors.GraphSupervision())
 """
 
+from ._checkpoint import Checkpoints
+from ._checkpoint_stores import PostgresCheckpoints, SqliteCheckpoints
 from ._enums import Expired, Policy, Trigger
 from ._events import ItemsDropped, ItemsLost, StreamEvent
 from ._graph import DEFAULT_WINDOW, EdgeDef, Graph, NodeDef, Plan
@@ -34,4 +36,5 @@ __all__ = [
     "Supervision", "NodeStart", "Unsupervised", "NodeDef", "EdgeDef", "Plan",
     "StreamEvent", "ItemsDropped", "ItemsLost", "DEFAULT_WINDOW",
     "Window", "WindowJoin", "Tumbling", "Sliding", "Session", "WindowResult", "BadItem",
+    "Checkpoints", "SqliteCheckpoints", "PostgresCheckpoints",
 ]

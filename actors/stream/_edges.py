@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import MailboxFull
 from ._enums import Policy
+from ._checkpoint import Barrier
 from ._messages import Attach, Credit, End
 from ._stats import EdgeCounters
 
@@ -47,7 +48,7 @@ class Out:
 
     __slots__ = ("eid", "name", "policy", "bp", "window", "capacity", "stats", "target",
                  "tell", "ref", "epoch", "credit", "buf", "ending", "end_sent", "owner",
-                 "_report_at", "_reported")
+                 "_report_at", "_reported", "marks")
 
     def __init__(self, edge: "EdgeDef", target: int, stats: EdgeCounters,
                  owner: "Wiring") -> None:
@@ -69,6 +70,7 @@ class Out:
         self.owner = owner
         self._report_at = -1e9
         self._reported = stats.dropped
+        self.marks: list[list[int]] = []  # checkpoint barriers: [items ahead in buf, id]
 
     def push(self, items: Any) -> bool:
         """Put ``items`` on the edge: send what the credit allows, buffer the rest (policy).
@@ -96,12 +98,15 @@ class Out:
             excess = len(self.buf) - self.capacity
             if excess > 0:  # emitted without demand (a timer, a flat-map): the hard bound
                 del self.buf[self.capacity:]
+                for m in self.marks:
+                    m[0] = min(m[0], len(self.buf))
                 self._dropped(excess)
         else:
             buf.extend(items)
             if self.policy is Policy.LATEST and len(buf) > 1:
                 lost = len(buf) - 1
                 del buf[:-1]
+                self._dropped_front(lost)
                 self._dropped(lost)
             self.pump()
             buf = self.buf
@@ -109,8 +114,11 @@ class Out:
             if excess > 0:
                 if self.policy is Policy.DROP_NEWEST:
                     del buf[self.capacity:]
+                    for m in self.marks:
+                        m[0] = min(m[0], len(buf))
                 else:
                     del buf[:excess]
+                    self._dropped_front(excess)
                 self._dropped(excess)
         st.buffered = len(self.buf)
         return True
@@ -131,8 +139,12 @@ class Out:
             try:
                 if not self.tell(Batch(self.eid, chunk)):
                     self._dead(k)
+                elif self.marks:
+                    self._sent_marks(k)
             except MailboxFull:
                 self._refused(chunk)
+        if self.marks and self.tell is not None and self.marks[0][0] <= 0:
+            self._sent_marks(0)
         if self.ending and not self.end_sent and not self.buf and self.tell is not None:
             self.end_sent = bool(self.tell(End(self.eid)))
         st.buffered = len(self.buf)
@@ -153,6 +165,28 @@ class Out:
         self.end_sent = False
         self.pump()
 
+    def barrier(self, cid: int) -> None:
+        """Checkpoint ``cid``'s barrier, behind every item pushed before it."""
+        if self.tell is None:
+            return  # no receiver: this checkpoint cannot complete (a later one will)
+        if not self.buf:
+            if not self.tell(Barrier(self.eid, cid)):
+                self.tell = self.ref = None
+            return
+        self.marks.append([len(self.buf), cid])
+
+    def _sent_marks(self, k: int) -> None:
+        marks = self.marks
+        for m in marks:
+            m[0] -= k
+        while marks and marks[0][0] <= 0 and self.tell is not None:
+            self.tell(Barrier(self.eid, marks.pop(0)[1]))
+
+    def _dropped_front(self, n: int) -> None:
+        """``n`` items left the front of the buffer unsent (a drop policy)."""
+        for m in self.marks:
+            m[0] = max(0, m[0] - n)
+
     def _dead(self, n: int) -> None:
         """The receiver was dead: the ``n`` items just sent are lost; wait for a new one."""
         self.stats.lost_in_flight += n
@@ -167,6 +201,8 @@ class Out:
         n = len(items)
         self.stats.sent -= n
         self.buf[:0] = items
+        for m in self.marks:
+            m[0] += n
         self.credit = 0
         self.stats.credit = 0
         self.owner.node.log.warning("stream receiver's mailbox is full; items wait in the sender",

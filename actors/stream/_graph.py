@@ -122,9 +122,11 @@ class Graph:
     """A graph definition (see the module docstring). Not thread-safe while being defined;
     instantiating it any number of times, from any thread, is."""
 
-    def __init__(self, name: str, *, supervision: "Supervision | None" = None) -> None:
+    def __init__(self, name: str, *, supervision: "Supervision | None" = None,
+                 checkpoint: Any = None) -> None:
         self.name = _check_name("graph name", name)
         self.supervision = supervision
+        self.checkpoint = _check_checkpoint(checkpoint)
         self._nodes: dict[str, NodeDef] = {}
         self._edges: list[EdgeDef] = []
         self._retained: dict[tuple[str, str], int] = {}
@@ -285,17 +287,28 @@ class Graph:
     # -- running ---------------------------------------------------------------------------------
     def instantiate(self, rt: "Runtime", tenant: "str | Tenant | None", *,
                     supervision: "Supervision | None" = None,
-                    name: str | None = None) -> "StreamInstance":
+                    name: str | None = None, checkpoint: Any = None) -> "StreamInstance":
         """Start one instance of this graph for ``tenant`` (a name, a ``Tenant`` scope, or None
         for no tenant) on ``rt``: every node an actor spawned through the tenant's scope, under
         ``supervision`` (default: the graph's; without any, nodes are plain actors and a crashed
         node stays dead - pass ``supervisors.GraphSupervision()``). Returns at once (the nodes
         start on the runtime's workers). Raises ``ValueError`` for an invalid graph,
         ``ActorError`` if this tenant already runs an instance called ``name`` (default: the
-        graph's name)."""
+        graph's name). ``checkpoint`` (default: the graph's): a ``Checkpoints`` - the
+        instance restores the last committed checkpoint of (tenant, name) and takes new ones
+        (see ``actors.stream._checkpoint``)."""
         from ._instance import start_instance
         return start_instance(self.plan(), rt, tenant, supervision or self.supervision,
-                              name or self.name)
+                              name or self.name,
+                              _check_checkpoint(checkpoint) or self.checkpoint)
+
+
+def _check_checkpoint(checkpoint: Any) -> Any:
+    from ._checkpoint import Checkpoints
+    if checkpoint is not None and not isinstance(checkpoint, Checkpoints):
+        raise TypeError(f"checkpoint must be a Checkpoints(store, every=...), got "
+                        f"{type(checkpoint).__name__}")
+    return checkpoint
 
 
 def _ports(what: str, value: object) -> tuple[str, ...]:

@@ -86,6 +86,7 @@ class _Shared:
         self.logs = {key: StreamLog(f"{key[0]}.{key[1]}", size)
                      for key, size in plan.retained.items()}
         self.snapshots: dict[int, Any] = {}
+        self.checkpoint: Any = None  # a _checkpoint.Coordinator when checkpoints are on
         self.instance: StreamInstance = None  # type: ignore[assignment]  # set right after construction
         self._lock = threading.Lock()
         self._refs: list[ActorRef | None] = [None] * len(plan.nodes)
@@ -135,6 +136,11 @@ class StreamInstance:
         self.supervision = supervision
         self.root: ActorRef | None = None
         self._shared = shared
+        self._scope: Any = None
+        self._checkpoint: Any = None
+        self._stopping = False
+        self._recoveries = 0
+        self._recover_lock = threading.Lock()
 
     @property
     def graph(self) -> str:
@@ -185,6 +191,11 @@ class StreamInstance:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the instance: its supervisor, or each node in reverse pipeline order."""
+        self._stopping = True
+        with self._recover_lock:
+            self._stop_nodes(timeout)
+
+    def _stop_nodes(self, timeout: float) -> None:
         if self.root is not None:
             self.runtime.stop(self.root, "shutdown", timeout)
             return
@@ -240,6 +251,29 @@ class StreamInstance:
             expired=sum(n.expired for n in nodes), discarded=sum(n.discarded for n in nodes),
             completed=self.completed)
 
+    def _recover(self, failed: Any) -> None:
+        """The checkpoints of incarnation ``failed`` (its ``_Shared``) stopped - items were lost
+        inside the instance, so a later checkpoint could claim records whose effects are not in
+        the state: stop every node and start them again from the last committed checkpoint
+        (the queue redelivers what it does not cover). Runs on its own thread."""
+        with self._recover_lock:
+            if self._stopping or self._shared is not failed or self.runtime._closed:
+                return
+            self._stop_nodes(5.0)
+            if self._stopping:
+                return
+            self._recoveries += 1
+            _launch(self)
+
+    def checkpoints(self) -> dict[str, Any] | None:
+        """Where the instance's checkpoints stand (None without checkpoints): ``committed``
+        (the id of the last one on disk), ``commits`` (since the last start), ``restored`` (the
+        id it started from, 0: none), ``abandoned``, ``pending``, ``held``, ``bytes`` (the last
+        one's size), ``seconds`` (spent encoding snapshots and committing, all nodes), ``failed`` (why they stopped, or None), ``recoveries`` (restarts of the
+        whole instance from its last checkpoint after items were lost in it), ``every``."""
+        coord = self._shared.checkpoint
+        return None if coord is None else coord.status()
+
     def _index(self, node: str) -> int:
         try:
             return self._shared.plan.index[node]
@@ -252,19 +286,37 @@ class StreamInstance:
 
 
 def start_instance(plan: "Plan", rt: "Runtime", tenant: Any, supervision: Any,
-                   name: str) -> StreamInstance:
+                   name: str, checkpoint: Any = None) -> StreamInstance:
     if tenant is None:
         scope: Any = rt
         tenant_name = None
     else:
         scope = tenant if isinstance(tenant, Tenant) else rt.tenant(tenant)
         tenant_name = scope.name
-    shared = _Shared(plan, rt.clock)
     supervision = supervision if supervision is not None else Unsupervised()
-    inst = StreamInstance(rt, shared, tenant_name, name, supervision)
+    inst = StreamInstance(rt, _Shared(plan, rt.clock), tenant_name, name, supervision)
+    inst._scope, inst._checkpoint = scope, checkpoint
+    _launch(inst)
+    return inst
+
+
+def _launch(inst: StreamInstance) -> None:
+    """Start (or, after a recovery, start again) every node of ``inst`` on a fresh ``_Shared``,
+    from the last committed checkpoint when checkpoints are on."""
+    plan, name, tenant_name = inst.plan, inst.name, inst.tenant
+    shared = _Shared(plan, inst.runtime.clock)
     shared.instance = inst
+    if inst._checkpoint is not None:
+        from .._log import get_logger
+        from ._checkpoint import Coordinator
+        coord = Coordinator(inst._checkpoint, plan, tenant_name, name,
+                            get_logger(graph=plan.name, tenant=tenant_name))
+        shared.snapshots.update(coord.load())  # the last committed checkpoint, if any
+        coord.shared = shared
+        coord.recoveries = inst._recoveries
+        shared.checkpoint = coord
+    inst._shared = shared
     starts = [NodeStart(d.name, d.cls, (Binding(shared, i), *d.args), d.kwargs,
                         f"{name}.{d.name}", _mailbox_size(plan, i), d.kind)
               for i, d in enumerate(plan.nodes)]
-    inst.root = supervision.start(scope, name, starts)
-    return inst
+    inst.root = inst.supervision.start(inst._scope, name, starts)

@@ -36,7 +36,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .._actor import Actor
-from . import _timers
+from . import _checkpoint, _timers
 from ._edges import Batch
 from ._enums import Expired, Trigger
 from ._messages import (Attach, Credit, End, Every, Expire, FlushBatch, Hello, Poll, Pump, Wake,
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["Node", "Binding"]
 
 _CONTROL = frozenset({Credit, Attach, Hello, End, Pump, Poll, Wake, Expire, Every, Watch,
-                      FlushBatch})
+                      FlushBatch, *_checkpoint.CONTROL})
 
 
 class Binding:

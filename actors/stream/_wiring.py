@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from . import _batching, _timers, _triggers
+from . import _batching, _checkpoint, _timers, _triggers
 from ._edges import In, Out
 from ._enums import Trigger
 from ._events import ItemsDropped, ItemsLost
@@ -74,6 +74,8 @@ class Wiring:
         # timers (``_timers``): the class's specs; per watched port its watchdogs and last
         # arrival; per timer its due time (every) or (seconds, port, repeat) (timeout)
         "timer_specs", "watchers", "last_seen", "watch_idle", "due",
+        # checkpoints (``_checkpoint``): a multi-input node's alignment, or None
+        "barrier",
     )
 
     def __init__(self, node: "Node", binding: "Binding", takes_snapshots: bool) -> None:
@@ -147,6 +149,7 @@ class Wiring:
         self.watch_idle: dict[str, bool] = {}
         self.due: dict[str, tuple[Any, ...]] = {}
         self.simple = nd.trigger is Trigger.EACH and not self.batching and not watchers
+        self.barrier: Any = None
 
     # -- the start of an incarnation -------------------------------------------------------------
     def start(self) -> None:
@@ -159,6 +162,9 @@ class Wiring:
         for inp in self.ins:
             inp.epoch = epoch
         if epoch > 1:
+            if shared.checkpoint is not None:  # what it held is gone: see _checkpoint
+                shared.checkpoint.fail(f"node {self.definition.name} restarted "
+                                       f"(incarnation {epoch})")
             c = self.counters
             if c.custody:
                 lost, c.custody = c.custody, 0
@@ -174,6 +180,8 @@ class Wiring:
         if state is not _MISSING and self.takes_snapshots:
             node.restore(state)
             self.counters.restored += 1
+        if shared.checkpoint is not None:
+            _checkpoint.restore(self)
         for inp in self.ins:
             up = refs[inp.source]
             if up is not None:
@@ -185,6 +193,8 @@ class Wiring:
                 hello = hello or node.ref
                 down.tell(Hello(out.eid, hello))
         _timers.arm_timers(self)
+        if self.source and shared.checkpoint is not None:
+            _checkpoint.arm(self)
         self.epilogue()  # what on_start/restore emitted waits for credit like any item
 
     # -- after every handler ---------------------------------------------------------------------
@@ -288,6 +298,11 @@ class Wiring:
         self.epilogue()
 
     def handle(self, inp: In, items: Any, now: float | None) -> None:
+        if items.__class__ is _checkpoint.Barrier:  # it waited in the stash of a paused node
+            _checkpoint.arrive(self, inp, items)
+            return
+        if self.barrier is not None and self.barrier.hold(inp, items):
+            return  # aligning on a checkpoint: this input already delivered its barrier
         trigger = self.definition.trigger
         if trigger is Trigger.EACH:
             if self.batching:
@@ -322,6 +337,8 @@ class Wiring:
             _triggers.barrier_run(self, self.clock.now())
         if self.ins and all(i.ended for i in self.ins):
             self.finish_inputs()
+        elif self.barrier is not None:
+            _checkpoint.check_aligned(self)
 
     # -- control messages (see _messages) --------------------------------------------------------
     def on_credit(self, msg: Credit) -> None:
@@ -359,6 +376,8 @@ class Wiring:
         inp.ended = True
         if not self.paused and all(i.ended for i in self.ins):
             self.finish_inputs()
+        elif self.barrier is not None:
+            _checkpoint.check_aligned(self)  # one input fewer to align on
 
     def on_pump(self) -> None:
         if self.source:

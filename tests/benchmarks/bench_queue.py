@@ -67,12 +67,35 @@ def _timed(body: Callable[[], int]) -> float:
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def _natural(records: int, max_items: int = 100, postgres: bool = False) -> float:
-    """The README loop: one producer ``put_many(500)``, one consumer ``get`` + ``d.ack()``."""
+def _open(postgres: bool) -> tuple[DurableQueue, str, str]:
+    """A fresh queue ``bench``: in a new temporary directory, or on PostgreSQL in a new
+    schema; returns it, the directory and the schema (for ``_close``)."""
     tmp = tempfile.mkdtemp(prefix="bench-queue-")
     schema = f"svbench_{uuid.uuid4().hex[:8]}"
     q = (DurableQueue.postgres(PG_DSN, "bench", schema=schema) if postgres
          else DurableQueue(os.path.join(tmp, "bench.db"), "bench"))
+    return q, tmp, schema
+
+
+def _close(q: DurableQueue, tmp: str, schema: str | None) -> None:
+    """Close ``q`` and remove its directory and PostgreSQL schema (when given)."""
+    q.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+    if schema is not None:
+        from actors.queue._pg import drop_tables
+        drop_tables(PG_DSN, schema=schema)
+
+
+def _run_threads(threads: list[threading.Thread]) -> None:
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def _natural(records: int, max_items: int = 100, postgres: bool = False) -> float:
+    """The README loop: one producer ``put_many(500)``, one consumer ``get`` + ``d.ack()``."""
+    q, tmp, schema = _open(postgres)
     got = [0]
 
     def produce() -> None:
@@ -92,11 +115,7 @@ def _natural(records: int, max_items: int = 100, postgres: bool = False) -> floa
         q.flush()  # every ack on disk before the clock stops
 
     def body() -> int:
-        threads = [threading.Thread(target=produce), threading.Thread(target=consume)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _run_threads([threading.Thread(target=produce), threading.Thread(target=consume)])
         return got[0]
 
     try:
@@ -104,18 +123,11 @@ def _natural(records: int, max_items: int = 100, postgres: bool = False) -> floa
         assert q.stats()["acked"] == records
         return rate
     finally:
-        q.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        if postgres:
-            from actors.queue._pg import drop_tables
-            drop_tables(PG_DSN, schema=schema)
+        _close(q, tmp, schema if postgres else None)
 
 
 def _streamvisor(records: int, *, batched: bool, postgres: bool = False) -> float:
-    tmp = tempfile.mkdtemp(prefix="bench-queue-")
-    schema = f"svbench_{uuid.uuid4().hex[:8]}"
-    q = (DurableQueue.postgres(PG_DSN, "bench", schema=schema) if postgres
-         else DurableQueue(os.path.join(tmp, "bench.db"), "bench"))
+    q, tmp, schema = _open(postgres)
     producers, consumers = (2, 1) if batched else (16, 4)
     share = records // producers
     got = [0]
@@ -142,12 +154,8 @@ def _streamvisor(records: int, *, batched: bool, postgres: bool = False) -> floa
                 got[0] += len(batch)
 
     def body() -> int:
-        threads = [threading.Thread(target=produce, args=(k,)) for k in range(producers)]
-        threads += [threading.Thread(target=consume) for _ in range(consumers)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _run_threads([threading.Thread(target=produce, args=(k,)) for k in range(producers)]
+                     + [threading.Thread(target=consume) for _ in range(consumers)])
         return got[0]
 
     try:
@@ -156,11 +164,7 @@ def _streamvisor(records: int, *, batched: bool, postgres: bool = False) -> floa
         assert q.stats()["acked"] == share * producers
         return rate
     finally:
-        q.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        if postgres:
-            from actors.queue._pg import drop_tables
-            drop_tables(PG_DSN, schema=schema)
+        _close(q, tmp, schema if postgres else None)
 
 
 # ------------------------------------------------------------------ RabbitMQ
@@ -291,11 +295,8 @@ def _rabbit(records: int, *, blocking: bool, natural: bool = False) -> float:
         else:
             pubs = [_AsyncPublisher(queue, share, k * share) for k in range(nproducers)]
             producers = [threading.Thread(target=p.run) for p in pubs]
-        threads = [*producers, threading.Thread(target=consume_natural if natural else consume)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _run_threads([*producers,
+                      threading.Thread(target=consume_natural if natural else consume)])
         if not blocking:
             assert sum(p.confirmed for p in pubs) == records and not any(p.nacked for p in pubs)
         return got[0]

@@ -25,8 +25,6 @@ batch size the middle node handled.
 
 from __future__ import annotations
 
-import json
-import os
 import queue
 import shutil
 import statistics
@@ -38,10 +36,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._child import child_main, run_child
+
 GROUP = "pipeline, batched"
 LATENCY = "stream batching latency"
 MARKER = "@@bench-stream "
-ROOT = Path(__file__).resolve().parents[2]
 
 __all__ = ["run"]
 
@@ -270,20 +269,7 @@ def _compile_erlang(directory: Path) -> str | None:
 
 # -- orchestration ---------------------------------------------------------------------------------
 def _python(args: list[str], timeout: float = 80.0) -> dict[str, Any]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.setdefault("STREAMVISOR_LOG_LEVEL", "error")
-    try:
-        done = subprocess.run([sys.executable, "-m", "tests.benchmarks.bench_stream", "--one",
-                               *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:g} s"}
-    lines = [x for x in done.stdout.splitlines() if x.startswith(MARKER)]
-    if not lines:
-        tail = (done.stderr or done.stdout).strip().splitlines()
-        return {"error": f"exit {done.returncode}: {tail[-1] if tail else ''}"[:300]}
-    return json.loads(lines[-1][len(MARKER):])
+    return run_child("tests.benchmarks.bench_stream", MARKER, args, timeout)
 
 
 def _median_row(label: str, runs: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -368,17 +354,7 @@ def run(repeats: int = 3, quick: bool = False) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] == "--one":
-        try:
-            result: dict[str, Any] = _one(argv[1:])
-        except Exception as exc:  # the boundary where a failed measurement becomes a value
-            result = {"error": f"{type(exc).__name__}: {exc}"}
-        print(MARKER + json.dumps(result), flush=True)
-        os._exit(0)
-    quick = "--quick" in argv
-    from ._table import render
-    print(render(run(repeats=1 if quick else 3, quick=quick)))
-    return 0
+    return child_main(argv, MARKER, _one, run)
 
 
 if __name__ == "__main__":

@@ -26,18 +26,15 @@ sensitive to other load on the machine than wall-clock time.
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
+
+from ._child import child_main, run_child
 
 GROUP = "tumbling 60 s mean, 1,000 keys"
 MARKER = "@@bench-window "
-ROOT = Path(__file__).resolve().parents[2]
 KEYS = 1000
 
 __all__ = ["run", "data"]
@@ -162,20 +159,7 @@ def _one(argv: list[str]) -> dict[str, Any]:
 
 
 def _python(args: list[str], timeout: float = 60.0) -> dict[str, Any]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.setdefault("STREAMVISOR_LOG_LEVEL", "error")
-    try:
-        done = subprocess.run([sys.executable, "-m", "tests.benchmarks.bench_window", "--one",
-                               *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:g} s"}
-    lines = [x for x in done.stdout.splitlines() if x.startswith(MARKER)]
-    if not lines:
-        tail = (done.stderr or done.stdout).strip().splitlines()
-        return {"error": f"exit {done.returncode}: {tail[-1] if tail else ''}"[:300]}
-    return json.loads(lines[-1][len(MARKER):])
+    return run_child("tests.benchmarks.bench_window", MARKER, args, timeout)
 
 
 def run(repeats: int = 3, quick: bool = False) -> list[dict[str, Any]]:
@@ -220,17 +204,7 @@ def run(repeats: int = 3, quick: bool = False) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] == "--one":
-        try:
-            result: dict[str, Any] = _one(argv[1:])
-        except Exception as exc:  # the boundary where a failed measurement becomes a value
-            result = {"error": f"{type(exc).__name__}: {exc}"}
-        print(MARKER + json.dumps(result), flush=True)
-        os._exit(0)
-    quick = "--quick" in argv
-    from ._table import render
-    print(render(run(repeats=1 if quick else 3, quick=quick)))
-    return 0
+    return child_main(argv, MARKER, _one, run)
 
 
 if __name__ == "__main__":

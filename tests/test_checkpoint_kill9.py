@@ -1,0 +1,116 @@
+"""kill -9, 50 times, of a queue-fed windowed app with checkpoints (examples/checkpoint_minutes.py)
+while readings flow; restarted each time. At the end the per-device minute sums equal a reference
+computed from the readings put into the queue: none counted twice, none missed.
+
+Bounded: 50 runs, each killed 0.05-0.6 s (random, seeded) after it said it is ready (every fifth
+run already during its start, when it restores), each start waited for at most 20 s; then one
+drain of at most 60 s."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from examples.checkpoint_minutes import FAR, open_queue
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "examples" / "checkpoint_minutes.py"
+KILLS = 50
+DEVICES = 10
+BATCH = 400  # readings put into the queue before each run
+
+
+def reading(i: int) -> dict:
+    return {"device": f"d{i % DEVICES}", "ts": float(i // DEVICES) * 2.0,
+            "temp": (i * 37) % 400 - 100}
+
+
+def start(data_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, str(APP), str(data_dir), "--every", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def wait_ready(proc: subprocess.Popen) -> None:
+    import selectors
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        assert sel.select(20), "the app did not start within 20 s"
+    line = proc.stdout.readline()
+    assert line == b"ready\n", (line, proc.stderr.read().decode()[-2000:])
+
+
+@pytest.mark.timeout(240)  # ~70 s alone (a process start costs ~1 s); more on a loaded machine
+def test_fifty_kill9_restarts_count_every_reading_exactly_once(tmp_path):
+    rnd = random.Random(16)
+    put = 0
+    progress = []
+    for run in range(KILLS):
+        q = open_queue(str(tmp_path))
+        q.put_many([reading(i) for i in range(put, put + BATCH)])
+        put += BATCH
+        q.close()
+        proc = start(tmp_path)
+        if run % 5 == 4:
+            time.sleep(rnd.uniform(0.0, 1.0))  # while it starts and restores
+        else:
+            wait_ready(proc)
+            time.sleep(rnd.uniform(0.05, 0.6))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+        proc.stderr.close()
+        proc.stdout.close()
+        if run % 10 == 9:
+            q = open_queue(str(tmp_path))
+            progress.append(q.stats()["acked"])
+            q.close()
+    assert progress[-1] > 0, "no checkpoint ever committed between the kills"
+    # the drain: readings far in the future close every minute; run until all rows are there
+    q = open_queue(str(tmp_path))
+    q.put_many([{"device": f"d{d}", "ts": FAR * 3, "temp": 0} for d in range(DEVICES)])
+    q.close()
+    reference: dict[tuple[str, float], list[int]] = {}
+    for i in range(put):
+        r = reading(i)
+        acc = reference.setdefault((r["device"], r["ts"] // 60 * 60), [0, 0])
+        acc[0] += r["temp"]
+        acc[1] += 1
+    proc = start(tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        rows: dict = {}
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            db = tmp_path / "minutes.db"
+            if not db.exists():
+                continue
+            with closing(sqlite3.connect(db, timeout=30)) as conn:
+                rows = {(d, s): [t, n] for d, s, t, n in conn.execute(
+                    "SELECT device, start, total, n FROM minute_sums WHERE start < ?", (FAR,))}
+            if len(rows) >= len(reference) and sum(n for _, n in rows.values()) >= put:
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        proc.stderr.close()
+        proc.stdout.close()
+    assert sum(n for _, n in rows.values()) == put
+    assert rows == reference
+    q = open_queue(str(tmp_path))
+    stats = q.stats()
+    q.close()
+    assert stats["dead"] == 0
