@@ -71,6 +71,7 @@ from actors.stream import (Checkpoints, Graph, Node, PostgresCheckpoints, Sink,
                            SqliteCheckpoints, Tumbling, Window)
 from actors.testing import Faults
 from supervisors import GraphSupervision
+from supervisors.cluster import fenced_commit
 
 TENANTS = ["acme", "globex", "initech"]  # also the default tenant list of a cluster
 TIMEZONES = ["Europe/Paris", "America/New_York", "Asia/Tokyo", "Australia/Sydney", "UTC"]
@@ -233,19 +234,26 @@ def _mean(acc: dict[str, float]) -> tuple[float, int]:
 class MinuteStore(Sink):
     """Upserts ``WindowResult``s into ``minute_averages(tenant, device, start, end, mean_temp,
     n)``, keyed (tenant, device, start): a minute emitted again after a restart overwrites its
-    row, never doubles it."""
+    row, never doubles it. ``fence_of(tenant)``: in a cluster with tenant leases (``--state``),
+    the (epoch, lease table) this instance's tenant was started with; each batch then commits
+    only while that epoch is the tenant's current one (``fenced_commit``), so a node that lost
+    the tenant's lease cannot overwrite the new owner's minutes."""
 
-    def __init__(self, db: str, shared: "MinuteTable | None" = None) -> None:
+    def __init__(self, db: str, shared: "MinuteTable | None" = None,
+                 fence_of: Any = None) -> None:
         self.db = db
         self.shared = shared  # the node's one table connection, for every tenant
+        self.fence_of = fence_of
 
     def on_start(self) -> None:
         self.table = self.shared if self.shared is not None else MinuteTable(self.db)
 
     def process_batch(self, results: Any, port: str) -> None:
         tenant = self.ref.tenant
+        fence = self.fence_of(tenant) if self.fence_of is not None else None
         self.table.upsert([(tenant, r.key, r.start, r.end, r.value[0], r.value[1])
-                           for r in results])
+                           for r in results],
+                          fence=None if fence is None else (tenant, *fence))
 
     def on_stop(self, reason: Any) -> None:
         if self.table is not self.shared:
@@ -279,10 +287,19 @@ class MinuteTable:
         self.sql = (f"INSERT INTO minute_averages {self.COLUMNS} VALUES "
                     f"({', '.join([mark] * 6)})" + self.UPSERT)
 
-    def upsert(self, rows: list[tuple[Any, ...]]) -> None:
+    def upsert(self, rows: list[tuple[Any, ...]],
+               fence: tuple[str, int, str] | None = None) -> None:
+        """One transaction. ``fence`` = (tenant, epoch, lease table): PostgreSQL only; the
+        rows commit only if ``epoch`` is still the tenant's lease epoch, else ``StaleEpoch``
+        (and nothing is written)."""
+        if fence is not None and not self.pg:
+            raise ValueError("fenced minute writes need the table in PostgreSQL (--db "
+                             "postgresql://...), like the leases")
         with self.lock:
             if self.pg:
                 with self.conn.transaction(), self.conn.cursor() as cur:
+                    if fence is not None:
+                        fenced_commit(self.conn, fence[0], fence[1], table=fence[2])
                     cur.executemany(self.sql, rows)
             else:
                 with closing(self.conn.cursor()) as cur:
@@ -318,11 +335,13 @@ def count_rows(db: str) -> list[tuple[str, int]]:
 
 
 def build_graph(queue_of: Any, db: str, store: Any = None, minutes: Any = None,
-                puts_of: Any = None) -> Graph:
+                puts_of: Any = None, fence_of: Any = None) -> Graph:
     """The one graph every tenant gets; ``queue_of(tenant)`` is that tenant's durable queue,
     ``store`` and ``minutes`` the node's shared readings store and minute table (``None``:
-    each instance opens ``db``), ``puts_of(tenant)`` a function counting the puts into it.
-    The app instantiates it with checkpoints (``--checkpoint-every``, ``--state``)."""
+    each instance opens ``db``), ``puts_of(tenant)`` a function counting the puts into it,
+    ``fence_of(tenant)`` the (epoch, lease table) fencing its minute writes (see
+    ``MinuteStore``). The app instantiates it with checkpoints (``--checkpoint-every``,
+    ``--state``)."""
     # seed: the supervisors draw no backoff jitter here (no child has a backoff); a fixed seed
     # spares each tenant's start a read of os.urandom
     g = Graph("ingest", supervision=GraphSupervision(intensity=10, period=10.0, seed=0))
@@ -336,7 +355,7 @@ def build_graph(queue_of: Any, db: str, store: Any = None, minutes: Any = None,
     # so that a reading redelivered after a crash still finds its minute open
     g.add("minute", Window, key=_device, time=_ts, windows=Tumbling(60.0), lateness=15.0,
           idle=90.0, init=dict, fold=_keep, result=_mean)
-    g.add("minutes", MinuteStore, db, minutes)
+    g.add("minutes", MinuteStore, db, minutes, fence_of)
     g.add("payload", Payload)
     g.connect("sanity", "payload")
     g.connect("payload", "minute")
@@ -690,8 +709,16 @@ class _App:
         self.tenants: dict[str, _Tenant] = {}
         self.queues: dict[str, DurableQueue] = {}  # what the graphs' queue nodes read
         self.ledgers: dict[str, tuple[Ledger, Ledger]] = {}  # tenant -> (fleet, mqtt)
+        # with tenant leases (cluster start --state postgresql://...), minute writes are fenced
+        cluster = getattr(options, "cluster", None)
+        self.fenced = cluster is not None and getattr(cluster, "leases", None) is not None
+        self.epochs: dict[str, int] = {}  # tenant -> its lease epoch when it started here
+        # checkpoints are fenced too when they live in the leases' database (one --state)
+        self.fenced_state = self.fenced and getattr(options, "state", None) == \
+            options.cluster.leases.store.dsn
         self.graph = build_graph(lambda tenant: self.queues[tenant], self.db, self.store,
-                                 self.minutes, self.puts_of)
+                                 self.minutes, self.puts_of,
+                                 self.fence_of if self.fenced else None)
         self.state = getattr(options, "state", None)
         every = getattr(options, "checkpoint_every", 0.0)  # (the command line's default: 5 s)
         if self.state is not None and not self.state.startswith(("postgresql://",
@@ -702,7 +729,8 @@ class _App:
             raise SystemExit("iot_cloud: --checkpoint-every must be >= 0")
         self.checkpoints: Any = None
         if every > 0:
-            store = (PostgresCheckpoints(self.state) if self.state else
+            store = (PostgresCheckpoints(self.state, fence=self.fence_checkpoint
+                                         if self.fenced_state else None) if self.state else
                      SqliteCheckpoints(os.path.join(self.data_dir, "checkpoints.db")))
             self.checkpoints = Checkpoints(store, every=every)
         self.instances: dict[str, Any] = {}  # shared with the chaos actor
@@ -738,6 +766,11 @@ class _App:
                              filters=[] if self.in_cluster else None, group=options.mqtt_group,
                              capacity=2000, batch_size=1000, name="mqtt")
 
+    def fence_of(self, tenant: str) -> tuple[int, str]:
+        """(epoch the tenant was started with, lease table); epoch 0 (never valid: epochs start
+        at 1) once the tenant was stopped here, so a straggling write is refused."""
+        return self.epochs.get(tenant, 0), self.options.cluster.leases.store.table
+
     def puts_of(self, tenant: str) -> Any:
         """A function counting the puts into the tenant's queue (both producers' ledgers)."""
         fleet, mqtt = self.ledgers[tenant]
@@ -753,8 +786,16 @@ class _App:
             return dict(stats_many(self.queues_path, [(tenant, QUEUE)])[(tenant, QUEUE)])
         return dict(self.bases.get((tenant, QUEUE), {}))
 
+    def fence_checkpoint(self, conn: Any, tenant: str) -> None:
+        """Inside a checkpoint's commit: refuse it unless this node still holds the tenant's
+        lease at the epoch the tenant started with (``StaleEpoch``)."""
+        epoch, table = self.fence_of(tenant)
+        fenced_commit(conn, tenant, epoch, table=table)
+
     def start_tenant(self, rt: Runtime, tenant: str) -> None:
         options, scope, t = self.options, rt.tenant(tenant), _Tenant(tenant)
+        if self.fenced:
+            self.epochs[tenant] = options.cluster.lease(tenant) or 0
         seed = sum(map(ord, tenant))
         if self.state:  # the tenant's queue in PostgreSQL: it resumes on whichever host runs it
             t.queue = DurableQueue.postgres(self.state, QUEUE, tenant=tenant, max_deliveries=5,
@@ -789,6 +830,8 @@ class _App:
         anywhere, so the workers are free for the rest), then the graphs, the other actors, and
         last the queues (what is still queued stays on disk for the next start)."""
         tenants = [t for t in (self.tenants.pop(n, None) for n in names) if t is not None]
+        for n in names:
+            self.epochs.pop(n, None)  # a straggling minute write of it is refused from now on
         for t in tenants:
             self.routes.pop(t.name, None)  # MQTT readings for it are dead-lettered from now on
             self.instances.pop(t.name, None)

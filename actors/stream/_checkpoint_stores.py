@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from .._checks import check_number
 
@@ -95,14 +95,19 @@ class SqliteCheckpoints:
 
 class PostgresCheckpoints:
     """Checkpoints in PostgreSQL table ``stream_checkpoints`` keyed (tenant, graph, id), the
-    newest ``keep`` per (tenant, graph). ``dsn``: ``postgresql://...``."""
+    newest ``keep`` per (tenant, graph). ``dsn``: ``postgresql://...``. ``fence(conn, tenant)``,
+    if given, runs inside each commit's transaction before the write; whatever it raises aborts
+    the commit, nothing written (a cluster checks there that this node still holds the tenant's
+    lease epoch, so a node that lost the tenant cannot commit over the new owner's state)."""
 
-    def __init__(self, dsn: str, keep: int = 3) -> None:
+    def __init__(self, dsn: str, keep: int = 3,
+                 fence: Callable[[Any, str], None] | None = None) -> None:
         if not isinstance(dsn, str) or not dsn.startswith(("postgresql://", "postgres://")):
             raise ValueError(f"PostgresCheckpoints needs a postgresql:// URL, got {dsn!r}")
         import psycopg
         self.dsn = dsn
         self.keep = _keep(keep)
+        self.fence = fence
         self._lock = threading.Lock()
         self._conn: Any = psycopg.connect(dsn, autocommit=True)
         self._conn.execute(f"CREATE TABLE IF NOT EXISTS {_TABLE} (tenant TEXT NOT NULL, "
@@ -120,6 +125,8 @@ class PostgresCheckpoints:
     def commit(self, tenant: str, graph: str, cid: int, data: bytes) -> None:
         _key(tenant, graph)
         with self._lock, self._conn.transaction():
+            if self.fence is not None:
+                self.fence(self._conn, tenant)
             self._conn.execute(
                 f"INSERT INTO {_TABLE} (tenant, graph, id, data) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (tenant, graph, id) DO UPDATE SET data = excluded.data",

@@ -14,6 +14,8 @@ the core's hooks in ``actors.lowlevel`` (nothing here imports ``actors``' privat
 design and its limits: ``supervisors/cluster/README.md``.
 """
 
+from ._lease import (Lease, LeaseKeeper, LeaseStore, LeaseUnavailable, StaleEpoch,
+                     fenced_commit)
 from ._launcher import ClusterError, cluster_status, start_cluster, stop_cluster
 from ._node import ClusterNode
 from ._placement import Detector, owner, place
@@ -23,4 +25,6 @@ from ._wire import RemoteError
 
 __all__ = ["ClusterNode", "RemoteRef", "RemoteError", "NOCONNECTION", "ClusterPubSub",
            "place", "owner", "Detector",
-           "start_cluster", "cluster_status", "stop_cluster", "ClusterError"]
+           "start_cluster", "cluster_status", "stop_cluster", "ClusterError",
+           "Lease", "LeaseKeeper", "LeaseStore", "LeaseUnavailable", "StaleEpoch",
+           "fenced_commit"]

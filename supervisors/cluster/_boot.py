@@ -48,7 +48,8 @@ def boot(state: StateDir, request: dict[str, Any]) -> dict[str, Any]:
             heartbeat_timeout=request.get("heartbeat_timeout", 1.5),
             tls=tuple(request["tls"]) if request.get("tls") else None,
             log_max_bytes=request.get("log_max_bytes", 10 << 20),
-            log_keep=request.get("log_keep", 3))
+            log_keep=request.get("log_keep", 3),
+            leases=tuple(request["leases"]) if request.get("leases") else None)
     addresses = {node_id: _thespian.create_node(system, name, node_id) for node_id in configs}
     for node_id, address in addresses.items():
         system.tell(address, configs[node_id])

@@ -42,6 +42,7 @@ class Configure:
     tls: tuple[str, str, str] | None = None   # (cert, key, ca) PEM paths: mutual TLS 1.3
     log_max_bytes: int = 10 << 20       # cluster.log is rotated at this size ...
     log_keep: int = 3                   # ... keeping this many older parts
+    leases: tuple[str, float, float, str] | None = None   # (postgresql URL, ttl, grace, table)
 
     def for_node(self, node_id: str, port: int, heartbeat_port: int, incarnation: int,
                  members: tuple[dict[str, Any], ...]) -> "Configure":

@@ -17,6 +17,7 @@ import json
 import os
 import random
 import secrets
+import re
 import signal
 import socket
 import ssl
@@ -113,14 +114,22 @@ def start_cluster(app: str | None, *, nodes: int, state_dir: str | os.PathLike[s
                   heartbeat_timeout: float = 1.5, timeout: float = 30.0,
                   tls: TlsConfig | None = None, tls_generate: bool = False,
                   insecure: bool = False, log_max_bytes: int = 10 << 20,
-                  log_keep: int = 3) -> dict[str, Any]:
+                  log_keep: int = 3, state_url: str | None = None, lease_ttl: float = 6.0,
+                  lease_grace: float = 1.0,
+                  lease_table: str = "streamvisor_leases") -> dict[str, Any]:
     """Start ``nodes`` node processes running ``app``; returns once they are all up and see
     each other. Blocks up to ``timeout`` seconds; raises ``ClusterError`` with the reason (and
     stops whatever it had started) on failure.
 
     The data plane uses mutual TLS 1.3 with ``tls`` (PEM files), or with certificates generated
     into ``<state_dir>/tls`` when ``tls_generate``. A ``bind`` address that is not loopback is
-    refused without TLS unless ``insecure``; ``0.0.0.0`` is always refused."""
+    refused without TLS unless ``insecure``; ``0.0.0.0`` is always refused.
+
+    ``state_url`` (a ``postgresql://`` URL, ``--state``) makes placement lease-based: a node
+    starts a tenant only once it holds the tenant's lease in that database (``lease_ttl``
+    seconds, renewed every third of it; taken over ``lease_grace`` seconds after its expiry,
+    in ``lease_table``) and stops it when the lease is lost (see the cluster README,
+    "Partitions and fencing")."""
     if nodes < 1:
         raise ClusterError("--nodes must be at least 1")
     check_bind(bind, tls is not None or tls_generate, insecure)
@@ -129,6 +138,14 @@ def start_cluster(app: str | None, *, nodes: int, state_dir: str | os.PathLike[s
                            f"{log_max_bytes} and {log_keep}")
     if tls is not None:
         check_tls(tls)
+    if state_url is not None:
+        if not state_url.startswith(("postgresql://", "postgres://")):
+            raise ClusterError(f"--state must be a postgresql:// URL, got {state_url!r}")
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", lease_table):
+            raise ClusterError(f"--lease-table must be an SQL identifier, got {lease_table!r}")
+        if not lease_ttl > 0 or not lease_grace >= 0:
+            raise ClusterError(f"--lease-ttl must be > 0 and --lease-grace >= 0, got "
+                               f"{lease_ttl} and {lease_grace}")
     state = StateDir(state_dir)
     previous = state.read()
     if previous is not None:
@@ -164,6 +181,8 @@ def start_cluster(app: str | None, *, nodes: int, state_dir: str | os.PathLike[s
                "restart": restart, "heartbeat_interval": heartbeat_interval,
                "heartbeat_timeout": heartbeat_timeout, "timeout": timeout,
                "log_max_bytes": log_max_bytes, "log_keep": log_keep,
+               "leases": [state_url, lease_ttl, lease_grace, lease_table] if state_url
+               else None,
                "tls": [str(Path(p).resolve()) for p in (tls.cert, tls.key, tls.ca)]
                if tls is not None else None}
     result = _run_boot(state, request, timeout + 15.0)

@@ -12,7 +12,9 @@ benchmarks run several in one process). What it owns:
   and its tenants are placed again;
 - exports, proxies and the agent actor behind ``RemoteRef`` (``_remote``);
 - the cluster-wide pub/sub (``_pubsub``, installed as ``rt.pubsub``);
-- the tenants placed on it (``_tenants``; placement by rendezvous hashing over live nodes).
+- the tenants placed on it (``_tenants``; placement by rendezvous hashing over live nodes);
+  with ``lease_dsn`` a tenant runs only while this node holds its lease in the shared
+  PostgreSQL table, and stops when the lease is lost (``_lease``: fencing).
 
 Membership changes are decided under ``_lock`` and acted upon after it is released (closing
 connections, stopping proxies, failing asks and moving tenants never run under the lock).
@@ -35,6 +37,7 @@ from actors import lowlevel
 from ._conn import LinkStats
 from ._dispatch import Dispatcher
 from ._heartbeat import Heartbeats
+from ._lease import LeaseKeeper, LeaseStore
 from ._membership import Membership
 from ._peer import MemberInfo, Peer
 from ._placement import Detector, owner, place
@@ -81,7 +84,10 @@ class ClusterNode(Membership):
                  window: int = 1 << 20, outbox_limit: int = 100_000,
                  block_timeout: float = 5.0, cluster_pubsub: bool = True,
                  on_event: Callable[[dict[str, Any]], None] | None = None,
-                 tls: TlsConfig | None = None, max_handshakes: int = 16) -> None:
+                 tls: TlsConfig | None = None, max_handshakes: int = 16,
+                 lease_dsn: str | None = None, lease_ttl: float = 6.0,
+                 lease_margin: float | None = None, lease_grace: float = 1.0,
+                 lease_table: str = "streamvisor_leases") -> None:
         if not isinstance(node_id, str) or not node_id or "/" in node_id:
             raise ValueError(f"node id must be a non-empty string without '/', got {node_id!r}")
         if not cookie:
@@ -131,7 +137,14 @@ class ClusterNode(Membership):
         self.app = app
         self.app_progress: Callable[[], Any] | None = None
         self.options = SimpleNamespace(**(app_options or {}))
+        self.leases: LeaseKeeper | None = None
         self._host = TenantHost(self.runtime, app, self.options, self._event, name=node_id)
+        if lease_dsn is not None:
+            self.leases = LeaseKeeper(
+                LeaseStore(lease_dsn, table=lease_table, io_timeout=min(2.0, lease_ttl / 3)),
+                node_id, ttl=lease_ttl, margin=lease_margin, grace=lease_grace,
+                on_lost=self._host.fence, event=self._event)
+            self._host.leases = self.leases
         self._listener: socket.socket | None = None
         self._heartbeats: Heartbeats | None = None
         self._threads: list[threading.Thread] = []
@@ -183,6 +196,8 @@ class ClusterNode(Membership):
         (``start`` does it unless ``start_app=False``, e.g. to meet the members first)."""
         if self._started:
             return
+        if self.leases is not None:
+            self.leases.start(self.id)
         self._host.start()
         self._started = True
         self._options_update()
@@ -201,6 +216,9 @@ class ClusterNode(Membership):
         self._stopping.set()
         if self._started:
             self._host.close(timeout)
+        if self.leases is not None:
+            self.leases.close(timeout)
+            self.leases.store.close()  # type: ignore[attr-defined]
         if self.app is not None and callable(getattr(self.app, "stop", None)):
             try:
                 self.app.stop(self.runtime)
@@ -262,6 +280,14 @@ class ClusterNode(Membership):
     def hosted(self) -> list[str]:
         """Tenants running on this node now."""
         return self._host.hosted()
+
+    def lease(self, tenant: str) -> int | None:
+        """The epoch (fencing token) of ``tenant``'s lease if this node holds it now; None
+        without leases or when not held. Pass it to ``fenced_commit`` in durable writes."""
+        if self.leases is None:
+            return None
+        held = self.leases.lease(tenant)
+        return None if held is None else held.epoch
 
     def events(self) -> list[dict[str, Any]]:
         return list(self._events)
@@ -347,6 +373,7 @@ class ClusterNode(Membership):
         rt = self.runtime.statistics()
         return {"id": self.id, "pid": os.getpid(), "alive": True, "tls": self.tls is not None,
                 "incarnation": self.incarnation, "tenants": self.hosted(),
+                "leases": self.leases.held() if self.leases is not None else None,
                 "address": list(self.address), "members": self.members(),
                 "links": self.statistics(), "events": self.events(), "app": progress,
                 "runtime": {"actors": rt.actors, "processed": rt.processed, "timers": rt.timers,

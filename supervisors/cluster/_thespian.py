@@ -125,7 +125,11 @@ class NodeActor(_ThespianActor):  # type: ignore[misc]  # thespian has no types:
                 tenants=config.tenants, app=app, app_options=dict(config.app_options),
                 heartbeat_interval=config.heartbeat_interval,
                 heartbeat_timeout=config.heartbeat_timeout,
-                tls=TlsConfig(*config.tls) if config.tls else None)
+                tls=TlsConfig(*config.tls) if config.tls else None,
+                lease_dsn=config.leases[0] if config.leases else None,
+                lease_ttl=config.leases[1] if config.leases else 6.0,
+                lease_grace=config.leases[2] if config.leases else 1.0,
+                lease_table=config.leases[3] if config.leases else "streamvisor_leases")
             node.start(members=config.members, seeds=config.seeds)
         except (Exception, SystemExit) as exc:  # reported to the launcher, which says why
             _log.error("node failed to start", node=config.node_id, error=repr(exc))

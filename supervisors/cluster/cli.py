@@ -70,6 +70,17 @@ def add_cluster_commands(subparsers: Any) -> argparse.ArgumentParser:
                        help="older parts of cluster.log to keep (default 3)")
     start.add_argument("--heartbeat-timeout", type=float, default=1.5,
                        help="seconds of silence before a node is declared dead (default 1.5)")
+    start.add_argument("--state", default=None, metavar="postgresql://...",
+                       help="a shared PostgreSQL database: a node hosts a tenant only while it "
+                            "holds the tenant's lease there (fencing across partitions); an "
+                            "app with its own --state option gets it too")
+    start.add_argument("--lease-ttl", type=float, default=6.0,
+                       help="tenant lease length in seconds with --state (default 6)")
+    start.add_argument("--lease-grace", type=float, default=1.0,
+                       help="seconds after a lease's expiry before another node may take it "
+                            "(default 1; above the clock drift)")
+    start.add_argument("--lease-table", default="streamvisor_leases",
+                       help="the lease table in --state (default streamvisor_leases)")
     start.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for start-up")
     start.add_argument("--json", action="store_true", help="print the result as JSON")
     cert = commands.add_parser(
@@ -128,7 +139,10 @@ def _tls_files(args: argparse.Namespace) -> Any:
     return TlsConfig(*(str(Path(p).resolve()) for p in given))
 
 
-def _app_options(module: Any, app: str, extra: list[str]) -> dict[str, Any]:
+def _app_options(module: Any, app: str, extra: list[str],
+                 state: str | None = None) -> dict[str, Any]:
+    """The app's own options (its ``add_arguments``). ``--state`` is the cluster's (the lease
+    store) and also the app's when the app has a ``--state`` option: one shared database."""
     add_arguments = getattr(module, "add_arguments", None)
     if not callable(add_arguments):
         if extra:
@@ -137,6 +151,8 @@ def _app_options(module: Any, app: str, extra: list[str]) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog=f"streamvisor cluster start {app}")
     add_arguments(parser)
     options = vars(parser.parse_args(extra))
+    if state is not None and "state" in options and options["state"] is None:
+        options["state"] = state
     json.dumps(options)  # they travel to the nodes: plain values only
     return options
 
@@ -159,11 +175,12 @@ def run_cluster_command(args: argparse.Namespace, extra: list[str] | None = None
                 args.app, nodes=args.nodes, state_dir=args.state_dir, bind=args.bind,
                 admin_port=args.admin_port, join=join, cookie=cookie,
                 tenants=_tenants(args.tenants, module),
-                app_options=_app_options(module, args.app, extra), workers=args.workers,
+                app_options=_app_options(module, args.app, extra, args.state), workers=args.workers,
                 restart=args.restart, name=args.name, heartbeat_timeout=args.heartbeat_timeout,
                 timeout=args.timeout, tls=_tls_files(args), tls_generate=args.tls,
                 insecure=args.insecure, log_max_bytes=args.log_max_bytes,
-                log_keep=args.log_keep)
+                log_keep=args.log_keep, state_url=args.state, lease_ttl=args.lease_ttl,
+                lease_grace=args.lease_grace, lease_table=args.lease_table)
             if args.json:
                 out(json.dumps(result))
             else:
@@ -206,9 +223,11 @@ def _table(status: dict[str, Any]) -> str:
              f"{'up' if admin['alive'] else 'DOWN'}  state {status['state_dir']}",
              f"{'node':<12} {'pid':>8} {'alive':<6} {'inc':>3} {'state':<5} tenants"]
     for node in status["nodes"]:
+        leases = node.get("leases") or {}   # with --state: tenant -> epoch held
+        tenants = [f"{t}@{leases[t]}" if t in leases else t for t in node.get("tenants") or []]
         lines.append(f"{node['id']:<12} {node.get('pid') or '-':>8} "
                      f"{'yes' if node['alive'] else 'NO':<6} {node.get('incarnation') or '-':>3} "
-                     f"{node.get('state', ''):<5} {', '.join(node.get('tenants') or []) or '-'}")
+                     f"{node.get('state', ''):<5} {', '.join(tenants) or '-'}")
     return "\n".join(lines)
 
 
