@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._child import child_main
+
 GROUP = "checkpoint cost, windowed IoT pipeline"
 MARKER = "@@bench-checkpoint "
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,17 +172,7 @@ def run(repeats: int = 3, quick: bool = False) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] == "--one":
-        try:
-            result: dict[str, Any] = _measure(float(argv[1]), float(argv[2]))
-        except Exception as exc:  # the boundary where a failed measurement becomes a value
-            result = {"error": f"{type(exc).__name__}: {exc}"}
-        print(MARKER + json.dumps(result), flush=True)
-        os._exit(0)
-    quick = "--quick" in argv
-    from ._table import render
-    print(render(run(repeats=1 if quick else 3, quick=quick)))
-    return 0
+    return child_main(argv, MARKER, lambda args: _measure(float(args[0]), float(args[1])), run)
 
 
 if __name__ == "__main__":
