@@ -10,7 +10,7 @@ itself, in the subscriber's mailbox order (the slot keeps the place of its first
 event). Bus slots are system messages: a mailbox's overflow policy never drops them, and each
 subscription has at most one in a mailbox.
 
-Tenants (DESIGN section 6): a subscription belongs to its actor's tenant. An event's scope is
+Tenants (docs/ARCHITECTURE.md section 6): a subscription belongs to its actor's tenant. An event's scope is
 the subject's tenant for a ``LifecycleEvent`` (``event.ref``'s identity) and the publisher's
 tenant otherwise (the actor calling ``publish``; None outside actors). A tenant's subscriber
 gets only events of its own tenant, plus events published by the system that are not lifecycle

@@ -1,4 +1,4 @@
-"""A passing fault is never corruption (RELIABILITY F22, F23; DESIGN section 12).
+"""A passing fault is never corruption (docs/RELIABILITY.md F22, F23; SECURITY.md section 2).
 
 A locked file, a full disk, an I/O error or a permission problem raises ``QueueUnavailable``
 (``QueueFull`` for a full disk) and never moves the file aside; a failed rebuild of a really

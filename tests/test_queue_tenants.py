@@ -1,6 +1,6 @@
 """Many queues and tenants in one file: one engine per file, consistent stats, export, delete.
 
-DESIGN section 13: a node's threads and file descriptors do not grow with its tenants, and a
+docs/ARCHITECTURE.md section 2: a node's threads and file descriptors do not grow with its tenants, and a
 tenant's data can be exported and deleted as a unit. The delete test reads the raw bytes of the
 file and its WAL: no byte of the deleted tenant's payloads may be left.
 """

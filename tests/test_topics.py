@@ -1,7 +1,7 @@
 """Tests of ``actors.topics``: MQTT topic names, filters and matching.
 
-Three layers: the peer vectors in ``tests/data/mqtt-topics.json`` (a copy of
-``shared/vectors/mqtt-topics.json``; mosquitto and HiveMQ test suites), explicit rule tests, and
+Three layers: the peer vectors in ``tests/data/mqtt-topics.json`` (collected from the mosquitto
+and HiveMQ test suites), explicit rule tests, and
 hypothesis properties (one of them checks ``matches`` against a recursive reference matcher).
 
 How each vector list is used
@@ -54,7 +54,7 @@ _VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent / "data" / "mqtt-topics.json").read_text(encoding="utf-8")
 )
 
-# Vector cases where the contract (shared/DESIGN.md sections 5 and 9) overrides the peers:
+# Vector cases where the contract (docs/ARCHITECTURE.md section 6) overrides the peers:
 # case id -> (what we do instead, why). None today: every match and validity case agrees.
 DISAGREEMENTS: dict[str, tuple[str, str]] = {}
 

@@ -1,6 +1,6 @@
 """``PubSub``: the in-process MQTT registry of one runtime (``runtime.pubsub``).
 
-Contract (DESIGN.md sections 5, 6 and 9):
+Contract (docs/ARCHITECTURE.md section 6):
 
 - ``subscribe(filter, ref, qos=0, session=None) -> Subscription``; ``unsubscribe(sub)``;
   ``publish(topic, payload, qos=0, retain=False) -> int`` (how many subscribers it was routed
