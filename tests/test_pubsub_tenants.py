@@ -1,7 +1,7 @@
 """Tenants in pub/sub (docs/ARCHITECTURE.md section 6; docs/RELIABILITY.md F5, F13, promise 4):
 the namespace comes from the caller's identity - the tenant of the actor calling, or of
-``rt.tenant(name).pubsub`` - never from the topic string. No filter or topic from one tenant reaches another tenant or the
-system namespace; one tenant's flood is bounded by its own limits.
+``rt.tenant(name).pubsub`` - never from the topic string. No filter or topic from one tenant
+reaches another tenant or the system namespace; one tenant's flood is bounded by its own limits.
 """
 
 from __future__ import annotations
