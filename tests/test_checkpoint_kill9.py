@@ -75,10 +75,11 @@ def test_fifty_kill9_restarts_count_every_reading_exactly_once(tmp_path):
             progress.append(q.stats()["acked"])
             q.close()
     assert progress[-1] > 0, "no checkpoint ever committed between the kills"
-    # the drain: readings far in the future close every minute; run until all rows are there
-    q = open_queue(str(tmp_path))
-    q.put_many([{"device": f"d{d}", "ts": FAR * 3, "temp": 0} for d in range(DEVICES)])
-    q.close()
+    # the drain, in two steps. (1) The app consumes every reading: a reading leased by a killed
+    # run comes back only after its visibility timeout, so wait until nothing is ready, leased
+    # or delayed (acked means a committed checkpoint holds it). (2) Then readings far in the
+    # future close every minute; a reading still out on a lease would arrive after its minute
+    # closed, and be late.
     reference: dict[tuple[str, float], list[int]] = {}
     for i in range(put):
         r = reading(i)
@@ -88,6 +89,17 @@ def test_fifty_kill9_restarts_count_every_reading_exactly_once(tmp_path):
     proc = start(tmp_path)
     try:
         deadline = time.monotonic() + 60
+        while True:
+            q = open_queue(str(tmp_path))
+            stats = q.stats()
+            q.close()
+            if stats["ready"] == stats["in_flight"] == stats["delayed"] == 0:
+                break
+            assert time.monotonic() < deadline, f"the drain left readings queued: {stats}"
+            time.sleep(0.5)
+        q = open_queue(str(tmp_path))
+        q.put_many([{"device": f"d{d}", "ts": FAR * 3, "temp": 0} for d in range(DEVICES)])
+        q.close()
         rows: dict = {}
         while time.monotonic() < deadline:
             time.sleep(0.5)
