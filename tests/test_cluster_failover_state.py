@@ -6,7 +6,9 @@ in the shared PostgreSQL. Once a tenant hosted on one node has committed checkpo
 is killed (``kill -9``); the other node acquires its leases (one epoch later), restores each
 tenant's last committed checkpoint (its own commits continue from it) and consumes the tenant's
 queue from where the dead node left it: every record left unacknowledged in PostgreSQL at the
-kill is acknowledged by the survivor, none is lost.
+kill is settled by the survivor (acknowledged, or dead-lettered by the graph as a bad reading),
+none expires nor runs out of deliveries: none is lost. The restored checkpoint id is read from
+the survivor's ``checkpoint restored`` log line (the nodes log JSON at info level here).
 
 Each run uses its own tenant names and lease table, and removes its rows at the end.
 """
