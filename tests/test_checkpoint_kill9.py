@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from actors.testing import wait_until
 from examples.checkpoint_minutes import FAR, open_queue
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,24 @@ def start(data_dir: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, str(APP), str(data_dir), "--every", "0.2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def queued(data_dir: Path) -> int:
+    """Readings ready, leased or delayed in the app's queue (acked ones are in a checkpoint)."""
+    q = open_queue(str(data_dir))
+    try:
+        stats = q.stats()
+    finally:
+        q.close()
+    return int(stats["ready"] + stats["in_flight"] + stats["delayed"])
+
+
+def minute_rows(db: Path) -> dict[tuple[str, float], list[int]]:
+    if not db.exists():
+        return {}
+    with closing(sqlite3.connect(db, timeout=30)) as conn:
+        return {(d, s): [t, n] for d, s, t, n in conn.execute(
+            "SELECT device, start, total, n FROM minute_sums WHERE start < ?", (FAR,))}
 
 
 def wait_ready(proc: subprocess.Popen) -> None:
@@ -88,29 +107,22 @@ def test_fifty_kill9_restarts_count_every_reading_exactly_once(tmp_path):
         acc[1] += 1
     proc = start(tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            q = open_queue(str(tmp_path))
-            stats = q.stats()
-            q.close()
-            if stats["ready"] == stats["in_flight"] == stats["delayed"] == 0:
-                break
-            assert time.monotonic() < deadline, f"the drain left readings queued: {stats}"
-            time.sleep(0.5)
+        wait_until(lambda: queued(tmp_path) == 0, timeout=60,
+                   message="the drain to consume and ack every reading")
         q = open_queue(str(tmp_path))
         q.put_many([{"device": f"d{d}", "ts": FAR * 3, "temp": 0} for d in range(DEVICES)])
         q.close()
         rows: dict = {}
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            db = tmp_path / "minutes.db"
-            if not db.exists():
-                continue
-            with closing(sqlite3.connect(db, timeout=30)) as conn:
-                rows = {(d, s): [t, n] for d, s, t, n in conn.execute(
-                    "SELECT device, start, total, n FROM minute_sums WHERE start < ?", (FAR,))}
-            if len(rows) >= len(reference) and sum(n for _, n in rows.values()) >= put:
-                break
+
+        def all_rows_there() -> bool:
+            nonlocal rows
+            rows = minute_rows(tmp_path / "minutes.db")
+            return len(rows) >= len(reference) and sum(n for _, n in rows.values()) >= put
+
+        try:
+            wait_until(all_rows_there, timeout=60, message="every minute row")
+        except TimeoutError:
+            pass  # the assertions below say what is missing
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
