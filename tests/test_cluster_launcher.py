@@ -253,21 +253,29 @@ def test_nodes_started_with_join_become_members_of_the_existing_cluster(tmp_path
         assert proc.returncode == 0, proc.stderr
         joined = json.loads(proc.stdout)["nodes"][0]["id"]
 
-        def members_everywhere() -> bool:
-            ids = {"n1", "n2", joined}
-            views = [n for n in status(first.state)["nodes"]] + status(second.state)["nodes"]
-            return all({m["id"] for m in v["members"] if m["alive"]} == ids for v in views)
-
-        wait_until(members_everywhere, 15.0, "every node to see the joined one")
-
-        def spread() -> bool:
-            hosted = [t for s in (first.state, second.state)
-                      for n in status(s)["nodes"] for t in n["tenants"]]
-            return sorted(hosted) == sorted(TENANTS)
-
-        wait_until(spread, 10.0, "the tenants to be placed over three nodes, once each")
+        wait_for_joined(first, second, joined)
     finally:
         try:
             second.stop()
         finally:
             first.stop()
+
+
+def wait_for_joined(first: "Cluster", second: "Cluster", joined: str, tls: bool = False) -> None:
+    """Two clusters joined into one: every node sees n1, n2 and ``joined`` alive (each link over
+    TLS when ``tls``), and the tenants are placed over the three nodes, once each."""
+
+    def members_everywhere() -> bool:
+        views = status(first.state)["nodes"] + status(second.state)["nodes"]
+        return all({m["id"] for m in v["members"] if m["alive"]} == {"n1", "n2", joined}
+                   and (v["tls"] or not tls) for v in views)
+
+    wait_until(members_everywhere, 15.0,
+               "every node to see the joined one" + (", over TLS" if tls else ""))
+
+    def spread() -> bool:
+        hosted = [t for s in (first.state, second.state)
+                  for n in status(s)["nodes"] for t in n["tenants"]]
+        return sorted(hosted) == sorted(TENANTS)
+
+    wait_until(spread, 10.0, "the tenants to be placed over three nodes, once each")

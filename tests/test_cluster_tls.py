@@ -24,7 +24,7 @@ from actors.testing import wait_until
 from supervisors.cluster._conn import HandshakeError, handshake
 from supervisors.cluster._tlslink import TlsStream, generate, issue
 from supervisors.cluster.testing import local_cluster
-from tests.test_cluster_launcher import TENANTS, Cluster, status
+from tests.test_cluster_launcher import Cluster, wait_for_joined
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "examples" / "cluster_app.py")
@@ -199,20 +199,7 @@ def test_a_cluster_started_with_tls_joins_another_host_with_an_issued_certificat
         assert proc.returncode == 0, proc.stderr
         joined = json.loads(proc.stdout)["nodes"][0]["id"]
 
-        def members_everywhere() -> bool:
-            ids = {"n1", "n2", joined}
-            views = status(first.state)["nodes"] + status(second.state)["nodes"]
-            return all({m["id"] for m in v["members"] if m["alive"]} == ids
-                       and v["tls"] for v in views)
-
-        wait_until(members_everywhere, 15.0, "every node to see the joined one, over TLS")
-
-        def spread() -> bool:
-            hosted = [t for s in (first.state, second.state)
-                      for n in status(s)["nodes"] for t in n["tenants"]]
-            return sorted(hosted) == sorted(TENANTS)
-
-        wait_until(spread, 10.0, "the tenants to be placed over three nodes, once each")
+        wait_for_joined(first, second, joined, tls=True)
     finally:
         try:
             second.stop()
