@@ -161,25 +161,28 @@ class TenantHost:
         """The lease of ``tenant`` is lost (the keeper's ``on_lost``): stop the tenant now, on
         the caller's thread (self-fencing), and do not give the lease back."""
         started = time.monotonic()
-        with self._op(tenant):
-            with self._lock:
-                if tenant not in self._hosted:
-                    return
-            self._stop_app(tenant)
-            with self._lock:
-                self._hosted.discard(tenant)
-                self._wake.notify()
+        if not self._unhost(tenant, wake=True):
+            return
         self._event("tenant_fenced", tenant=tenant, epoch=epoch, why=why,
                     seconds=round(time.monotonic() - started, 4))
 
-    def _stop_one(self, tenant: str) -> None:
+    def _unhost(self, tenant: str, wake: bool = False) -> bool:
+        """Stop ``tenant`` if this node hosts it (under its op lock); False if it did not.
+        ``wake``: the placement loop looks again at once (a fenced tenant may go elsewhere)."""
         with self._op(tenant):
             with self._lock:
                 if tenant not in self._hosted:
-                    return
+                    return False
             self._stop_app(tenant)
             with self._lock:
                 self._hosted.discard(tenant)
+                if wake:
+                    self._wake.notify()
+        return True
+
+    def _stop_one(self, tenant: str) -> None:
+        if not self._unhost(tenant):
+            return
         if self.leases is not None:
             self.leases.release(tenant)
         self._event("tenant_stopped", tenant=tenant)
