@@ -52,3 +52,12 @@ def child_main(argv: list[str], marker: str, one: Callable[[list[str]], dict[str
     from ._table import render
     print(render(run(repeats=1 if quick else 3, quick=quick)))
     return 0
+
+
+def with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row's ``ratio``: its msg/s over the first row's (the group's reference)."""
+    base = rows[0].get("msg_per_s") if rows else None
+    for row in rows:
+        if base and row.get("msg_per_s"):
+            row["ratio"] = row["msg_per_s"] / base
+    return rows

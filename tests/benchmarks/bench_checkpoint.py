@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._child import child_main
+from ._child import child_main, with_ratios
 
 GROUP = "checkpoint cost, windowed IoT pipeline"
 MARKER = "@@bench-checkpoint "
@@ -164,11 +164,7 @@ def run(repeats: int = 3, quick: bool = False) -> list[dict[str, Any]]:
                        f"{max(r['bytes'] for r in good):,} bytes" if max(ck) else
                        "readings/s through queue + window; QueueSink acks each batch")
         rows.append(row)
-    base = rows[0].get("msg_per_s")
-    for row in rows:
-        if base and row.get("msg_per_s"):
-            row["ratio"] = row["msg_per_s"] / base
-    return rows
+    return with_ratios(rows)
 
 
 def main(argv: list[str]) -> int:

@@ -31,7 +31,7 @@ import sys
 import time
 from typing import Any
 
-from ._child import child_main, run_child
+from ._child import child_main, run_child, with_ratios
 
 GROUP = "tumbling 60 s mean, 1,000 keys"
 MARKER = "@@bench-window "
@@ -196,11 +196,7 @@ def run(repeats: int = 3, quick: bool = False) -> list[dict[str, Any]]:
             notes.append(f"{len(good)}/{len(runs)} runs; {runs[0].get('error', '')}")
         row["note"] = "; ".join(notes)
         rows.append(row)
-    base = rows[0].get("msg_per_s")
-    for row in rows:
-        if base and row.get("msg_per_s"):
-            row["ratio"] = row["msg_per_s"] / base
-    return rows
+    return with_ratios(rows)
 
 
 def main(argv: list[str]) -> int:
