@@ -92,7 +92,16 @@ class _MachineCPU:
 class ThreadScheduler:
     """Lock rule (``_lock``, shared by the conditions ``_work`` and ``_idle``): guards
     ``_parked``, ``_blocked`` and ``_closing``; ``submit`` appends under it so that a parking
-    worker never misses work. The run queue itself is a deque (atomic append/popleft)."""
+    worker never misses work. The run queue itself is a deque (atomic append/popleft).
+
+    Claims: ``_ready`` holds every cell whose turn waits in the run queue. Whoever pops a cell
+    from ``_ready`` (an atomic ``dict.pop``) owns that turn: a worker that takes a cell from the
+    deque runs it only if it wins that claim, and directed helping (``_help``) claims a waiting
+    cell in O(1) without searching the deque (which would cost O(run queue) per wait: quadratic
+    when thousands of supervisors stop or start their children at once). A helped cell leaves
+    its entry in the deque behind, stale; the worker that pops it finds no claim and skips it.
+    So every claim has at least one deque entry, and the deque is empty only when nothing is
+    ready."""
 
     inline = False
 
@@ -106,6 +115,7 @@ class ThreadScheduler:
         self._manual = manual_clock
         self._on_overrun = on_overrun
         self._runq: deque[Cell] = deque()
+        self._ready: dict[Cell, bool] = {}  # the claims: see the class docstring
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
@@ -139,6 +149,7 @@ class ThreadScheduler:
     def submit(self, cell: "Cell") -> None:
         """Queue a cell that just became ready (its token is held). Any thread."""
         with self._lock:
+            self._ready[cell] = True
             self._runq.append(cell)
             wake = self._parked and self._parked + self._blocked == self.workers + self._spares
             if wake:
@@ -153,12 +164,12 @@ class ThreadScheduler:
         return not getattr(_tls, "worker", False)
 
     def run_queue(self) -> int:
-        return len(self._runq)
+        return len(self._ready)
 
     # -- workers -----------------------------------------------------------------------------------
     def _worker(self, idx: int) -> None:
         _tls.worker = True
-        runq = self._runq
+        runq, ready = self._runq, self._ready
         budget, time_slice = self.budget, self.time_slice
         turn_cell, turn_start = self._turn_cell, self._turn_start
         clock = time.perf_counter
@@ -172,11 +183,14 @@ class ThreadScheduler:
                 if runq or self._park():
                     continue
                 return
+            if not ready.pop(cell, False):
+                continue  # a stale entry: a helper ran this turn already
             turn_cell[idx] = cell
             turn_start[idx] = clock()
             again = cell._run(budget, time_slice)
             turn_cell[idx] = None
             if again:
+                ready[cell] = True
                 runq.append(cell)
 
     # -- spares: only while every worker is blocked ---------------------------------------------
@@ -196,7 +210,7 @@ class ThreadScheduler:
     def _spare(self) -> None:
         """A temporary worker: runs the queue until it is empty (or a worker is free), then ends."""
         _tls.worker = True
-        runq = self._runq
+        runq, ready = self._runq, self._ready
         try:
             while not self._closing:
                 with self._lock:
@@ -206,7 +220,10 @@ class ThreadScheduler:
                     cell = runq.popleft()
                 except IndexError:
                     return
+                if not ready.pop(cell, False):
+                    continue  # a stale entry: a helper ran this turn already
                 if cell._run(self.budget, self.time_slice):
+                    ready[cell] = True
                     runq.append(cell)
         finally:
             with self._lock:
@@ -270,12 +287,11 @@ class ThreadScheduler:
         return True
 
     def _help(self, cell: "Cell") -> bool:
-        """Run ``cell``'s turn on this worker if it waits in the run queue. True if it ran."""
+        """Run ``cell``'s turn on this worker if it waits in the run queue. True if it ran. O(1):
+        the claim is a ``dict.pop`` (its deque entry stays behind, stale; see the class)."""
         if not getattr(_tls, "worker", False):
             return False
-        try:
-            self._runq.remove(cell)  # whoever removes it owns its turn (the token stays held)
-        except ValueError:
+        if not self._ready.pop(cell, False):  # whoever claims it owns its turn (token held)
             return False
         if cell._run(self.budget, self.time_slice):  # (_run puts the current cell back)
             self.submit(cell)
