@@ -4,6 +4,7 @@ pool whatever the number of actors, stalls reported while other actors keep runn
 from __future__ import annotations
 
 import threading
+from collections import deque
 
 from structlog.testing import capture_logs
 
@@ -182,3 +183,50 @@ def test_a_chain_of_blocking_stops_does_not_starve_the_pool():
         assert not leaf.is_alive()
         assert rt.wait_idle(5)
         assert rt._scheduler._spares == 0
+
+
+class _NoScan(deque):
+    """A run queue that refuses every operation costing O(length): helping must claim a cell
+    without searching the queue (a scan per wait made starting or stopping thousands of
+    supervisors quadratic)."""
+
+    def _scan(self, *args, **kwargs):
+        raise AssertionError("the run queue was scanned")
+
+    remove = index = count = __contains__ = __iter__ = __reversed__ = _scan
+
+
+class _FakeCell:
+    def __init__(self):
+        self.turns = 0
+
+    def _run(self, budget, time_slice):
+        self.turns += 1
+        return False  # went idle
+
+
+def test_directed_helping_claims_a_queued_cell_without_scanning_the_run_queue():
+    """``wait_for`` runs the awaited actor's queued turn on the waiting worker: the claim is
+    O(1), whatever the length of the run queue, and the entry it leaves behind is skipped."""
+    from actors import _scheduler
+
+    sched = _scheduler.ThreadScheduler(2, 128, 0.01, timers=None, manual_clock=True,
+                                       on_overrun=lambda cell, seconds: None)
+    sched._runq = _NoScan()
+    cells = [_FakeCell() for _ in range(20_000)]
+    for cell in cells:
+        sched.submit(cell)
+    assert sched.run_queue() == len(cells)
+    _scheduler._tls.worker = True  # this thread acts as a pool worker (only workers help)
+    try:
+        last, first = cells[-1], cells[0]
+        assert sched._help(last) and last.turns == 1
+        assert not sched._help(last)  # claimed already: nobody runs that turn twice
+        assert sched._help(first) and first.turns == 1
+        assert sched.run_queue() == len(cells) - 2
+        sched._closing = True  # the worker loop drains the queue, then returns
+        sched._worker(0)
+    finally:
+        _scheduler._tls.worker = False
+    assert [c.turns for c in cells] == [1] * len(cells)  # stale entries were skipped
+    assert sched.run_queue() == 0 and not sched._runq and not sched._ready
