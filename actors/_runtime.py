@@ -57,7 +57,10 @@ class Runtime:
         else:
             self._scheduler = ThreadScheduler(workers, budget, time_slice, self._timers, manual,
                                               self._overrun, name=f"streamvisor-{self.node}")
-        self._lock = threading.Lock()  # guards _names, _tenants and _closed
+        # guards _tenants, _closed and the registrations in _names (spawn checks and adds under
+        # it); an exit removes its own name without it: nothing can replace a registered name
+        # before it is removed, so the exit never takes a lock that every exit shares
+        self._lock = threading.Lock()
         self._stripes = [threading.Lock() for _ in range(1024)]  # the cells' slow-path locks
         self._names: dict[str, Cell] = {}
         self._cells: dict[int, Cell] = {}
@@ -262,10 +265,8 @@ class Runtime:
         """First step of an exit, before links and monitors hear of it."""
         if cell._timers:
             self._timers.cancel_all(cell)
-        if cell.name is not None:
-            with self._lock:
-                if self._names.get(cell.name) is cell:
-                    del self._names[cell.name]
+        if cell.name is not None and self._names.get(cell.name) is cell:
+            del self._names[cell.name]  # (without _lock: see __init__)
         self._cells.pop(cell.id, None)
 
     def _actor_exited(self, cell: Cell, reason: Any, lost: int, quiet: bool = False) -> None:
