@@ -99,9 +99,8 @@ class MqttLink:
         self._next_mid = 0
         self._woken = False
         self._stopping = threading.Event()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._wake_r: Any = None  # a socket pair, made by start()
+        self._wake_w: Any = None
         self._thread: threading.Thread | None = None
         self.paused = False      # read by the consumer: wake() me when you make room
         self.pauses = 0          # times reading stopped for want of room
@@ -113,6 +112,9 @@ class MqttLink:
     def start(self) -> "MqttLink":
         if self._thread is not None:
             raise RuntimeError("MqttLink already started")
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._thread = threading.Thread(target=self._main, daemon=True,
                                         name=f"streamvisor-mqtt:{self.client_id[:40]}")
         self._thread.start()
@@ -157,10 +159,7 @@ class MqttLink:
         self._stopping.set()
         self.wake()
         thread = self._thread
-        if thread is None:
-            for s in (self._wake_r, self._wake_w):
-                s.close()
-        elif thread is not threading.current_thread():
+        if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
     # -- internals ------------------------------------------------------------------------------
@@ -175,7 +174,7 @@ class MqttLink:
             return mid
 
     def _wake_locked(self) -> None:
-        if not self._woken:
+        if not self._woken and self._wake_w is not None:
             self._woken = True
             try:
                 self._wake_w.send(b"\0")
