@@ -178,6 +178,9 @@ class MqttSource:
         if already:
             return
         self._link.stop()
+        self._up.clear()
+        with self._lock:
+            self._connected = False
 
     @property
     def connected(self) -> bool:
