@@ -120,7 +120,7 @@ def test_the_ledger_holds_on_every_line_while_chaos_restarts_nodes(started):
     assert last["restarts"] >= 1 and last["acme_time"] != "--:--:--"
 
 
-def test_the_progress_line_does_not_wait_for_a_fleet_stuck_in_its_put(inline_rt, tmp_path):
+def test_the_progress_line_does_not_wait_for_a_put_stuck_in_its_commit(inline_rt, tmp_path):
     rt = inline_rt
     progress = app.start(rt, options(tmp_path, devices=2))
     try:
@@ -128,27 +128,29 @@ def test_the_progress_line_does_not_wait_for_a_fleet_stuck_in_its_put(inline_rt,
         advance(rt, 2.0, steps=4)
         acme = app._app.tenants["acme"]
         entered, release = threading.Event(), threading.Event()
-        real = acme.queue.put_many
+        real = app.put_each  # the fleets' readings go in through the node's FleetFeeder
 
-        def slow_put(batch: Any, **kw: Any) -> Any:  # on disk, then stuck before it returns
-            ids = real(batch, **kw)
-            entered.set()
-            assert release.wait(30), "never released"
-            return ids
+        def slow_put(batches: Any) -> Any:  # on disk, then stuck before it returns
+            outcomes = real(batches)
+            if any(q is acme.queue for q, _batch in batches):
+                entered.set()
+                assert release.wait(30), "never released"
+            return outcomes
 
-        acme.queue.put_many = slow_put
-        driver = threading.Thread(target=advance, args=(rt, 1.0))  # runs the fleet's turn
+        app.put_each = slow_put
+        # runs the fleets' turns, then (a timer 20 ms later) the feeder's grouped put
+        driver = threading.Thread(target=advance, args=(rt, 1.0, 2))
         driver.start()
         try:
             assert entered.wait(30)
-            line = progress()  # on this thread, while acme's fleet is inside its turn
+            line = progress()  # on this thread, while the feeder is inside its put
             assert driver.is_alive() and not release.is_set()
             assert holds(line), line
             assert acme.line.readings_in == acme.fleet.sent + 2  # its put is on disk: in
         finally:
             release.set()
             driver.join(30)
-        del acme.queue.put_many
+            app.put_each = real
         settle(rt)
         assert holds(progress())
     finally:

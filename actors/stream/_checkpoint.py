@@ -285,7 +285,7 @@ class Coordinator:
         data = codec.encode(doc, root="checkpoint")
         commit_async = getattr(self.store, "commit_async", None)
         inst = getattr(self.shared, "instance", None)
-        if inst is not None and inst.runtime._scheduler.inline:
+        if inst is not None and inst.runtime.inline:
             commit_async = None  # the inline runtime runs no thread: committed in this turn
         if commit_async is not None:  # grouped with other tenants'; nobody waits for the disk
             with self._lock:
