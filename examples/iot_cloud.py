@@ -67,11 +67,12 @@ from actors import Actor, Runtime, lowlevel
 from actors.pubsub import Publish
 from actors.groupwrite import GroupWriter
 from actors.queue import DurableQueue, QueueItem, QueueSink, QueueSource, put_each, stats_many
-from actors.connectors import MqttIngest, MqttOptions, PostgresStore, SqliteStore
+from actors.connectors import MqttIngest, MqttOptions, PostgresStore, SqliteStore, readings_filter
 from actors.stream import (Checkpoints, Graph, Node, PostgresCheckpoints, Sink,
                            SqliteCheckpoints, Tumbling, Window)
 from actors.testing import Faults
-from supervisors import GraphSupervision
+import supervisors
+from supervisors import Backoff, ChildSpec, GraphSupervision, Strategy, Supervisor
 from supervisors.cluster import fenced_commit
 
 TENANTS = ["acme", "globex", "initech"]  # also the default tenant list of a cluster
@@ -927,9 +928,10 @@ class _App:
                      SqliteCheckpoints(os.path.join(self.data_dir, "checkpoints.db")))
             self.checkpoints = Checkpoints(store, every=every)
         self.instances: dict[str, Any] = {}  # shared with the chaos actor
-        self.mqtt: Any = None  # the node's one MQTT client (MqttIngest) for every tenant
+        self.mqtt: Any = None  # the node's one MQTT client (MqttIngest): a ChildHandle
+        self.mqtt_sup: Any = None  # ... under its own supervisor
         self.mqtt_dead: DurableQueue | None = None
-        self.mqtt_stats: Any = None  # its last statistics
+        self.mqtt_stats: Any = None  # its last statistics (it reports them every second)
         self.mqtt_rejected = 0  # readings in its dead letters since the start
         self.mqtt_base = 0      # ... and before (a reused --data-dir)
         self.in_cluster = getattr(options, "cluster", None) is not None
@@ -951,13 +953,26 @@ class _App:
         """One MQTT client for the whole node: readings are routed to their tenant's queue (the
         broker is acked after the commit); readings of a tenant this node does not host, and
         bad payloads, go to the node's dead letters (queue ``mqtt-dead``), with their reason. A
-        single node reads every tenant's topic; a cluster node subscribes to its own tenants."""
+        single node reads every tenant's topic; a cluster node subscribes to its own tenants.
+        The client is supervised (a crash restarts it with backoff; its unacked readings are
+        redelivered by the broker); what each tenant received is counted by the tenant's
+        ``CountedQueue``, outside the actor, so the progress line's ledger survives a restart."""
         options = self.options
         self.mqtt_dead = DurableQueue(self.queues_path, "mqtt-dead")
         self.mqtt_base = _queued(self.mqtt_dead.stats())
-        self.mqtt = rt.spawn(MqttIngest, mqtt, self.routes.get, dead_letters=self.mqtt_dead,
-                             filters=[] if self.in_cluster else None, group=options.mqtt_group,
-                             capacity=2000, batch_size=1000, name="mqtt")
+        # a restarted incarnation subscribes to the tenants hosted then
+        filters = (lambda: [readings_filter(t) for t in self.routes]) if self.in_cluster else None
+        spec = ChildSpec("mqtt", MqttIngest, args=(mqtt, self.routes.get), kwargs=dict(
+            dead_letters=self.mqtt_dead, filters=filters, group=options.mqtt_group,
+            capacity=2000, batch_size=1000, report=self.mqtt_report),
+            shutdown=5.0, backoff=Backoff(min=0.2, max=5.0, jitter=0.2))
+        self.mqtt_sup = rt.spawn(Supervisor, strategy=Strategy.ONE_FOR_ONE, intensity=10,
+                                 period=60.0, children=[spec], name="mqtt")
+        self.mqtt = supervisors.child(self.mqtt_sup, "mqtt")
+
+    def mqtt_report(self, stats: Any) -> None:
+        """Called by the MQTT client after each of its ticks (its own thread of control)."""
+        self.mqtt_stats = stats
 
     def fence_of(self, tenant: str) -> tuple[int, str]:
         """(epoch the tenant was started with, lease table); epoch 0 (never valid: epochs start
@@ -1050,9 +1065,9 @@ class _App:
     def stop(self, rt: Runtime) -> None:
         if self.starter is not None:
             rt.stop(self.starter, "shutdown")  # no tenant starts from now on
-        if self.mqtt is not None:  # no new readings first
-            rt.stop(self.mqtt, "shutdown")
-            self.mqtt = None
+        if self.mqtt_sup is not None:  # no new readings first
+            rt.stop(self.mqtt_sup, "shutdown")
+            self.mqtt_sup = self.mqtt = None
         self.stop_tenants(rt, list(self.tenants))
         if self.mqtt_dead is not None:
             self.mqtt_dead.close()
@@ -1097,10 +1112,7 @@ class _App:
         if self.mqtt is not None:  # a reading is acked to the broker once it is in its queue
             line["mqtt_in"] = sum(x.mqtt_in for x in lines)
             line["mqtt_rejected"] = self.mqtt_rejected
-            try:  # the node's one client: its connection state (a bounded wait, never a tenant)
-                self.mqtt_stats = self.mqtt.ask("statistics", timeout=0.5)
-            except Exception:  # busy or restarting: the last known state
-                pass
+            # the node's one client: its connection state as it last reported it (no ask)
             line["mqtt_subscribed"] = int(bool(self.mqtt_stats and self.mqtt_stats.subscribed))
         unaccounted = sum(x.unaccounted for x in lines)
         if unaccounted:

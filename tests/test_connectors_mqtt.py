@@ -274,20 +274,6 @@ def test_a_batch_of_acks_settles_exactly_those_readings(tmp_path):
             again.stop()
 
 
-def test_coalesced_pubacks_are_the_bytes_of_one_ack_each():
-    from actors.connectors import _mqtt_source
-    from actors.connectors._client import build_client
-    assert _mqtt_source._PUBACKS is not None
-    one, _ = build_client(MqttOptions(), "sv-bytes-1", manual_ack=True)
-    many, _ = build_client(MqttOptions(), "sv-bytes-2", manual_ack=True)
-    mids = [1, 2, 255, 256, 65535]
-    for mid in mids:
-        one.ack(mid, 1)
-    _mqtt_source._PUBACKS(many, mids)
-    assert b"".join(p["packet"] for p in one._out_packet) == many._out_packet[0]["packet"]
-    assert len(many._out_packet) == 1 and many._out_packet[0]["packet"][:4] == b"\x40\x02\x00\x01"
-
-
 def kick(client_id: str) -> None:
     """Connect with ``client_id`` (taking the session over, acking nothing) and leave."""
     import paho.mqtt.client as mqtt

@@ -204,3 +204,58 @@ def test_a_node_subscribes_only_to_the_tenants_it_hosts(
             assert stats(ingest).queued_by_tenant[a] == before[a]  # a is no longer read
     finally:
         queue.close()
+
+
+def test_a_supervised_ingest_survives_crashes_and_resubscribes_to_what_is_hosted_then(
+        port: int, publisher: MqttSink, tmp_path: Path) -> None:
+    """The node's client under a supervisor, crashed twice while readings arrive: every reading
+    reaches its queue (at least once: a crash between commit and PUBACK only redelivers), each
+    incarnation subscribes to the tenants of ``filters()`` at its start, and the progress line's
+    source of state, ``report``, keeps coming without an ask."""
+    import supervisors
+    from actors.connectors import readings_filter
+    from actors.testing import Faults
+    from supervisors import Backoff, ChildSpec, Strategy, Supervisor
+    run = uuid.uuid4().hex[:6]
+    hosted = [f"a{run}"]
+    queues = {t: DurableQueue(tmp_path / "q.db", "readings", tenant=t) for t in (f"a{run}",
+                                                                                  f"b{run}")}
+    reports: list[Any] = []
+    with Runtime(workers=2) as rt:
+        sup = rt.spawn(Supervisor, strategy=Strategy.ONE_FOR_ONE, intensity=5, period=60.0,
+                       children=[ChildSpec("mqtt", MqttIngest, args=(options(port, "sup"),
+                                                                      queues.get),
+                                           kwargs=dict(filters=lambda: [readings_filter(t)
+                                                                        for t in hosted],
+                                                       report=reports.append, tick=0.05),
+                                           backoff=Backoff(min=0.05, max=0.2, jitter=0.0))])
+        mqtt = supervisors.child(sup, "mqtt")
+        wait_until(lambda: bool(reports) and reports[-1].subscribed, 5.0, "subscribed")
+        sent: dict[str, set[float]] = {t: set() for t in queues}
+        faults = Faults(rt)
+        incarnations = [mqtt.ref]
+        for round_ in range(3):
+            for t in hosted:
+                items = [(readings_topic(t, "d1"), body(1000.0 * round_ + i)) for i in range(200)]
+                publisher.publish_many(items)
+                sent[t] |= {1000.0 * round_ + i for i in range(200)}
+            if round_ < 2:
+                before = mqtt.ref
+                assert before is not None and faults.crash(before)
+                if f"b{run}" not in hosted:
+                    hosted.append(f"b{run}")  # hosted from now on: the next incarnation reads it
+                reports.clear()
+                wait_until(lambda: mqtt.ref not in (None, before) and bool(reports)
+                           and reports[-1].subscribed, 10.0, "the restarted client")
+                incarnations.append(mqtt.ref)
+        got: dict[str, set[float]] = {t: set() for t in queues}
+
+        def complete() -> bool:
+            for t, q in queues.items():
+                got[t] |= {row[2] for row in rows(q)}
+            return got == sent
+        wait_until(complete, 15.0, "every reading in its tenant's queue")
+        assert len(set(incarnations)) == 3 and reports[-1].connected
+        assert [i.id for i in supervisors.which_children(sup)] == ["mqtt"]
+    for q in queues.values():
+        q.close()

@@ -96,7 +96,7 @@ def test_a_cluster_node_reads_only_the_tenants_placed_on_it_with_one_client(port
             wait_until(lambda: markers <= stored_ts(tmp_path / "r.db"), timeout=15.0,
                        message="both markers stored")
             app.stop_tenant(rt, "globex")  # moved to another node: unsubscribed
-            ingest = app._app.mqtt
+            ingest = app._app.mqtt.ref  # (the supervised client's current incarnation)
             wait_until(lambda: ingest.ask("statistics").source.changes_pending == 0,
                        timeout=10.0, message="the broker's UNSUBACK")
             rejected = progress()["mqtt_rejected"]

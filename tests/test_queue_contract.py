@@ -697,3 +697,26 @@ def test_open_queue_chooses_the_backend_by_url_scheme(tmp_path, request):
     for url in (PG_DSN, PG_DSN.replace("postgresql://", "postgres://")):
         with open_queue(url, "q", schema=schema, tenant="t") as q:
             assert isinstance(q, PostgresQueue) and q.tenant == "t"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_postgres_a_forked_child_opens_its_own_engine_and_connections(pg_schema):
+    """The child must never speak on the parent's connections (one protocol stream, two
+    processes): it gets an engine of its own, and both sides keep working."""
+    with DurableQueue.postgres(PG_DSN, "q", schema=pg_schema) as q:
+        q.put("from the parent")
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            signal.alarm(20)  # a child stuck on the parent's engine dies (and the test fails)
+            try:
+                with DurableQueue.postgres(PG_DSN, "q", schema=pg_schema) as mine:
+                    mine.put("from the child")
+                    code = 0 if mine._engine is not q._engine else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        q.put("the parent again")
+        assert sorted(d.payload for d in q.get(max_items=10)) == [
+            "from the child", "from the parent", "the parent again"]

@@ -1,4 +1,5 @@
-"""Connectors to real I/O: device readings from an MQTT broker (paho-mqtt), readings into SQL
+"""Connectors to real I/O: device readings from an MQTT broker (our own MQTT 5 subscriber,
+``MqttLink``; paho-mqtt for publishing), readings into SQL
 (sqlite3 embedded, PostgreSQL through psycopg 3), at least once end to end.
 
     from actors.connectors import MqttOptions, MqttIngest, SqlWriter, SqliteStore
@@ -26,7 +27,7 @@ The chain and where each guarantee comes from:
 - bad input (``_readings``: topic levels, JSON, NaN/inf, nesting, size, types, ranges) is
   counted per reason and dead-lettered, never crashes anything.
 
-Threads: each MQTT client runs paho's network loop in its own thread - the connectors' I/O
+Threads: each MQTT client runs its network loop in its own thread - the connectors' I/O
 boundary; everything else runs in actors. The stream adapters (``SqlSink``, ``MqttPublisher``)
 are imported on first use so that this package does not need ``actors.stream``. MQTT readings
 enter a stream graph only through a durable queue (``MqttIngest`` then

@@ -1,12 +1,12 @@
-"""``MqttOptions`` (how to reach the broker) and the paho client they build.
+"""``MqttOptions`` (how to reach the broker), its TLS context, and the paho client for the sink.
 
-paho-mqtt is an optional dependency (the ``mqtt`` extra): it is imported when a client is built,
-so ``import actors.connectors`` works without it. Clients speak MQTT 5 (Receive Maximum and
-Maximum Packet Size are what make the source's flow control exact), keep a persistent session
-(``clean_start=False`` with a session expiry) and reconnect on their own with paho's exponential
+Two clients speak MQTT 5 from the same options: ``MqttSource`` runs on ``MqttLink``
+(``_link.py``, our own subscriber, built for throughput) and ``MqttSink`` on paho-mqtt, an
+optional dependency (the ``mqtt`` extra) imported when a sink is built. Both keep a persistent
+session (``clean_start=False`` with a session expiry) and reconnect on their own with exponential
 backoff: ``reconnect_min`` seconds, doubled after every failed attempt up to ``reconnect_max``,
-back to ``reconnect_min`` after a successful CONNACK. paho adds no jitter; many clients that lost
-the same broker retry in step (a known limit).
+back to ``reconnect_min`` after a successful CONNACK. The link draws each delay from [d/2, d] so
+that many clients that lost the same broker do not retry in step; paho adds no jitter.
 
 Credentials and TLS: ``username``/``password`` (the password comes from the environment variable
 ``STREAMVISOR_MQTT_PASSWORD`` when built with ``from_url``, never from a command line), ``tls``
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from .._checks import check_number
 
-__all__ = ["MqttOptions", "PASSWORD_ENV", "build_client", "disconnect", "connect_and_loop",
+__all__ = ["MqttOptions", "PASSWORD_ENV", "build_client", "tls_context", "disconnect", "connect_and_loop",
            "is_loopback", "PahoConnection"]
 
 PASSWORD_ENV = "STREAMVISOR_MQTT_PASSWORD"
@@ -161,6 +162,17 @@ class MqttOptions:
         return self.client_id if self.client_id is not None else f"streamvisor-{uuid.uuid4().hex}"
 
 
+def tls_context(options: MqttOptions) -> ssl.SSLContext:
+    """The TLS context of ``options``: TLS 1.2 or newer, the broker's certificate checked against
+    ``ca_file`` (or the system's CAs) and its host name verified; the client certificate when
+    ``cert_file`` is set."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=options.ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if options.cert_file is not None:
+        context.load_cert_chain(options.cert_file, options.key_file)
+    return context
+
+
 def build_client(options: MqttOptions, client_id: str, *, manual_ack: bool,
                  receive_maximum: int | None = None,
                  max_packet_bytes: int | None = None) -> tuple[Any, Any]:
@@ -179,12 +191,7 @@ def build_client(options: MqttOptions, client_id: str, *, manual_ack: bool,
     if options.username is not None:
         client.username_pw_set(options.username, options.password)
     if options.tls:
-        import ssl
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=options.ca_file)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if options.cert_file is not None:
-            context.load_cert_chain(options.cert_file, options.key_file)
-        client.tls_set_context(context)  # verifies the certificate and the host name
+        client.tls_set_context(tls_context(options))  # verifies the certificate and the host name
     client.reconnect_delay_set(options.reconnect_min, options.reconnect_max)  # type: ignore[arg-type]  # paho's annotation says int; it takes seconds as float
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho: no annotations
     props.SessionExpiryInterval = int(options.session_expiry)

@@ -23,7 +23,15 @@ store keeps it once.
 
 ``subscribe(tenant)``/``unsubscribe(tenant)`` (messages ``("subscribe", tenant)`` and
 ``("unsubscribe", tenant)``) narrow a node to the tenants it hosts (a cluster places tenants on
-nodes): start with ``filters=[]`` and add each tenant's filter as it arrives.
+nodes): start with ``filters=[]`` and add each tenant's filter as it arrives. Under a supervisor,
+pass ``filters`` as a function returning the current list: a restarted incarnation subscribes to
+what the node hosts then, not to what it hosted when the spec was written.
+
+Reporting without asking: ``report(statistics)`` (optional) is called with
+``MqttIngestStatistics`` after every ``tick`` and when the actor stops, so that a progress line
+reads the last report instead of sending an ``ask`` to a busy actor. The counters are the
+incarnation's; what must survive a restart (what each tenant's queue received) is counted by
+the queues the ``route`` returns.
 """
 
 from __future__ import annotations
@@ -79,16 +87,19 @@ class MqttIngestStatistics:
 
 class MqttIngest(Actor):
     """``MqttIngest(options, route, filters=None, tenant=None, group=None, capacity=1000,
-    batch_size=500, dead_letters=None, max_payload_bytes=4096, retry_delay=0.5, tick=1.0)``;
+    batch_size=500, dead_letters=None, max_payload_bytes=4096, retry_delay=0.5, tick=1.0,
+    report=None)``;
     see the module docstring. ``tenant`` accepts only that tenant's readings (a per-tenant
     ingest, as before one client per node). ``ask("statistics")`` answers
     ``MqttIngestStatistics``. ``tick`` is a safety poll (a wake-up is never lost, but costs
     nothing to double-check)."""
 
-    def __init__(self, options: MqttOptions, route: Any, *, filters: Sequence[str] | None = None,
+    def __init__(self, options: MqttOptions, route: Any, *,
+                 filters: Sequence[str] | Callable[[], Sequence[str]] | None = None,
                  tenant: str | None = None, group: str | None = None, capacity: int = 1000,
                  batch_size: int = 500, dead_letters: Any = None, max_payload_bytes: int = 4096,
-                 retry_delay: float = 0.5, tick: float = 1.0) -> None:
+                 retry_delay: float = 0.5, tick: float = 1.0,
+                 report: Callable[[MqttIngestStatistics], None] | None = None) -> None:
         if hasattr(route, "put_many"):
             queue = route
             self._route: Callable[[str], Any] = lambda tenant: queue
@@ -97,6 +108,8 @@ class MqttIngest(Actor):
         else:
             raise TypeError(f"MqttIngest route must be a DurableQueue or a function tenant -> "
                             f"DurableQueue | None, got {type(route).__name__}")
+        if callable(filters):
+            filters = filters()
         if filters is None:
             filters = [readings_filter(tenant)]
         self._group = group
@@ -109,6 +122,7 @@ class MqttIngest(Actor):
         self._batch = batch_size
         self._retry = retry_delay
         self._tick = tick
+        self._report = report
         self._held: dict[str, list[Inbound]] = {}  # tenant -> readings a queue refused
         self._c: Counter[str] = Counter()
         self._by_tenant: Counter[str] = Counter()
@@ -130,6 +144,8 @@ class MqttIngest(Actor):
             self._pump(retry=message == _RETRY)
             if message == _TICK:
                 self.send_after(self._tick, _TICK, key=_TICK)
+                if self._report is not None:
+                    self._report(self.statistics())
         elif message == "statistics":
             return self.statistics()
         elif isinstance(message, tuple) and len(message) == 2 and message[0] in ("subscribe",
@@ -236,3 +252,5 @@ class MqttIngest(Actor):
     def on_stop(self, reason: Any) -> None:
         if self.source is not None:
             self.source.stop()  # unacked readings stay in the broker's session
+        if self._report is not None:
+            self._report(self.statistics())

@@ -1,33 +1,28 @@
 """``MqttSource``: device readings from a real MQTT broker, with flow control and dead letters.
 
-The I/O boundary. paho's network loop runs in its own thread (``loop_start``): it reads the
-socket, validates each message (``_readings``), dead-letters bad ones and appends good ones to a
-bounded hand-off. Actors take from the hand-off with ``take`` (never blocks) and settle what
-they took with ``ack`` once it is safe (on disk, in the stream) - that is what sends the PUBACK.
-Nothing else runs on the paho thread; the scheduler's workers never touch the socket.
+The I/O boundary. The source's ``MqttLink`` (``_link.py``) runs one thread that owns the socket:
+it reads whole buffers of packets, and this module validates each PUBLISH of a batch
+(``_readings``), dead-letters bad ones and appends good ones to a bounded hand-off. Actors take
+from the hand-off with ``take`` (never blocks) and settle what they took with ``ack`` once it is
+safe (on disk, in the stream) - that is what sends the PUBACK. Nothing else runs on the link's
+thread; the scheduler's workers never touch the socket.
 
-Backpressure: manual acks under MQTT 5 Receive Maximum, and a blocking hand-off behind them.
-The client subscribes with QoS 1, ``manual_ack=True`` and Receive Maximum = ``capacity``: the
-broker may have at most ``capacity`` unacknowledged QoS 1 messages out to us, and the actor side
-acks only what it has taken and secured, so while it does not ack the broker stops sending and
-keeps the rest in the session (Mosquitto: ``max_queued_messages``, 1000 by default, beyond which
-*it* drops - the broker is the buffer, with its own bound). That is the whole story with a
-correct broker. Mosquitto 2.0.11 (Debian 12, our CI) is not one: every PUBACK opens a whole new
-window (measured: capacity 5, ack 1 -> 5 more arrive), so Receive Maximum only bounds the first
-window. The hand-off therefore enforces its bound itself: when it holds ``capacity`` readings
-the paho thread waits (in ``on_message``) until the actor side takes some - it stops reading the
-socket, TCP flow control stops the broker (counted ``paused``). Refusing the message instead
-would strand it (unacked, not redelivered before a reconnect); acking it with an error code
-would lose it. The price of waiting: while the loop waits it sends no keepalive, so a consumer
-stalled for more than 1.5 x keepalive loses the connection and the broker redelivers everything
-unacked after the reconnect (at least once, memory still bounded). Pausing the network loop as
-the *only* mechanism was rejected for that reason; with a correct broker the wait never happens.
-QoS 0 messages are not flow controlled by MQTT: when the hand-off is full they are dropped,
-counted (``qos0_dropped``).
+Backpressure: manual acks under MQTT 5 Receive Maximum, and a hand-off the link never
+overfills. The client subscribes with QoS 1 and Receive Maximum = ``capacity``: the broker may
+have at most ``capacity`` unacknowledged QoS 1 messages out to us, and the actor side acks only
+what it has taken and secured, so while it does not ack the broker stops sending and keeps the
+rest in the session (Mosquitto: ``max_queued_messages``, 1000 by default, beyond which *it*
+drops - the broker is the buffer, with its own bound). Mosquitto 2.0.11 (Debian 12, our CI) does
+not keep to Receive Maximum (measured: capacity 5, ack 1 -> 5 more arrive), so the hand-off
+enforces its bound itself: the link splits PUBLISHes out of its buffer only while the hand-off
+has room, and otherwise stops reading the socket (counted ``paused``) until ``take`` makes room
+- TCP flow control stops the broker. The link keeps sending PINGREQs and PUBACKs meanwhile, so a
+stalled consumer does not lose its connection, and nothing is refused or dropped: QoS 0 waits
+like QoS 1 (``qos0_dropped`` stays 0; it is kept for the statistics' shape).
 
 At least once: a message is acked only after the consumer says so. Unacked messages are
-redelivered by the broker when the session reconnects. Packet ids belong to the session, so an
-ack is sent only on the connection that received the message: a disconnect voids older acks
+redelivered by the broker when the session reconnects. Packet ids belong to the connection, so
+an ack is sent only on the connection that received the message: a disconnect voids older acks
 (counted ``stale_acks``) - a late ack can never settle someone else's message. When the broker
 kept the session (``session present``), waiting messages of the old connection are discarded
 (``superseded``): the broker sends them again.
@@ -37,13 +32,13 @@ its reason (``BadMessage`` to a callback, or a record ``{"topic", "reason", "kin
 "size"}`` put into a ``DurableQueue``; ``payload`` is truncated to 1 KiB) and then acked. Payloads
 larger than ``max_packet_bytes`` never reach us: the broker discards them (MQTT 5 Maximum Packet
 Size; visible in the broker's log, not in our counters), so no hostile message is buffered
-whole. If dead-lettering fails, the message is not acked (``dead_letter_failures``).
+whole; a broker that sends one anyway is disconnected (a protocol error). If dead-lettering
+fails, the message is not acked (``dead_letter_failures``).
 """
 
 from __future__ import annotations
 
 import collections
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -52,35 +47,13 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 from .._checks import check_number
 from .._log import get_logger
 from ..topics import is_valid_filter
-from ._client import MqttOptions, PahoConnection, build_client
+from ._client import MqttOptions
+from ._link import MqttLink, Publish
 from ._readings import DEFAULT_MAX_BYTES, BadReading, Reading, parse_reading, readings_filter
 
 __all__ = ["BadMessage", "Inbound", "MqttSource", "MqttSourceStatistics"]
 
 KEEP_BAD_BYTES = 1024
-
-
-def _coalesced_pubacks() -> Callable[[Any, list[int]], None] | None:
-    """PUBACKs for many message ids as one buffer in paho's outgoing queue: the bytes on the
-    wire are exactly those of one ``Client.ack(mid, 1)`` per id (fixed header 0x40, remaining
-    length 2, the id; MQTT 5 allows omitting the reason code when it is success). Uses paho's
-    ``_packet_queue`` (paho-mqtt 2.x); None if that is missing - then ``ack`` sends one by one."""
-    try:
-        from paho.mqtt.client import PUBACK, Client
-    except ImportError:  # pragma: no cover - depends on the environment
-        return None
-    queue = getattr(Client, "_packet_queue", None)
-    if queue is None:  # pragma: no cover - another paho
-        return None
-    one = struct.Struct("!BBH")
-
-    def send(client: Any, mids: list[int]) -> None:
-        packet = b"".join([one.pack(PUBACK, 2, mid) for mid in mids])
-        queue(client, PUBACK, packet, 0, 1)
-    return send
-
-
-_PUBACKS = _coalesced_pubacks()
 
 
 class Inbound(NamedTuple):
@@ -118,7 +91,7 @@ class MqttSourceStatistics:
     dead_lettered: int
     dead_letter_failures: int
     qos0_dropped: int
-    paused: int           # times the paho thread waited for room in the hand-off
+    paused: int           # times the link stopped reading for want of room
     superseded: int
     errors: int
     pending: int
@@ -129,10 +102,10 @@ class MqttSourceStatistics:
     changes_pending: int = 0   # SUBSCRIBE/UNSUBSCRIBE sent, not yet answered by the broker
 
 
-class MqttSource(PahoConnection):
+class MqttSource:
     """Subscribe to ``filters`` (default: every tenant's readings) at QoS 1 and hand validated
     readings over; see the module docstring. ``tenant`` restricts what is accepted (defence in
-    depth; also narrows the default filter). ``on_ready()`` is called on the paho thread when
+    depth; also narrows the default filter). ``on_ready()`` is called on the link's thread when
     the hand-off goes from empty to non-empty (wake a consumer; keep it short, never block).
     ``dead_letters``: a ``DurableQueue`` or a callable taking ``BadMessage`` (None: counted and
     logged only). Raises ``ValueError`` for bad limits."""
@@ -162,24 +135,19 @@ class MqttSource(PahoConnection):
         self._dead = dead_letters
         self._on_ready = on_ready
         self.client_id = options.session_id()
-        self._client, self._props = build_client(options, self.client_id, manual_ack=True,
-                                                 receive_maximum=capacity,
-                                                 max_packet_bytes=max_packet_bytes)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_unsubscribe = self._on_unsubscribe
+        self._link = MqttLink(options, self.client_id, receive_maximum=capacity,
+                              max_packet_bytes=max_packet_bytes, room=self._room,
+                              on_publishes=self._on_publishes, on_connect=self._on_connect,
+                              on_connect_failed=self._on_connect_failed,
+                              on_disconnect=self._on_disconnect, on_suback=self._on_subscribe,
+                              on_unsuback=self._on_unsubscribe)
         self._log = get_logger(connector="mqtt-source", client_id=self.client_id)
         self._warned_at = 0.0
         self._warned_count = 0
-        # _lock guards every field below. It is held while an ack is queued in paho, so that
-        # on_disconnect (which takes it) cannot slip between the generation check and the send.
-        # Never held while calling on_ready or the dead-letter sink.
+        # _lock guards every field below. Never held while calling on_ready or the dead-letter
+        # sink. The link's own lock may be taken while holding it, never the other way round.
         self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)  # notified when take() makes room
         self._buf: collections.deque[Inbound] = collections.deque()
-        self._gen = 0
         self._peak = 0
         self._connected = False
         self._c: collections.Counter[str] = collections.Counter()
@@ -187,17 +155,32 @@ class MqttSource(PahoConnection):
         self._up = threading.Event()
         self._started = self._stopped = False
 
-    # -- lifecycle (any thread; start and wait_connected are PahoConnection's) --------------------
+    # -- lifecycle (any thread) -------------------------------------------------------------------
+    def start(self) -> "MqttSource":
+        """Start the link's thread, which connects (and reconnects) on its own. Never blocks on
+        the network. Returns self. ``RuntimeError`` if started twice."""
+        if self._started:
+            raise RuntimeError("MqttSource already started")
+        self._started = True
+        self._link.start()
+        return self
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until connected and subscribed (True), or ``timeout`` seconds passed (False)."""
+        return self._up.wait(timeout)
+
     def stop(self) -> None:
-        """Disconnect (the session stays on the broker for ``session_expiry`` seconds, with
-        what was not acked) and join the paho thread: blocks up to about a second while a
-        reconnect backoff is sleeping. Idempotent."""
+        """Send the PUBACKs already queued, then DISCONNECT (the session stays on the broker
+        for ``session_expiry`` seconds, with what was not acked), and join the link's thread
+        (at most about 2 seconds; a reconnect backoff is interrupted at once). Idempotent."""
         with self._lock:
             already, self._stopped = self._stopped, True
-            self._room.notify_all()  # a paho thread waiting for room gives up
-        if not self._started or already:
+        if already:
             return
-        self._close()
+        self._link.stop()
+        self._up.clear()
+        with self._lock:
+            self._connected = False
 
     @property
     def connected(self) -> bool:
@@ -216,9 +199,8 @@ class MqttSource(PahoConnection):
         with self._lock:
             new = [f for f in dict.fromkeys(filters) if f not in self._filters]
             self._filters.extend(new)
-            connected = self._connected
-        if new and connected:
-            self._send_subscribe(self._client, new)
+            if new and self._connected:
+                self._send_subscribe_locked(new)
 
     def unsubscribe(self, filters: Sequence[str]) -> None:
         """Drop subscriptions (readings already received stay in the hand-off). Never blocks."""
@@ -226,27 +208,21 @@ class MqttSource(PahoConnection):
             gone = [f for f in dict.fromkeys(filters) if f in self._filters]
             for f in gone:
                 self._filters.remove(f)
-            connected = self._connected
-        if gone and connected:
-            with self._lock:  # registered before the UNSUBACK can be handled
-                rc, mid = self._client.unsubscribe(gone)
+            if gone and self._connected:
+                mid = self._link.unsubscribe(gone)  # registered before the UNSUBACK is handled
                 if mid is not None:
                     self._unsub_mids.add(mid)
-
-    def _on_unsubscribe(self, client: Any, userdata: Any, mid: int, reasons: Any,
-                        props: Any) -> None:
-        with self._lock:
-            self._unsub_mids.discard(mid)
 
     # -- the actor side (any thread, never blocks) ------------------------------------------------
     def take(self, max_items: int) -> list[Inbound]:
         """Up to ``max_items`` waiting readings, oldest first. Settle them with ``ack``."""
         with self._lock:
             n = min(max_items, len(self._buf))
-            out = [self._buf.popleft() for _ in range(n)]
+            pop = self._buf.popleft
+            out = [pop() for _ in range(n)]
             self._c["taken"] += n
-            if n:
-                self._room.notify()
+        if n and self._link.paused:
+            self._link.wake()  # it stopped reading for want of room: there is room now
         return out
 
     def pending(self) -> int:
@@ -255,82 +231,73 @@ class MqttSource(PahoConnection):
     def ack(self, items: Iterable[Inbound]) -> int:
         """Send the PUBACKs of ``items`` (processed); returns how many were sent. Items from an
         earlier connection are not acked (the broker redelivers them; counted ``stale_acks``).
-        A batch goes out as one write: the PUBACK packets are queued in paho as one buffer
-        (one wake-up of its network thread and one send instead of one per message)."""
-        items = list(items)
-        with self._lock:
-            mids = [i.mid for i in items if i.qos == 1 and i.gen == self._gen]
-            stale = sum(1 for i in items if i.qos > 0 and i.gen != self._gen)
-            if not self._connected:
-                stale, mids = stale + len(mids), []
-            if len(mids) > 1 and _PUBACKS is not None:
-                _PUBACKS(self._client, mids)
+        A batch goes out as one write."""
+        by_gen: dict[int, list[int]] = {}
+        for i in items:
+            if i.qos:
+                by_gen.setdefault(i.gen, []).append(i.mid)
+        sent = stale = 0
+        for gen, mids in by_gen.items():
+            if self._link.puback(mids, gen):
+                sent += len(mids)
             else:
-                for mid in mids:
-                    self._client.ack(mid, 1)
-            others = [i for i in items if i.qos == 2 and i.gen == self._gen and self._connected]
-            for item in others:  # (QoS 2 is never subscribed to; kept for completeness)
-                self._client.ack(item.mid, 2)
-            sent = len(mids) + len(others)
+                stale += len(mids)
+        with self._lock:
             self._c["acked"] += sent
             self._c["stale_acks"] += stale
         return sent
 
-    def _ack_locked(self, mid: int, qos: int, gen: int) -> bool:
-        if self._connected and gen == self._gen:
-            self._client.ack(mid, qos)
-            return True
-        return False
-
     def statistics(self) -> MqttSourceStatistics:
+        link = self._link
         with self._lock:
             c = self._c
             return MqttSourceStatistics(
                 connected=self._connected, connects=c["connects"], disconnects=c["disconnects"],
                 received=c["received"], accepted=c["accepted"], taken=c["taken"],
                 acked=c["acked"], stale_acks=c["stale_acks"], dead_lettered=c["dead_lettered"],
-                dead_letter_failures=c["dead_letter_failures"], qos0_dropped=c["qos0_dropped"],
-                paused=c["paused"], superseded=c["superseded"], errors=c["errors"],
+                dead_letter_failures=c["dead_letter_failures"], qos0_dropped=0,
+                paused=link.pauses, superseded=c["superseded"],
+                errors=c["errors"] + link.callback_errors + link.protocol_errors,
                 pending=len(self._buf), peak=self._peak, capacity=self.capacity,
                 rejected=dict(self._rejected), subscribed=self._up.is_set(),
                 changes_pending=len(self._sub_mids) + len(self._unsub_mids))
 
-    # -- paho callbacks (the paho thread) ---------------------------------------------------------
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            self._log.warning("mqtt connect refused", reason=str(reason))
-            with self._lock:
-                self._c["connect_failures"] += 1
-            return
+    # -- the link's callbacks (the link's thread) -------------------------------------------------
+    def _room(self) -> int:
+        return self.capacity - len(self._buf)
+
+    def _on_connect_failed(self, reason: str) -> None:
+        with self._lock:
+            self._c["connect_failures"] += 1
+        if reason.startswith("CONNACK refused"):
+            self._log.warning("mqtt connect refused", reason=reason)
+
+    def _on_connect(self, session_present: bool) -> None:
+        gen = self._link.epoch
         with self._lock:
             self._connected = True
             self._c["connects"] += 1
-            if flags.session_present:  # the broker redelivers what the old connection had
-                old = [m for m in self._buf if m.gen != self._gen and m.qos > 0]
+            if session_present:  # the broker redelivers what the old connection had
+                old = [m for m in self._buf if m.gen != gen and m.qos > 0]
                 if old:
                     self._buf = collections.deque(m for m in self._buf
-                                                  if m.gen == self._gen or m.qos == 0)
+                                                  if m.gen == gen or m.qos == 0)
                     self._c["superseded"] += len(old)
-            filters = list(self._filters)
-        if filters:
-            self._send_subscribe(client, filters)  # _up is set by the SUBACK
-        else:
-            self._up.set()  # nothing to subscribe to (yet)
-        self._log.info("mqtt connected", session_present=bool(flags.session_present))
+            if self._filters:
+                self._send_subscribe_locked(list(self._filters))  # _up is set by the SUBACK
+            else:
+                self._up.set()  # nothing to subscribe to (yet)
+        self._log.info("mqtt connected", session_present=session_present)
 
-    def _send_subscribe(self, client: Any, filters: list[str]) -> None:
-        from paho.mqtt.subscribeoptions import SubscribeOptions
-        opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        with self._lock:  # the SUBACK may come before subscribe() returns: register first
-            rc, mid = client.subscribe([(f, opts) for f in filters])
-            if mid is not None:
-                self._sub_mids[mid] = filters
+    def _send_subscribe_locked(self, filters: list[str]) -> None:
+        mid = self._link.subscribe(filters)
+        if mid is not None:  # (None: the connection just dropped; on_connect subscribes again)
+            self._sub_mids[mid] = filters
 
-    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any,
-                      props: Any) -> None:
+    def _on_subscribe(self, mid: int, reasons: list[int]) -> None:
         with self._lock:
             filters = self._sub_mids.pop(mid, list(self._filters))
-        failed = [(f, str(r)) for f, r in zip(filters, reasons) if r.is_failure]
+        failed = [(f, f"0x{r:02x}") for f, r in zip(filters, reasons) if r >= 0x80]
         if failed:
             with self._lock:
                 self._c["subscribe_failures"] += 1
@@ -338,66 +305,57 @@ class MqttSource(PahoConnection):
             return
         self._up.set()
 
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
-                       props: Any) -> None:
+    def _on_unsubscribe(self, mid: int) -> None:
+        with self._lock:
+            self._unsub_mids.discard(mid)
+
+    def _on_disconnect(self, reason: str) -> None:
         self._up.clear()
         with self._lock:
             self._sub_mids.clear()  # unanswered (un)subscriptions: the reconnect sends the
             self._unsub_mids.clear()  # current filters again
-            self._gen += 1  # acks of what the old connection delivered are void from now on
             self._connected = False
             self._c["disconnects"] += 1
-        if not self._stopped:
-            self._log.warning("mqtt disconnected; reconnecting with backoff", reason=str(reason))
 
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        try:
-            self._handle(msg)
-        except Exception as exc:  # the thread boundary: paho's loop must never die
-            with self._lock:
-                self._c["errors"] += 1
-            self._log.error("mqtt message handling failed", error=repr(exc), exc_info=exc)
-
-    def _handle(self, msg: Any) -> None:
-        qos, payload = msg.qos, msg.payload
-        try:
-            topic = msg.topic
-            reading = parse_reading(topic, payload, self.max_payload_bytes)
-            if self.tenant is not None and reading.tenant != self.tenant:
-                raise BadReading("bad_topic", f"tenant {reading.tenant!r} is not {self.tenant!r}")
-        except UnicodeDecodeError:
-            raw = repr(getattr(msg, "_topic", b""))[:200]
-            self._reject(msg, raw, BadReading("bad_topic", "topic is not UTF-8"))
-            return
-        except BadReading as exc:
-            self._reject(msg, topic, exc)
-            return
+    def _on_publishes(self, batch: list[Publish], gen: int) -> None:
+        """Validate a batch; the good readings go into the hand-off under one lock (the link
+        hands over no more than ``_room()``), the bad ones to the dead letters."""
+        good: list[Inbound] = []
+        limit = self.max_payload_bytes
+        tenant = self.tenant
+        for topic_bytes, payload, qos, mid, dup in batch:
+            try:
+                topic = topic_bytes.decode("utf-8")
+            except UnicodeDecodeError:
+                self._reject(topic_bytes, payload, qos, mid, gen, repr(topic_bytes)[:200],
+                             BadReading("bad_topic", "topic is not UTF-8"))
+                continue
+            try:
+                reading = parse_reading(topic, payload, limit)
+                if tenant is not None and reading.tenant != tenant:
+                    raise BadReading("bad_topic", f"tenant {reading.tenant!r} is not {tenant!r}")
+            except BadReading as exc:
+                self._reject(topic_bytes, payload, qos, mid, gen, topic, exc)
+                continue
+            good.append(Inbound(reading, mid, qos, gen, dup))
         with self._lock:
-            self._c["received"] += 1
-            if len(self._buf) >= self.capacity:
-                if qos == 0:
-                    self._c["qos0_dropped"] += 1
-                    return
-                self._c["paused"] += 1  # the broker sent beyond Receive Maximum: stop reading
-                while len(self._buf) >= self.capacity and not self._stopped:
-                    self._room.wait(0.25)
-                if self._stopped:
-                    return  # not acked: the broker redelivers it to the next session
+            self._c["received"] += len(good)
+            if not good:
+                return
             was_empty = not self._buf
-            self._buf.append(Inbound(reading, msg.mid, qos, self._gen, bool(msg.dup)))
-            self._c["accepted"] += 1
+            self._buf.extend(good)
+            self._c["accepted"] += len(good)
             if len(self._buf) > self._peak:
                 self._peak = len(self._buf)
         if was_empty and self._on_ready is not None:
             self._on_ready()
 
-    def _reject(self, msg: Any, topic: str, exc: BadReading) -> None:
-        payload = bytes(msg.payload)
-        bad = BadMessage(topic, payload[:KEEP_BAD_BYTES], len(payload), exc.kind, str(exc), msg.qos)
+    def _reject(self, topic_bytes: bytes, payload: bytes, qos: int, mid: int, gen: int,
+                topic: str, exc: BadReading) -> None:
+        bad = BadMessage(topic, payload[:KEEP_BAD_BYTES], len(payload), exc.kind, str(exc), qos)
         with self._lock:
             self._c["received"] += 1
             self._rejected[exc.kind] += 1
-            gen = self._gen
         try:
             if self._dead is None:
                 pass
@@ -412,10 +370,11 @@ class MqttSource(PahoConnection):
             self._log.error("mqtt dead letter failed; message left unacked", error=repr(error),
                             reason=bad.reason)
             return
+        acked = qos > 0 and self._link.puback([mid], gen)
         with self._lock:
             self._c["dead_lettered"] += 1
-            if msg.qos > 0:
-                self._c["acked" if self._ack_locked(msg.mid, msg.qos, gen) else "stale_acks"] += 1
+            if qos > 0:
+                self._c["acked" if acked else "stale_acks"] += 1
         self._warn_rejected(topic, bad.reason)
 
     def _warn_rejected(self, topic: str, reason: str) -> None:

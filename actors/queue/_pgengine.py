@@ -505,5 +505,16 @@ def release(engine: PgEngine) -> None:
         engine.close()
 
 
+def _forget_in_child() -> None:
+    # A forked child inherits the registry but not the engine's threads, and must never speak
+    # on the parent's PostgreSQL connections (two processes interleaving one protocol stream):
+    # its queues open engines, and connections, of their own.
+    _registry.forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def open_engines() -> dict[Any, int]:
     return _registry.users(lambda key: key[1:])

@@ -174,8 +174,9 @@ class DurableQueue:
         self._committer.post(kind, fn, self._key, *args, clock=self._clock)
 
     def flush(self) -> None:
-        """Block until every ack, nack and reject buffered so far (by any queue of this file in
-        this process) is on disk. Raises ``QueueUnavailable`` (or ``QueueError``) if one of them
+        """Block until every ack, nack and reject buffered so far (by any queue of this store -
+        the SQLite file, or the PostgreSQL server and prefix - in this process) is committed
+        durably. Raises ``QueueUnavailable`` (or ``QueueError``) if one of them
         could not be committed: its record will be delivered again."""
         if self._closed:
             raise QueueClosed(f"the queue {self.name!r} is closed")
@@ -202,12 +203,14 @@ class DurableQueue:
         return data, key, payload_crc(self._key, key, data)
 
     def put(self, payload: Any, *, key: str | None = None) -> int:
-        """Store one record and return its id once it is on disk. Blocks (one group commit).
+        """Store one record and return its id once it is committed durably (on disk; on
+        PostgreSQL, committed by the server). Blocks (one group commit).
 
         Raises ``EncodeError`` (a TypeError) for an unencodable payload and ``ValueError`` for an
-        oversize one or a bad key (nothing is written), ``QueueFull`` when the file or disk is
-        full (not stored, counted in ``stats()["refused_full"]``), ``QueueUnavailable`` when
-        the file is busy, locked, or failing I/O (not stored), ``QueueClosed`` after ``close()``.
+        oversize one or a bad key (nothing is written), ``QueueFull`` when the queue
+        (``max_bytes``), the file or the disk is full (not stored, counted in
+        ``stats()["refused_full"]``), ``QueueUnavailable`` when the store is busy, locked,
+        unreachable or failing I/O (not stored), ``QueueClosed`` after ``close()``.
         """
         item = self._encode(payload, key)
         return self._put([item])[0]
@@ -415,10 +418,11 @@ class DurableQueue:
         self.max_bytes = self._check_max_bytes(max_bytes)
 
     def close(self) -> None:
-        """Make this queue's buffered settlements durable and let go of the file (the last queue
-        of a file in this process stops its committer and closes it). Idempotent; blocks.
+        """Make this queue's buffered settlements durable and let go of its store (the last
+        queue of a SQLite file, or of a PostgreSQL server and prefix, in this process stops
+        the committer and closes the connections). Idempotent; blocks.
 
-        Unsettled deliveries stay leased in the file and are redelivered after their
+        Unsettled deliveries stay leased in the store and are redelivered after their
         visibility timeout.
         """
         if self._closed:
