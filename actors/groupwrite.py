@@ -35,11 +35,13 @@ import time
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
 from ._checks import check_number
+from ._log import get_logger
 
 __all__ = ["GroupWriter", "WriterClosed"]
 
 T = TypeVar("T")
 Done = Callable[[BaseException | None], Any]
+_log = get_logger(component="group-writer")
 
 
 class WriterClosed(RuntimeError):
@@ -206,11 +208,7 @@ class GroupWriter(Generic[T]):
 
     def _log(self, event: str, **fields: Any) -> None:
         try:
-            import structlog
-
-            from ._log import configure_logging
-            configure_logging()
-            structlog.get_logger("streamvisor.writer").warning(event, writer=self.name, **fields)
+            _log.warning(event, writer=self.name, **fields)
         except Exception:  # logging must never stop the writer
             pass
 

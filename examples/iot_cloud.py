@@ -479,33 +479,42 @@ class Ledger:
         self.putting = 0    # readings of the put under way
         self.refused = 0    # readings of puts the queue refused (full, unavailable)
 
-    def put(self, queue: DurableQueue, batch: list[Any]) -> None:
-        """``queue.put_many(batch)``, counted; a refusal is counted and raised."""
-        self.putting = len(batch)
-        self.seq += 1
-        try:
-            queue.put_many(batch)
-        except BaseException:
-            self.refused += len(batch)
-            raise
-        else:
-            self.sent += len(batch)
-        finally:
-            self.seq += 1
-            self.putting = 0
 
 
 class CountedQueue:
-    """A tenant's queue as one producer sees it: ``put_many`` counted in that producer's
-    ``Ledger``, then ``wake()`` (the tenant's graph reads at once instead of at its next poll)."""
+    """A tenant's queue as one producer sees it: puts counted in that producer's ``Ledger``,
+    then ``wake()`` (the tenant's graph reads at once instead of at its next poll). A counting
+    wrapper for ``put_each`` (``wrapped_queue``, ``before_put``, ``after_put``), so that the
+    node's MQTT ingest and the fleet feeder put every tenant's readings in one transaction."""
 
     def __init__(self, queue: DurableQueue, ledger: Ledger, wake: Any = None) -> None:
         self.queue, self.ledger, self.wake = queue, ledger, wake
 
-    def put_many(self, batch: list[Any]) -> None:
-        self.ledger.put(self.queue, batch)
-        if self.wake is not None:
+    @property
+    def wrapped_queue(self) -> DurableQueue:
+        return self.queue
+
+    def before_put(self, n: int) -> None:
+        ledger = self.ledger
+        ledger.putting = n  # (set before seq turns odd: a reader that sees odd sees it)
+        ledger.seq += 1
+
+    def after_put(self, outcome: Any, n: int) -> None:
+        ledger = self.ledger
+        if isinstance(outcome, BaseException):
+            ledger.refused += n
+        else:
+            ledger.sent += n
+        ledger.seq += 1
+        ledger.putting = 0
+        if self.wake is not None and not isinstance(outcome, BaseException):
             self.wake()
+
+    def put_many(self, batch: list[Any]) -> None:
+        """One put, counted; a refusal is counted and raised."""
+        outcome = put_each([(self, batch)])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 class FleetFeeder:
@@ -577,27 +586,11 @@ class _Feed(Actor):
 
 def put_counted(entries: list[tuple["CountedQueue", list[Any]]]) -> None:
     """Every ``(counted queue, readings)`` with one ``put_each`` (one transaction per queue
-    file), counted in each one's ``Ledger`` like ``Ledger.put`` (a put under way is marked
-    first; a refusal is counted in ``refused``), then each tenant's graph is woken."""
-    for counted, batch in entries:
-        ledger = counted.ledger
-        ledger.putting = len(batch)
-        ledger.seq += 1
+    file), each counted in its ``Ledger``; a refusal is counted in ``refused`` (not raised)."""
     try:
-        outcomes: list[Any] = put_each([(c.queue, batch) for c, batch in entries])
-    except Exception as exc:  # the shared transaction failed: nothing of it was written
-        outcomes = [exc] * len(entries)
-    for (counted, batch), outcome in zip(entries, outcomes):
-        ledger = counted.ledger
-        if isinstance(outcome, BaseException):
-            ledger.refused += len(batch)
-        else:
-            ledger.sent += len(batch)
-        ledger.seq += 1
-        ledger.putting = 0
-    for counted, _batch in entries:
-        if counted.wake is not None:
-            counted.wake()
+        put_each(entries)
+    except Exception:  # the shared transaction failed: counted as refused by each wrapper
+        pass
 
 
 class Fleet(Actor):

@@ -128,7 +128,9 @@ def test_the_progress_line_does_not_wait_for_a_put_stuck_in_its_commit(inline_rt
         advance(rt, 2.0, steps=4)
         acme = app._app.tenants["acme"]
         entered, release = threading.Event(), threading.Event()
-        real = app.put_each  # the fleets' readings go in through the node's FleetFeeder
+        from actors.queue import _routed  # the fleets' readings go in through the node's
+        real = _routed._put_each           # FleetFeeder's put_each: stuck after its commit,
+                                           # before the ledgers are settled
 
         def slow_put(batches: Any) -> Any:  # on disk, then stuck before it returns
             outcomes = real(batches)
@@ -137,7 +139,7 @@ def test_the_progress_line_does_not_wait_for_a_put_stuck_in_its_commit(inline_rt
                 assert release.wait(30), "never released"
             return outcomes
 
-        app.put_each = slow_put
+        _routed._put_each = slow_put
         # runs the fleets' turns, then (a timer 20 ms later) the feeder's grouped put
         driver = threading.Thread(target=advance, args=(rt, 1.0, 2))
         driver.start()
@@ -150,7 +152,7 @@ def test_the_progress_line_does_not_wait_for_a_put_stuck_in_its_commit(inline_rt
         finally:
             release.set()
             driver.join(30)
-            app.put_each = real
+            _routed._put_each = real
         settle(rt)
         assert holds(progress())
     finally:
