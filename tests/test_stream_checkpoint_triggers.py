@@ -49,14 +49,15 @@ class Latest(Pairs):
         self.ages.append({p: round(inputs.age(p), 6) for p in inputs})
 
 
-def graph(cls: type, a: list[Any], b: list[Any], store: Any, **options: Any) -> Graph:
+def graph(cls: type, a: list[Any], b: list[Any], store: Any, *args: Any,
+          window: int | None = None, **options: Any) -> Graph:
     g = Graph("pairs", checkpoint=Checkpoints(store, every=EVERY))
     g.add("a", Feed, a)
     g.add("b", Feed, b)
-    g.add("join", cls, **options)
+    g.add("join", cls, *args, **options)
     g.add("out", Drop)
-    g.connect("a", "join.a")
-    g.connect("b", "join.b")
+    g.connect("a", "join.a", window=window)
+    g.connect("b", "join.b", window=window)
     g.connect("join", "out")
     return g
 
@@ -254,6 +255,23 @@ def test_a_checkpoint_written_before_trigger_state_restores_with_an_empty_trigge
     life.end()
 
 
+def test_restored_values_hold_their_input_credit_and_those_that_no_longer_fit_are_counted(
+        store: Any) -> None:
+    old_checkpoint(store, "fit", {"join": codec.encode({"trigger": "BARRIER", "values": {
+        "a": [[10, 0.0], [11, 0.0], [12, 0.0]], "gone": [["?", 0.0]]}})})
+    a = list(range(100))
+    b: list[Any] = []
+    life = Life(lambda clock: inline_runtime(clock), graph(Pairs, a, b, store, window=4), "fit")
+    s = life.stats()
+    assert (s.carried, s.discarded, s.custody) == (4, 1, 4)  # "gone" is no input any more
+    assert life.stats("a").emitted == 1  # the restored values hold 3 of a's window of 4
+    b.extend(["x", "y", "z", "w"])
+    life.advance(0.1)
+    assert life.state()["fired"] == [(1, "x"), (10, "y"), (11, "z"), (12, "w")]
+    node_ledger_holds(life)
+    life.end()
+
+
 def test_a_damaged_trigger_entry_is_refused_at_start(store: Any) -> None:
     old_checkpoint(store, "bad", {"join": codec.encode({"trigger": "BARRIER", "values": 7})})
     rt = inline_runtime(ManualClock())
@@ -273,4 +291,43 @@ def test_a_waiting_value_that_cannot_be_encoded_fails_the_checkpoint_with_the_re
     assert len(reasons) == 1 and "'join'" in reasons[0] and "trigger" in reasons[0]
     assert "set" in reasons[0]
     assert store.load("set", "pairs") is None  # nothing committed
+    life.end()
+
+
+# -- a node crash: the instance restarts from its last checkpoint ------------------------------------
+class CrashOnZ(Pairs):
+    """Crashes once on the value ``"z"`` (its supervisor restarts it: the instance recovers)."""
+
+    def __init__(self, crashed: list[bool]) -> None:
+        super().__init__()
+        self.crashed = crashed
+
+    def fire(self, inputs: Inputs) -> None:
+        if inputs["b"] == "z" and not self.crashed:
+            self.crashed.append(True)
+            raise RuntimeError("injected crash")
+        super().fire(inputs)
+
+
+def test_an_instance_recovered_after_a_node_crash_gets_its_waiting_values_back(
+        make_rt: Any, store: Any) -> None:
+    from supervisors import GraphSupervision
+    a, b = [1, 2, 3], ["x"]
+    crashed: list[bool] = []
+    g = graph(CrashOnZ, a, b, store, crashed)
+    g.supervision = GraphSupervision()
+    life = Life(make_rt, g, "recover")
+    life.advance(EVERY)                      # checkpoint 1: 2 and 3 wait
+    b.extend(["y", "z"])                     # (2, y), then the crash on (3, z)
+    for _ in range(40):                      # bounded: the recovery runs in an actor
+        life.advance(0.05)
+        if life.inst.checkpoints()["recoveries"] == 1 and life.state()["fired"][-1:] == [
+                (3, "z")]:
+            break
+    assert crashed == [True]
+    status = life.inst.checkpoints()
+    assert status["recoveries"] == 1 and status["restored"] == 1 and status["failed"] is None
+    assert life.state()["fired"] == [(1, "x"), (2, "y"), (3, "z")]  # from the checkpoint:
+    assert life.stats().carried == 2                                 # 2 and 3 carried over
+    node_ledger_holds(life)
     life.end()
