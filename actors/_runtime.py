@@ -87,6 +87,13 @@ class Runtime:
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
 
+    @property
+    def inline(self) -> bool:
+        """True for the deterministic inline runtime (``inline=True``): no worker threads, so
+        code that would hand work to a thread of its own (a group commit) does it in the
+        turn instead."""
+        return bool(self._scheduler.inline)
+
     def __repr__(self) -> str:
         kind = "inline" if self._scheduler.inline else f"workers={self._scheduler.workers}"
         return f"<Runtime {self.node} {kind} actors={len(self._cells)}>"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from actors import Actor, ManualClock, Runtime
-from actors.testing import inline_runtime
+from actors.testing import inline_runtime, wait_until
 from streamvisor.cli import load_app
 from tests.conftest import run_script, settle
 from tests.test_stream_kit import advance
@@ -121,7 +121,7 @@ def test_the_ledger_holds_on_every_line_while_chaos_restarts_nodes(started):
     assert last["restarts"] >= 1 and last["acme_time"] != "--:--:--"
 
 
-def test_the_progress_line_does_not_wait_for_a_fleet_stuck_in_its_put(inline_rt, tmp_path):
+def test_the_progress_line_does_not_wait_for_a_put_stuck_in_its_commit(inline_rt, tmp_path):
     rt = inline_rt
     progress = app.start(rt, options(tmp_path, devices=2))
     try:
@@ -129,27 +129,31 @@ def test_the_progress_line_does_not_wait_for_a_fleet_stuck_in_its_put(inline_rt,
         advance(rt, 2.0, steps=4)
         acme = app._app.tenants["acme"]
         entered, release = threading.Event(), threading.Event()
-        real = acme.queue.put_many
+        from actors.queue import _routed  # the fleets' readings go in through the node's
+        real = _routed._put_each           # FleetFeeder's put_each: stuck after its commit,
+                                           # before the ledgers are settled
 
-        def slow_put(batch: Any, **kw: Any) -> Any:  # on disk, then stuck before it returns
-            ids = real(batch, **kw)
-            entered.set()
-            assert release.wait(30), "never released"
-            return ids
+        def slow_put(batches: Any) -> Any:  # on disk, then stuck before it returns
+            outcomes = real(batches)
+            if any(q is acme.queue for q, _batch in batches):
+                entered.set()
+                assert release.wait(30), "never released"
+            return outcomes
 
-        acme.queue.put_many = slow_put
-        driver = threading.Thread(target=advance, args=(rt, 1.0))  # runs the fleet's turn
+        _routed._put_each = slow_put
+        # runs the fleets' turns, then (a timer 20 ms later) the feeder's grouped put
+        driver = threading.Thread(target=advance, args=(rt, 1.0, 2))
         driver.start()
         try:
             assert entered.wait(30)
-            line = progress()  # on this thread, while acme's fleet is inside its turn
+            line = progress()  # on this thread, while the feeder is inside its put
             assert driver.is_alive() and not release.is_set()
             assert holds(line), line
             assert acme.line.readings_in == acme.fleet.sent + 2  # its put is on disk: in
         finally:
             release.set()
             driver.join(30)
-        del acme.queue.put_many
+            _routed._put_each = real
         settle(rt)
         assert holds(progress())
     finally:
@@ -274,6 +278,47 @@ def test_a_bad_tenant_name_is_refused_before_anything_starts(inline_rt, tmp_path
     with pytest.raises(SystemExit, match="contains '/'"):
         app.start(inline_rt, options(tmp_path, tenant_names="acme,a/b"))
     assert inline_rt.actors() == [] and list(tmp_path.iterdir()) == []
+
+
+def test_one_commit_serves_the_rows_and_the_puts_of_many_tenants(tmp_path):
+    """On worker threads every tenant's rows go through the node's readings GroupWriter and
+    every fleet's readings through the FleetFeeder: with the writer lingering (an hour), the
+    rows of all 20 tenants wait, their store nodes paused, until one flush commits them in one
+    transaction; nothing is acknowledged twice and the ledger holds throughout."""
+    rt = Runtime(workers=2, clock=ManualClock(), node="test")
+    names = [f"t{i:02d}" for i in range(20)]
+    progress = app.start(rt, options(tmp_path, tenant_names=",".join(names), devices=2,
+                                     period=1.0, checkpoint_every=0.0))
+    try:
+        settle(rt)
+        rows = app._app.writers[0]
+        rows.delay = 3600.0
+        feeder_before = app._app.feeder.groups
+        advance(rt, 2.0, steps=4)  # every fleet ticks; the feeder puts many tenants at once
+        assert app._app.feeder.groups - feeder_before <= 4  # a put per step, not per fleet
+        line = progress()
+        assert holds(line) and line["in"] >= 40
+        wait_until(lambda: rows.pending >= 20, 10, "every tenant's rows handed to the writer")
+        groups = rows.groups
+        rows.flush()
+        assert rows.groups == groups + 1  # one transaction for every tenant's rows
+        settle(rt)
+        for _ in range(4):
+            advance(rt, 0.5)
+            rows.flush()
+        settle(rt)
+        line = progress()
+        assert holds(line) and line["stored"] > 0 and rows.failed == 0
+        stored = {t: app._app.tenants[t].line.stored for t in names}
+        assert all(n > 0 for n in stored.values()), stored
+    finally:
+        app.stop(rt)
+        rt.shutdown()
+    import sqlite3
+    with sqlite3.connect(tmp_path / "readings.db") as conn:
+        per_tenant = dict(conn.execute("SELECT tenant, count(*) FROM readings GROUP BY tenant"))
+    assert sorted(per_tenant) == names
+    assert sum(stored.values()) <= sum(per_tenant.values())  # acked only once on disk
 
 
 # -- the cost of a tenant does not grow with the tenants ----------------------------------------

@@ -46,3 +46,55 @@ def test_other_queue_like_objects_are_called_one_by_one(tmp_path: Path) -> None:
         w = Wrapper(q)
         out = put_each([(w, [[1], [2]]), (w, [])])
         assert w.calls == 2 and len(out[0]) == 2 and out[1] == []
+
+
+class Counting:
+    """A counting wrapper (``wrapped_queue``, ``before_put``, ``after_put``)."""
+
+    def __init__(self, queue: DurableQueue) -> None:
+        self.wrapped_queue, self.events = queue, []
+
+    def before_put(self, n: int) -> None:
+        self.events.append(("before", n))
+
+    def after_put(self, outcome: object, n: int) -> None:
+        self.events.append(("after", type(outcome).__name__, n))
+
+
+def test_counting_wrappers_share_their_queues_transaction_and_see_each_outcome(
+        tmp_path: Path) -> None:
+    path = tmp_path / "queues.db"
+    queues = [DurableQueue(path, "r", tenant=f"t{i}") for i in range(20)]
+    full = DurableQueue(path, "r", tenant="full", max_bytes=4096)
+    try:
+        wrappers = [Counting(q) for q in [*queues, full]]
+        committer = queues[0]._committer
+        before = committer.groups
+        out = put_each([(w, [["x" * 200]] * 30) for w in wrappers])
+        assert committer.groups == before + 1  # 21 tenants, one transaction
+        assert all(w.events == [("before", 30), ("after", "list", 30)] for w in wrappers[:-1])
+        assert wrappers[-1].events == [("before", 30), ("after", "QueueFull", 30)]
+        assert isinstance(out[-1], QueueFull) and all(len(o) == 30 for o in out[:-1])
+        assert all(q.stats()["ready"] == 30 for q in queues)
+    finally:
+        for q in [*queues, full]:
+            q.close()
+
+
+def test_a_failed_shared_transaction_reaches_every_wrapper_then_raises(tmp_path: Path) -> None:
+    import pytest
+
+    from actors.queue import QueueUnavailable
+    from actors.queue import _routed
+    with DurableQueue(tmp_path / "q.db", "r") as q:
+        w = Counting(q)
+
+        def down(batches: object) -> list:
+            raise QueueUnavailable("test: the disk went away")
+        real, _routed._put_each = _routed._put_each, down
+        try:
+            with pytest.raises(QueueUnavailable):
+                put_each([(w, [[1]])])
+        finally:
+            _routed._put_each = real
+        assert w.events == [("before", 1), ("after", "QueueUnavailable", 1)]

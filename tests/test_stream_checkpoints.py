@@ -110,6 +110,14 @@ def two_feeds(a, b, checkpoint):
     return g
 
 
+def settle_committed(rt, store):
+    """Idle, and every checkpoint handed to the store's group writer committed and told (on
+    worker threads a commit lands after the turn that asked for it)."""
+    settle(rt)
+    store.flush()
+    settle(rt)
+
+
 def committed(store, tenant, graph):
     cid, data = store.load(tenant, graph)
     doc = codec.decode(data)
@@ -381,12 +389,12 @@ def test_a_node_crash_restarts_the_instance_from_its_last_checkpoint(tmp_path, c
     inst = g.instantiate(rt, "acme")
     for _ in range(20):
         clock.advance(0.5)
-        settle(rt)
+        settle_committed(rt, store)
     assert inst.checkpoints()["committed"] >= 1 and q.stats()["acked"] == 100
     q.put_many(records(300)[100:])  # v=150 crashes the node once
     for _ in range(200):  # bounded: 100 virtual seconds
         clock.advance(0.5)
-        settle(rt)
+        settle_committed(rt, store)
         status = inst.checkpoints()
         if q.stats()["acked"] == 300 and status["recoveries"] == 1 and status["commits"] >= 1:
             break
@@ -395,7 +403,7 @@ def test_a_node_crash_restarts_the_instance_from_its_last_checkpoint(tmp_path, c
     assert status["recoveries"] == 1 and status["failed"] is None
     assert q.stats()["acked"] == 300 and q.stats()["dead"] == 0
     clock.advance(1.0)
-    settle(rt)
+    settle_committed(rt, store)
     assert sums_of(inst) == expected(300)  # the records lost in the crash counted once
     inst.stop()
     rt.shutdown()
@@ -508,6 +516,7 @@ def test_snapshots_are_consistent_with_the_sources_on_worker_threads(tmp_path, c
         b.extend(range(step * 500, (step + 1) * 500))
         clock.advance(0.25)
         settle(rt)
+        store.flush()  # the checkpoints handed to its group writer are committed
         found = store.load("acme", "merge")
         if found is None or found[0] in seen:
             continue

@@ -7,6 +7,11 @@ submits one operation per file that inserts every queue's records in the same tr
 reports each queue's outcome separately: a queue over its ``max_bytes`` is refused on its own
 (``QueueFull``, nothing of it written) while the others are stored. Queues in different files
 (or on different clocks) get one transaction each.
+
+A producer that counts what it puts can wrap a queue and still share the transaction: an object
+with ``wrapped_queue`` (the ``DurableQueue``), ``before_put(n)`` and ``after_put(outcome, n)``
+is put through its queue, with ``before_put`` called before the transaction and ``after_put``
+after it (``outcome``: the ids, or the exception that refused them).
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from ._types import QueueClosed, QueueFull
 __all__ = ["put_each"]
 
 
-
 def _put_all(group: Group, parts: list[tuple[int, DurableQueue, list[Any], int]]) -> list[Any]:
     results: list[Any] = []
     for _index, q, items, size in parts:
@@ -36,10 +40,30 @@ def _put_all(group: Group, parts: list[tuple[int, DurableQueue, list[Any], int]]
 def put_each(batches: Sequence[tuple[Any, Sequence[Any]]]) -> list[Any]:
     """``[(queue, payloads), ...]`` -> for each entry, the ids of its records (on disk when this
     returns) or the exception that refused them (``QueueFull``, ``QueueClosed``, an encoding
-    error; nothing of that entry was written). Blocks for one group commit per file. Objects
-    that are not a ``DurableQueue`` but have ``put_many`` are called one by one. Raises only
+    error; nothing of that entry was written). Blocks for one group commit per file. Counting
+    wrappers (module docstring) share their queue's transaction; other objects that are not a
+    ``DurableQueue`` but have ``put_many`` are called one by one. Raises only
     what the shared transaction itself raised (``QueueUnavailable``, ``QueueError``): then
     nothing of that file's entries was written."""
+    wrappers = [(i, q, len(p)) for i, (q, p) in enumerate(batches)
+                if hasattr(q, "wrapped_queue") and hasattr(q, "before_put")]
+    if wrappers:
+        batches = list(batches)
+        for index, wrapper, n in wrappers:
+            wrapper.before_put(n)
+            batches[index] = (wrapper.wrapped_queue, batches[index][1])
+    try:
+        out = _put_each(batches)
+    except BaseException as exc:  # the shared transaction failed: nothing of it was written
+        for _index, wrapper, n in wrappers:
+            wrapper.after_put(exc, n)
+        raise
+    for index, wrapper, n in wrappers:
+        wrapper.after_put(out[index], n)
+    return out
+
+
+def _put_each(batches: Sequence[tuple[Any, Sequence[Any]]]) -> list[Any]:
     out: list[Any] = [None] * len(batches)
     by_file: dict[tuple[int, int], list[tuple[int, DurableQueue, list[Any], int]]] = {}
     other: dict[int, list[tuple[int, Any, Sequence[Any]]]] = {}  # another backend's engines

@@ -18,6 +18,17 @@ live input has delivered it; then it passes the barrier and handles what it held
 So each snapshot of checkpoint ``n`` contains the effects of exactly the items every source
 emitted before barrier ``n``, and of nothing after it.
 
+Values that came before barrier ``n`` and still wait in a multi-input node's trigger (a
+``BARRIER`` round missing its partner, ``LATEST``'s latest value of each input) belong to that
+state too - the sources replay only what came after the barrier - so the node's checkpoint
+holds them beside its snapshot, each with its age (``_triggers.state``): in the checkpoint
+document, ``"triggers"`` maps such a node's name to its encoded values (a node with nothing
+waiting, and every checkpoint written before this existed, has no entry: its trigger starts
+empty). They are put back in the node's first incarnation before any input is taken, their
+age going on from where it stood at the checkpoint (the downtime does not count), so
+``max_age``/``on_expired`` keep working; a value that cannot be encoded fails the checkpoint,
+with the reason, as a snapshot does.
+
 When the last node has taken its snapshot, the checkpoint - every node's encoded snapshot - is
 written to the store in one transaction (``commit``), and only then told to the sources
 (``on_checkpoint_committed``): a ``QueueSource`` acknowledges the queue records it emitted
@@ -56,7 +67,6 @@ no checkpoint commits, nothing more is acknowledged.
 
 Limits (said, not hidden): a lossy edge (a drop policy) loses items by design; use
 backpressure edges in a checkpointed graph.
-Values waiting in a ``BARRIER``/``LATEST`` trigger are not part of a node's snapshot.
 ``nack`` in a checkpointed graph is not a retry: the record is already in the state.
 """
 
@@ -70,6 +80,8 @@ from .. import codec
 from .._actor import Actor
 from .._messages import Down
 from .._checks import check_number
+from . import _triggers
+from ._enums import Trigger
 
 if TYPE_CHECKING:
     from ._edges import In
@@ -204,8 +216,10 @@ class Coordinator:
         self._commit_lock = threading.Lock()
         self.restored_id = 0
         self.restored: dict[int, Any] = {}
+        self.triggers: dict[int, Any] = {}  # restored values waiting in triggers, per node
         self.issued: dict[int, int] = {}
-        self.pending: dict[int, dict[int, bytes]] = {}
+        # per checkpoint, per node: its encoded snapshot and trigger values (None: nothing)
+        self.pending: dict[int, dict[int, tuple[bytes, bytes | None]]] = {}
         self.committed = 0           # id of the last checkpoint on disk
         self.commits = 0             # how many this instance committed
         self.abandoned = 0           # started, overtaken by a later one before completing
@@ -238,11 +252,27 @@ class Coordinator:
                     continue
                 states[self.plan.index[name]] = codec.decode(
                     blob, max_size=max(codec.DEFAULT_MAX_SIZE, len(blob)))
+            triggers = doc.get("triggers", {})  # absent: written before triggers were saved
+            if not isinstance(triggers, dict):
+                raise ValueError("its trigger values are not a map")
+            waiting = {}
+            for name, blob in triggers.items():
+                if name not in self.plan.index:
+                    self.log.warning("checkpoint holds trigger values of a node the graph no "
+                                     "longer has", graph=self.graph, node=name, checkpoint=cid)
+                    continue
+                got = codec.decode(blob, max_size=max(codec.DEFAULT_MAX_SIZE, len(blob)))
+                try:
+                    _triggers.check_state(got)
+                except ValueError as exc:
+                    raise ValueError(f"node {name!r}: {exc}") from None
+                waiting[self.plan.index[name]] = got
         except (codec.DecodeError, ValueError, TypeError) as exc:
             raise ValueError(f"checkpoint {cid} of tenant {self.tenant!r} graph {self.graph!r} "
                              f"is damaged: {exc}") from None
         self.restored_id = self.committed = cid
         self.restored = states
+        self.triggers = waiting
         self.log.info("checkpoint restored", tenant=self.tenant, graph=self.graph,
                       checkpoint=cid, nodes=len(states))
         return states
@@ -254,22 +284,32 @@ class Coordinator:
             self.issued[index] = cid
             return cid
 
-    def taken(self, cid: int, index: int, state: Any) -> None:
-        """Node ``index`` passed barrier ``cid`` with snapshot ``state``."""
+    def taken(self, cid: int, index: int, state: Any, trigger: Any = None) -> None:
+        """Node ``index`` passed barrier ``cid`` with snapshot ``state`` and ``trigger``, the
+        values waiting in its trigger (``_triggers.state``; None: nothing waits)."""
         if self.failed is not None:
             return
         t0 = time.perf_counter()
+        name = self.names[index]
         try:
-            blob = codec.encode(state, root=f"snapshot of {self.names[index]}")
+            blob = codec.encode(state, root=f"snapshot of {name}")
         except codec.EncodeError as exc:
-            self.fail(f"node {self.names[index]!r}: its snapshot cannot be encoded ({exc})")
+            self.fail(f"node {name!r}: its snapshot cannot be encoded ({exc})")
             return
+        waiting = None
+        if trigger is not None:
+            try:
+                waiting = codec.encode(trigger, root=f"trigger of {name}")
+            except codec.EncodeError as exc:
+                self.fail(f"node {name!r}: a value waiting in its trigger cannot be encoded "
+                          f"({exc})")
+                return
         with self._lock:
             self.seconds += time.perf_counter() - t0
             if cid <= self.committed:
                 return
             got = self.pending.setdefault(cid, {})
-            got[index] = blob
+            got[index] = (blob, waiting)
             if len(got) < len(self.names):
                 return
             del self.pending[cid]
@@ -278,11 +318,29 @@ class Coordinator:
                 self.abandoned += 1
         self._commit(cid, got)
 
-    def _commit(self, cid: int, got: dict[int, bytes]) -> None:
+    def _commit(self, cid: int, got: dict[int, tuple[bytes, bytes | None]]) -> None:
         t0 = time.perf_counter()
-        doc = {"id": cid, "graph": self.graph,
-               "nodes": {self.names[i]: blob for i, blob in got.items()}}
+        doc: dict[str, Any] = {"id": cid, "graph": self.graph,
+                               "nodes": {self.names[i]: blob for i, (blob, _) in got.items()}}
+        triggers = {self.names[i]: waiting for i, (_, waiting) in got.items()
+                    if waiting is not None}
+        if triggers:  # (no entry at all when nothing waits: the format of before)
+            doc["triggers"] = triggers
         data = codec.encode(doc, root="checkpoint")
+        commit_async = getattr(self.store, "commit_async", None)
+        inst = getattr(self.shared, "instance", None)
+        if inst is not None and inst.runtime.inline:
+            commit_async = None  # the inline runtime runs no thread: committed in this turn
+        if commit_async is not None:  # grouped with other tenants'; nobody waits for the disk
+            with self._lock:
+                if cid <= self.committed or self.failed is not None:
+                    return
+                self.seconds += time.perf_counter() - t0
+
+            def done(error: BaseException | None) -> None:
+                self._committed(cid, len(data), error)
+            commit_async(self.tenant, self.graph, cid, data, done)
+            return
         with self._commit_lock:
             if cid <= self.committed or self.failed is not None:
                 return
@@ -292,6 +350,25 @@ class Coordinator:
                 self.commits += 1
                 self.bytes = len(data)
                 self.seconds += time.perf_counter() - t0
+        self._tell_committed(cid)
+
+    def _committed(self, cid: int, size: int, error: BaseException | None) -> None:
+        """A ``commit_async`` finished (in the store's writer thread). A checkpoint that could
+        not be committed stops the instance's checkpoints and restarts it from the last one
+        that was (as a ``commit`` that raised in a node does): nothing it covers was
+        acknowledged, the queue delivers it again."""
+        if error is not None:
+            self.fail(f"checkpoint {cid} could not be committed: {error!r}")
+            return
+        with self._lock:
+            if self.failed is not None or cid <= self.committed:
+                return  # failed meanwhile (a restart is under way), or overtaken
+            self.committed = cid
+            self.commits += 1
+            self.bytes = size
+        self._tell_committed(cid)
+
+    def _tell_committed(self, cid: int) -> None:
         shared = self.shared
         for i in self.notify:
             ref = shared.ref(i) if shared is not None else None
@@ -381,11 +458,17 @@ def arm(w: "Wiring") -> None:
 
 def restore(w: "Wiring") -> None:
     """First incarnation of a node: give it its part of the restored checkpoint, when it takes
-    it with ``restore_checkpoint`` (``restore`` takes the snapshot through the usual path)."""
+    it with ``restore_checkpoint`` (``restore`` takes the snapshot through the usual path), and
+    put back the values that waited in its trigger (before any input is taken)."""
     coord = w.shared.checkpoint
+    if w.epoch != 1:
+        return
     hook = getattr(w.node, "restore_checkpoint", None)
-    if hook is not None and w.epoch == 1 and w.index in coord.restored:
+    if hook is not None and w.index in coord.restored:
         hook(coord.restored[w.index])
+    waiting = coord.triggers.get(w.index)
+    if waiting is not None:
+        _triggers.restore_state(w, waiting, w.clock.now())
 
 
 def on_tick(w: "Wiring") -> None:
@@ -414,7 +497,10 @@ def pass_barrier(w: "Wiring", cid: int) -> None:
         state = state_of()
     else:
         state = node.snapshot() if w.takes_snapshots else None
-    w.shared.checkpoint.taken(cid, w.index, state)
+    waiting = None  # values waiting in a BARRIER/LATEST trigger: they belong to this state
+    if w.definition.trigger is not Trigger.EACH:
+        waiting = _triggers.state(w, w.clock.now())
+    w.shared.checkpoint.taken(cid, w.index, state, waiting)
     for out in w.outs:
         out.barrier(cid)
 
@@ -457,7 +543,6 @@ def check_aligned(w: "Wiring") -> None:
         elif not a.hold(inp, items):
             w.handle(inp, items, None)
     if a.cid is None:
-        from ._enums import Trigger
         w.simple = (w.definition.trigger is Trigger.EACH and not w.batching
                     and not w.watchers and not w.paused)
     w.epilogue()

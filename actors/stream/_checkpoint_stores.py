@@ -8,6 +8,15 @@ transaction (durable when it returns) and removes all but the newest ``keep`` of
 (one connection, under a lock). A transient fault (a locked database, a full disk, a lost
 connection) is raised to the caller as it is: the checkpoint is not committed, nothing is
 acknowledged, and the next one tries again.
+
+Many tenants, few commits: ``commit_async(tenant, graph, cid, data, done)`` hands a checkpoint
+to the store's ``GroupWriter`` (``actors.groupwrite``: one thread per store, started on first
+use) and returns at once; the checkpoints of every tenant handed over within ``group_delay``
+seconds are committed in one transaction, then each ``done(None)`` is called (``done(exc)``
+for one that could not be committed: a failed group is retried checkpoint by checkpoint, so a
+fault of one tenant's - a stale fence - fails that tenant's alone). ``Coordinator`` uses it when
+the store has it, so 1,000 tenants checkpointing every 5 s cost a few commits a second, not 200,
+and no actor waits for a disk. ``close()`` commits what is pending first.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import threading
 from typing import Any, Callable
 
 from .._checks import check_number
+from ..groupwrite import GroupWriter
 
 __all__ = ["SqliteCheckpoints", "PostgresCheckpoints"]
 
@@ -28,13 +38,54 @@ def _keep(keep: Any) -> int:
     return check_number(keep, "checkpoints keep", integer=True, positive=True)
 
 
+Entry = tuple[str, str, int, bytes]  # (tenant, graph, id, data)
+
+
+class _Grouped:
+    """``commit_async`` and ``flush`` through a lazily started ``GroupWriter`` whose
+    ``write`` is the store's ``_commit_many`` (one transaction)."""
+
+    group_delay = 0.05
+    _writer: GroupWriter[Entry] | None = None
+    _writer_lock: threading.Lock
+
+    def _commit_many(self, entries: list[Entry]) -> None:
+        raise NotImplementedError
+
+    def commit_async(self, tenant: str, graph: str, cid: int, data: bytes,
+                     done: Callable[[BaseException | None], Any]) -> None:
+        """Commit checkpoint ``cid`` with other tenants' in the next group; returns at once.
+        ``done(None)`` once it is on disk, ``done(exc)`` if it could not be committed (called
+        from the store's writer thread). ``ValueError`` for a bad key, at once."""
+        _key(tenant, graph)
+        with self._writer_lock:
+            writer = self._writer
+            if writer is None:
+                writer = self._writer = GroupWriter(
+                    self._commit_many, name="checkpoints", delay=self.group_delay)
+        writer.submit((tenant, graph, cid, data), done)
+
+    def flush(self) -> None:
+        """Block until every checkpoint handed to ``commit_async`` so far is done."""
+        with self._writer_lock:
+            writer = self._writer
+        if writer is not None:
+            writer.flush()
+
+    def _close_writer(self) -> None:
+        with self._writer_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+
+
 def _key(tenant: Any, graph: Any) -> None:
     if type(tenant) is not str or type(graph) is not str or not graph:
         raise ValueError(f"checkpoint key must be (tenant str, graph name), got "
                          f"({tenant!r}, {graph!r})")
 
 
-class SqliteCheckpoints:
+class SqliteCheckpoints(_Grouped):
     """Checkpoints in an SQLite file (created 0600; WAL, ``synchronous=FULL``: a commit that
     returned survives a power cut), the newest ``keep`` per (tenant, graph)."""
 
@@ -47,6 +98,7 @@ class SqliteCheckpoints:
         os.close(fd)
         os.chmod(self.path, 0o600)
         self._lock = threading.Lock()
+        self._writer_lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                      check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -65,17 +117,22 @@ class SqliteCheckpoints:
 
     def commit(self, tenant: str, graph: str, cid: int, data: bytes) -> None:
         _key(tenant, graph)
+        self._commit_many([(tenant, graph, cid, data)])
+
+    def _commit_many(self, entries: list[Entry]) -> None:
+        """Every entry in one transaction (all or nothing)."""
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(f"INSERT OR REPLACE INTO {_TABLE} (tenant, graph, id, data) "
-                             "VALUES (?, ?, ?, ?)", (tenant, graph, cid, data))
-                conn.execute(f"DELETE FROM {_TABLE} WHERE tenant = ? AND graph = ? AND id <= ?",
-                             (tenant, graph, cid - self.keep))
+                conn.executemany(f"INSERT OR REPLACE INTO {_TABLE} (tenant, graph, id, data) "
+                                 "VALUES (?, ?, ?, ?)", entries)
+                conn.executemany(f"DELETE FROM {_TABLE} WHERE tenant = ? AND graph = ? AND "
+                                 "id <= ?", [(t, g, cid - self.keep) for t, g, cid, _ in entries])
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
 
     def ids(self, tenant: str, graph: str) -> list[int]:
@@ -86,6 +143,7 @@ class SqliteCheckpoints:
                 (tenant, graph))]
 
     def close(self) -> None:
+        self._close_writer()  # what was handed to commit_async is committed first
         with self._lock:
             self._conn.close()
 
@@ -93,7 +151,7 @@ class SqliteCheckpoints:
         return f"SqliteCheckpoints({self.path!r}, keep={self.keep})"
 
 
-class PostgresCheckpoints:
+class PostgresCheckpoints(_Grouped):
     """Checkpoints in PostgreSQL table ``stream_checkpoints`` keyed (tenant, graph, id), the
     newest ``keep`` per (tenant, graph). ``dsn``: ``postgresql://...``. ``fence(conn, tenant)``,
     if given, runs inside each commit's transaction before the write; whatever it raises aborts
@@ -109,6 +167,7 @@ class PostgresCheckpoints:
         self.keep = _keep(keep)
         self.fence = fence
         self._lock = threading.Lock()
+        self._writer_lock = threading.Lock()
         self._conn: Any = psycopg.connect(dsn, autocommit=True)
         self._conn.execute(f"CREATE TABLE IF NOT EXISTS {_TABLE} (tenant TEXT NOT NULL, "
                            "graph TEXT NOT NULL, id BIGINT NOT NULL, data BYTEA NOT NULL, "
@@ -124,15 +183,21 @@ class PostgresCheckpoints:
 
     def commit(self, tenant: str, graph: str, cid: int, data: bytes) -> None:
         _key(tenant, graph)
+        self._commit_many([(tenant, graph, cid, data)])
+
+    def _commit_many(self, entries: list[Entry]) -> None:
+        """Every entry in one transaction, each tenant's fence checked in it first."""
         with self._lock, self._conn.transaction():
             if self.fence is not None:
-                self.fence(self._conn, tenant)
-            self._conn.execute(
-                f"INSERT INTO {_TABLE} (tenant, graph, id, data) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (tenant, graph, id) DO UPDATE SET data = excluded.data",
-                (tenant, graph, cid, data))
-            self._conn.execute(f"DELETE FROM {_TABLE} WHERE tenant = %s AND graph = %s "
-                               "AND id <= %s", (tenant, graph, cid - self.keep))
+                for tenant in dict.fromkeys(t for t, _g, _c, _d in entries):
+                    self.fence(self._conn, tenant)
+            for tenant, graph, cid, data in entries:
+                self._conn.execute(
+                    f"INSERT INTO {_TABLE} (tenant, graph, id, data) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (tenant, graph, id) DO UPDATE SET data = excluded.data",
+                    (tenant, graph, cid, data))
+                self._conn.execute(f"DELETE FROM {_TABLE} WHERE tenant = %s AND graph = %s "
+                                   "AND id <= %s", (tenant, graph, cid - self.keep))
 
     def ids(self, tenant: str, graph: str) -> list[int]:
         with self._lock:
@@ -141,6 +206,7 @@ class PostgresCheckpoints:
                 (tenant, graph)).fetchall()]
 
     def close(self) -> None:
+        self._close_writer()  # what was handed to commit_async is committed first
         with self._lock:
             self._conn.close()
 

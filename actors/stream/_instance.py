@@ -228,7 +228,8 @@ class StreamInstance:
                 processed=c.processed, emitted=c.emitted, custody=custody, lost=lost,
                 expired=c.expired, discarded=c.discarded, unrouted=c.unrouted, fired=c.fired,
                 suppressed=c.suppressed, demand=c.demand, restored=c.restored,
-                late=c.late, errors=c.errors, evicted=c.evicted, open_windows=c.open_windows))
+                late=c.late, errors=c.errors, evicted=c.evicted, open_windows=c.open_windows,
+                carried=c.carried))
         edges = []
         for e in plan.edges:
             s = shared.edges[e.index]
@@ -249,7 +250,7 @@ class StreamInstance:
             dropped=sum(e.dropped for e in edges),
             lost=sum(e.lost for e in edges) + sum(n.lost for n in nodes),
             expired=sum(n.expired for n in nodes), discarded=sum(n.discarded for n in nodes),
-            completed=self.completed)
+            completed=self.completed, carried=sum(n.carried for n in nodes))
 
     def _recover_begin(self, failed: Any) -> list[ActorRef] | None:
         """The checkpoints of incarnation ``failed`` (its ``_Shared``) stopped - a node restarted

@@ -189,6 +189,11 @@ class Node(Actor):
         return self._wiring.paused
 
     @property
+    def checkpointed(self) -> bool:
+        """True if this node's instance takes checkpoints (``Checkpoints``)."""
+        return self._wiring.shared.checkpoint is not None
+
+    @property
     def node_name(self) -> str:
         """This node's name in the graph."""
         return self._wiring.definition.name

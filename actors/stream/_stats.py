@@ -11,10 +11,13 @@ The ledger of an edge, at any moment::
     accepted = sent + dropped + buffered + lost_buffered
     sent     = delivered + in_flight + lost_in_flight
 
-and of a node: ``delivered into it = processed + expired + discarded + custody + lost``. Once a
-finite stream has completed (and in any quiet moment) ``in_flight``, ``buffered`` and
-``custody`` are 0, so what a source produced equals what the sinks processed plus every counted
-drop, expiry, discard and loss on the way (for nodes that emit one item per item).
+and of a node: ``delivered into it + carried = processed + expired + discarded + custody +
+lost``, where ``carried`` counts the values a checkpoint's restore put back into the node's
+hands (a ``BARRIER`` round waiting for its partner: see ``_checkpoint``; 0 without
+checkpoints). Once a finite stream has completed (and in any quiet moment) ``in_flight``,
+``buffered`` and ``custody`` are 0, so what a source produced (plus what was carried) equals what
+the sinks processed plus every counted drop, expiry, discard and loss on the way (for nodes that
+emit one item per item).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class EdgeCounters:
 class NodeCounters:
     __slots__ = ("processed", "emitted", "custody", "lost", "expired", "discarded", "unrouted",
                  "fired", "suppressed", "demand", "produce_calls", "restored", "late", "errors",
-                 "evicted", "open_windows")
+                 "evicted", "open_windows", "carried")
 
     def __init__(self) -> None:
         self.processed = 0      # input items handled (processed, or taken by a firing)
@@ -62,6 +65,7 @@ class NodeCounters:
         self.errors = 0         # items a Window node sent to "errors" (bad key or time)
         self.evicted = 0        # windows closed early because max_open was reached
         self.open_windows = 0   # windows open now in a Window node (a gauge)
+        self.carried = 0        # BARRIER values a checkpoint's restore put back into custody
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,7 @@ class NodeStatistics:
     errors: int = 0        # Window nodes: items with a bad key or time (port "errors")
     evicted: int = 0       # Window nodes: windows closed early at max_open
     open_windows: int = 0  # Window nodes: windows open now
+    carried: int = 0       # BARRIER values restored from a checkpoint into custody
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +129,7 @@ class StreamStatistics:
     expired: int
     discarded: int
     completed: bool
+    carried: int = 0  # sum over nodes: values restored from a checkpoint into custody
 
     def node(self, name: str) -> NodeStatistics:
         for n in self.nodes:

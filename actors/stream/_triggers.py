@@ -14,13 +14,25 @@ Values left unmatched when every input ended are counted as ``discarded``.
 LATEST keeps the newest value of each input and fires once per arriving value (after every input
 had one; before that the arrival is counted as ``suppressed``). A value an upstream edge dropped
 simply never replaces the previous one: its age grows, and ``max_age`` decides.
+
+Checkpoints (``_checkpoint``) carry what waits here: ``state`` returns, at a barrier, BARRIER's
+FIFOs (every waiting value per input, in arrival order) or LATEST's latest value of each input
+(whether it has fired follows: it fires once every input has a value), each value with its age
+at the snapshot; ``restore_state`` puts them back in the first incarnation of a restored
+instance, before any input is taken. A restored value's arrival is set to ``now - age`` on the
+new runtime clock, so its age goes on from where it stood at the checkpoint: the time between
+the checkpoint and the restore (the crash, the downtime) does not age it - the replayed items
+that came after the barrier get their arrival when they come again, too. Restored BARRIER values
+are in the node's custody again, counted as ``carried`` (the node's ledger: delivered + carried
+= processed + expired + discarded + custody + lost) and hold their input's credit as they did.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
-from ._enums import Expired
+from ._enums import Expired, Trigger
 from ._messages import EXPIRE
 
 if TYPE_CHECKING:
@@ -28,7 +40,7 @@ if TYPE_CHECKING:
     from ._wiring import Wiring
 
 __all__ = ["Inputs", "barrier_take", "barrier_run", "latest_take", "on_expire",
-           "discard_leftovers"]
+           "discard_leftovers", "state", "check_state", "restore_state"]
 
 
 class Inputs(dict):  # type: ignore[type-arg]  # port name -> items
@@ -172,3 +184,69 @@ def discard_leftovers(w: "Wiring") -> None:
             c.discarded += 1
             c.custody -= 1
             src.held -= 1
+
+
+# -- checkpoints -----------------------------------------------------------------------------------
+def state(w: "Wiring", now: float) -> dict[str, Any] | None:
+    """What waits in the trigger at a checkpoint's barrier: ``{"trigger": "BARRIER"|"LATEST",
+    "values": {port: [[value, age], ...]}}`` (ports with nothing waiting left out; BARRIER's in
+    arrival order, LATEST's one value), or None when nothing waits."""
+    trigger = w.definition.trigger
+    values: dict[str, list[list[Any]]]
+    if trigger is Trigger.BARRIER:
+        values = {p: [[item, max(0.0, now - t)] for item, t, _ in fifo]
+                  for p, fifo in w.fifos.items() if fifo}
+    elif trigger is Trigger.LATEST:
+        values = {p: [[item, max(0.0, now - t)]] for p, (item, t) in w.latest.items()}
+    else:
+        return None
+    return {"trigger": trigger.name, "values": values} if values else None
+
+
+def check_state(got: Any) -> None:
+    """``ValueError`` unless ``got`` has the shape ``state`` returns (a checkpoint's trigger
+    entry, read from the store)."""
+    if (not isinstance(got, dict) or got.get("trigger") not in ("BARRIER", "LATEST")
+            or not isinstance(got.get("values"), dict)):
+        raise ValueError(f"not a trigger's values: {got!r:.80}")
+    for port, values in got["values"].items():
+        if not isinstance(port, str) or not isinstance(values, list) or not values or (
+                got["trigger"] == "LATEST" and len(values) != 1):
+            raise ValueError(f"trigger values of port {port!r}: {values!r:.80}")
+        for v in values:
+            if not (isinstance(v, list) and len(v) == 2 and v[1].__class__ in (int, float)
+                    and math.isfinite(v[1]) and v[1] >= 0):
+                raise ValueError(f"a trigger value of port {port!r} is not [value, age >= 0]: "
+                                 f"{v!r:.80}")
+
+
+def restore_state(w: "Wiring", got: dict[str, Any], now: float) -> None:
+    """Put back what ``state`` saved (checked by ``check_state``), before any input is taken.
+    Values the node can no longer take (its trigger or an input port changed since) are
+    logged; BARRIER's are counted as carried and discarded, never dropped silently."""
+    nd = w.definition
+    trigger = nd.trigger
+    c = w.counters
+    kind = got["trigger"]
+    for port, values in got["values"].items():
+        if kind != trigger.name or port not in nd.inputs:
+            w.node.log.warning("checkpointed trigger values do not fit the node any more: "
+                               "discarded", graph=w.shared.plan.name, node=nd.name, port=port,
+                               saved=kind, trigger=trigger.name, count=len(values))
+            if kind == "BARRIER":
+                c.carried += len(values)
+                c.discarded += len(values)
+            continue
+        if trigger is Trigger.BARRIER:
+            inp = next(i for i in w.ins if i.port == port)  # holds the credit, as it did
+            fifo = w.fifos[port]
+            for item, age in values:
+                fifo.append((item, now - age, inp))
+            inp.held += len(values)
+            c.custody += len(values)
+            c.carried += len(values)
+        else:
+            item, age = values[-1]
+            w.latest[port] = (item, now - age)
+    if trigger is Trigger.BARRIER:
+        barrier_run(w, now)  # arms the expiry timer of restored values (max_age, WAIT)

@@ -326,6 +326,8 @@ class Wiring:
     def resume(self) -> None:
         self.paused = False
         stash, self.stash = self.stash, []
+        if len(stash) > 1 and self.definition.trigger is Trigger.EACH:
+            stash = _coalesce(stash)
         for k, (inp, items) in enumerate(stash):
             if self.paused:  # a handler paused again: the rest keeps waiting, in order
                 self.stash = stash[k:] + self.stash
@@ -507,3 +509,19 @@ class Wiring:
 
     def __repr__(self) -> str:
         return f"<Wiring {self.shared.plan.name}/{self.definition.name} epoch={self.epoch}>"
+
+
+def _coalesce(stash: list[tuple[In, Any]]) -> list[tuple[In, Any]]:
+    """What waited with a paused ``Trigger.EACH`` node, consecutive batches of one input joined
+    into one (the same items, in the same order; barriers stay where they were): a sink that
+    paused for a slow write catches up with one handler call, not one per message."""
+    out: list[tuple[In, Any]] = []
+    for inp, items in stash:
+        if (out and out[-1][0] is inp and items.__class__ is not _checkpoint.Barrier
+                and out[-1][1].__class__ is list):
+            out[-1][1].extend(items)
+        elif items.__class__ is _checkpoint.Barrier:
+            out.append((inp, items))
+        else:
+            out.append((inp, list(items)))
+    return out
