@@ -1098,10 +1098,7 @@ class _App:
                      "queued": sum(x.queued for x in lines),
                      "alerts": sum(t.tally.alerts for t in tenants),
                      # node restarts, and whole-graph restarts from the last checkpoint
-                     "restarts": sum(n.restarts for t in tenants
-                                     for n in t.instance.statistics().nodes)
-                     + sum((t.instance.checkpoints() or {}).get("recoveries", 0)
-                           for t in tenants)})
+                     "restarts": sum(t.instance.restarts() for t in tenants)})
         if self.mqtt is not None:  # a reading is acked to the broker once it is in its queue
             line["mqtt_in"] = sum(x.mqtt_in for x in lines)
             line["mqtt_rejected"] = self.mqtt_rejected

@@ -96,11 +96,20 @@ class Life:
         self.clock = ManualClock()
         self.rt = self.make_rt(self.clock)
         self.inst = self.graph.instantiate(self.rt, self.tenant)
+        self.settle()
+
+    def settle(self) -> None:
+        """Idle, with every checkpoint handed to the store's group writer committed and told
+        (on worker threads a commit lands after the turn that asked for it)."""
         settle(self.rt)
+        store = self.graph.checkpoint.store
+        if hasattr(store, "flush"):
+            store.flush()
+            settle(self.rt)
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
-        settle(self.rt)
+        self.settle()
 
     def crash(self) -> None:
         self.rt.shutdown()

@@ -401,6 +401,7 @@ def test_a_node_crash_restarts_the_instance_from_its_last_checkpoint(tmp_path, c
     assert crashed == [True]
     status = inst.checkpoints()
     assert status["recoveries"] == 1 and status["failed"] is None
+    assert inst.restarts() == 1 + sum(n.restarts for n in inst.statistics().nodes)
     assert q.stats()["acked"] == 300 and q.stats()["dead"] == 0
     clock.advance(1.0)
     settle_committed(rt, store)

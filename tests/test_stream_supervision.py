@@ -79,6 +79,7 @@ def test_a_crash_restarts_the_node_and_everything_downstream_and_counts_what_was
     assert inst.wait_complete(5) and other.wait_complete(5)
     s = inst.statistics()
     assert [s.node(n).restarts for n in ("numbers", "crashy", "pass", "sink")] == [0, 1, 1, 1]
+    assert inst.restarts() == 3 and other.restarts() == 0  # the same, without statistics()
     o = other.statistics()                    # the other tenant never noticed
     assert [n.restarts for n in o.nodes] == [0, 0, 0, 0] and o.lost == 0
     assert calm_out.items == list(range(1000))
