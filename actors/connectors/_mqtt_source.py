@@ -49,11 +49,13 @@ from .._log import get_logger
 from ..topics import is_valid_filter
 from ._client import MqttOptions
 from ._link import MqttLink, Publish
-from ._readings import DEFAULT_MAX_BYTES, BadReading, Reading, parse_reading, readings_filter
+from ._readings import (DEFAULT_MAX_BYTES, BadReading, Reading, parse_payload, parse_topic,
+                        readings_filter)
 
 __all__ = ["BadMessage", "Inbound", "MqttSource", "MqttSourceStatistics"]
 
 KEEP_BAD_BYTES = 1024
+TOPIC_CACHE = 65_536  # valid topics remembered (tenant, device) so that a repeat skips parsing
 
 
 class Inbound(NamedTuple):
@@ -154,6 +156,7 @@ class MqttSource:
         self._rejected: collections.Counter[str] = collections.Counter()
         self._up = threading.Event()
         self._started = self._stopped = False
+        self._topics: dict[bytes, tuple[str, str]] = {}  # the link's thread only
 
     # -- lifecycle (any thread) -------------------------------------------------------------------
     def start(self) -> "MqttSource":
@@ -323,21 +326,32 @@ class MqttSource:
         good: list[Inbound] = []
         limit = self.max_payload_bytes
         tenant = self.tenant
+        topics = self._topics
         for topic_bytes, payload, qos, mid, dup in batch:
+            where = topics.get(topic_bytes)  # (tenant, device) of a topic seen valid before
+            if where is None:
+                try:
+                    topic = topic_bytes.decode("utf-8")
+                except UnicodeDecodeError:
+                    self._reject(topic_bytes, payload, qos, mid, gen, repr(topic_bytes)[:200],
+                                 BadReading("bad_topic", "topic is not UTF-8"))
+                    continue
+                try:
+                    where = parse_topic(topic)
+                    if tenant is not None and where[0] != tenant:
+                        raise BadReading("bad_topic", f"tenant {where[0]!r} is not {tenant!r}")
+                except BadReading as exc:
+                    self._reject(topic_bytes, payload, qos, mid, gen, topic, exc)
+                    continue
+                if len(topics) >= TOPIC_CACHE:
+                    topics.clear()  # bounded, whatever a flood of distinct topics does
+                topics[topic_bytes] = where
             try:
-                topic = topic_bytes.decode("utf-8")
-            except UnicodeDecodeError:
-                self._reject(topic_bytes, payload, qos, mid, gen, repr(topic_bytes)[:200],
-                             BadReading("bad_topic", "topic is not UTF-8"))
-                continue
-            try:
-                reading = parse_reading(topic, payload, limit)
-                if tenant is not None and reading.tenant != tenant:
-                    raise BadReading("bad_topic", f"tenant {reading.tenant!r} is not {tenant!r}")
+                ts, temp, hum = parse_payload(payload, limit)
             except BadReading as exc:
-                self._reject(topic_bytes, payload, qos, mid, gen, topic, exc)
+                self._reject(topic_bytes, payload, qos, mid, gen, topic_bytes.decode(), exc)
                 continue
-            good.append(Inbound(reading, mid, qos, gen, dup))
+            good.append(Inbound(Reading(where[0], where[1], ts, temp, hum), mid, qos, gen, dup))
         with self._lock:
             self._c["received"] += len(good)
             if not good:

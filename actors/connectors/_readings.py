@@ -41,6 +41,7 @@ MAX_DEPTH = 8
 DEFAULT_MAX_BYTES = 4096
 FIELDS = ("ts", "temp", "hum")
 RANGES = {"ts": (0.0, 4102444800.0), "temp": (-100.0, 200.0), "hum": (0.0, 100.0)}
+(_TS_LOW, _TS_HIGH), (_TEMP_LOW, _TEMP_HIGH), (_HUM_LOW, _HUM_HIGH) = RANGES.values()
 
 # a JSON number small enough to stay finite as a float ("-0" alone is left to json: an int)
 _NUMBER = rb"((?:-?[1-9][0-9]{0,20}|-?0(?=[.eE])|0)(?:\.[0-9]{1,30})?(?:[eE][+-]?[0-9]{1,2})?)"
@@ -158,6 +159,11 @@ def parse_payload(payload: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[f
     m = _CANONICAL.match(data)
     if m is not None:
         k1, v1, k2, v2, k3, v3 = m.groups()
+        if k1 == b"ts" and k2 == b"temp" and k3 == b"hum":  # the usual order, checked inline
+            ts, temp, hum = float(v1), float(v2), float(v3)
+            if _TS_LOW <= ts <= _TS_HIGH and _TEMP_LOW <= temp <= _TEMP_HIGH and (
+                    _HUM_LOW <= hum <= _HUM_HIGH):
+                return ts, temp, hum
         if k1 != k2 and k2 != k3 and k1 != k3:  # (a duplicate key: the general path names it)
             found = {k1: float(v1), k2: float(v2), k3: float(v3)}  # finite: <= 21 digits, exponent < 100
             values = (found[b"ts"], found[b"temp"], found[b"hum"])
