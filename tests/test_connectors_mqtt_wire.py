@@ -315,3 +315,19 @@ def test_a_refused_connack_is_retried_with_backoff_and_counted(stops):
         fb.wait_connection(2)
         assert not src.connected and src.statistics().connects == 0
         assert src._link.connect_failures >= 2
+
+
+def test_the_topic_cache_is_bounded_and_never_admits_another_tenant(monkeypatch):
+    from actors.connectors import _mqtt_source
+    monkeypatch.setattr(_mqtt_source, "TOPIC_CACHE", 10)
+    rejected: list[Any] = []
+    src = MqttSource(MqttOptions(), tenant="acme", dead_letters=rejected.append)
+    batch = [(f"tenants/acme/devices/d{i}/readings".encode(), BODY, 0, 0, False)
+             for i in range(25)]
+    batch += [(b"tenants/evil/devices/d1/readings", BODY, 0, 0, False)] * 2
+    src._on_publishes(batch, 1)
+    src._on_publishes(batch[:3], 1)  # cached now: the same readings again
+    got = src.take(100)
+    assert [i.reading.device for i in got] == [f"d{i}" for i in range(25)] + ["d0", "d1", "d2"]
+    assert len(src._topics) <= 10 and b"tenants/evil/devices/d1/readings" not in src._topics
+    assert [r.kind for r in rejected] == ["bad_topic", "bad_topic"]
