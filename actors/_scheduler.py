@@ -51,6 +51,7 @@ __all__ = ["ThreadScheduler", "InlineScheduler"]
 
 _tls = threading.local()
 _FIRST_PAUSE = 0.0002  # wait_for's first look again, doubling up to _MAX_PAUSE
+SPARE_LINGER = 0.5     # seconds a spare that ran out of work waits to be needed again
 _MAX_PAUSE = 0.005
 
 
@@ -126,6 +127,13 @@ class ThreadScheduler:
         self._blocked = 0
         self._spares = 0
         self.max_spares = 4 * workers  # bounds the threads a chain of blocking calls can add
+        # Spares that ran out of work linger (``SPARE_LINGER``) so that the next need reuses
+        # the thread instead of starting one (a commit wait on every worker can need a spare
+        # many times a second). ``_lingering``: such threads; ``_revivals``: needs handed to
+        # them (each already counted in ``_spares``). Both under ``_lock``.
+        self._lingering = 0
+        self._revivals = 0
+        self._revive = threading.Condition(self._lock)
         self._name = name
         self._closing = False
         # A turn longer than this is a stall: a blocked handler, not GIL waits (which stretch a
@@ -205,10 +213,34 @@ class ThreadScheduler:
         return False
 
     def _start_spare(self) -> None:
-        threading.Thread(target=self._spare, daemon=True, name=f"{self._name}-spare").start()
+        with self._lock:
+            if self._lingering > self._revivals:  # a spare waits to be needed: it takes this
+                self._revivals += 1
+                self._revive.notify()
+                return
+        threading.Thread(target=self._spare_thread, daemon=True,
+                         name=f"{self._name}-spare").start()
+
+    def _spare_thread(self) -> None:
+        """Work as a spare; then linger, and work again each time a need is handed over."""
+        while True:
+            self._spare()
+            with self._lock:
+                self._lingering += 1
+                deadline = time.monotonic() + SPARE_LINGER
+                while not self._revivals and not self._closing:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._revive.wait(left)
+                self._lingering -= 1
+                if not self._revivals:
+                    return
+                self._revivals -= 1  # (closing: _spare() then returns at once, uncounting it)
 
     def _spare(self) -> None:
-        """A temporary worker: runs the queue until it is empty (or a worker is free), then ends."""
+        """A temporary worker: runs the queue until it is empty (or a worker is free), then
+        stops (counted in ``_spares`` until then)."""
         _tls.worker = True
         runq, ready = self._runq, self._ready
         try:
@@ -368,6 +400,7 @@ class ThreadScheduler:
             self._closing = True
             self._work.notify_all()
             self._idle.notify_all()
+            self._revive.notify_all()
         self.kick()
         me = threading.current_thread()
         deadline = time.monotonic() + timeout

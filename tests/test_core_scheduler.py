@@ -230,3 +230,23 @@ def test_directed_helping_claims_a_queued_cell_without_scanning_the_run_queue():
         _scheduler._tls.worker = False
     assert [c.turns for c in cells] == [1] * len(cells)  # stale entries were skipped
     assert sched.run_queue() == 0 and not sched._runq and not sched._ready
+
+
+def test_a_spare_that_ran_out_of_work_lingers_and_is_reused_then_ends():
+    """Needing a spare many times a second (every worker waiting on a commit) reuses one
+    lingering thread instead of starting a thread each time; unused, it ends by itself."""
+    from actors.testing import wait_until
+    with Runtime(workers=2) as rt:
+        sched = rt._scheduler
+        spares = lambda: [t for t in threading.enumerate() if t.name.endswith("-spare")]  # noqa: E731
+        before = len(spares())
+        for _ in range(5):  # each need as _blocking hands it over: counted, then started
+            with sched._lock:
+                sched._spares += 1
+            sched._start_spare()
+            wait_until(lambda: sched._spares == 0 and sched._lingering == 1, 5.0,
+                       "the spare ran (nothing to do) and lingers")
+            assert len(spares()) == before + 1  # one thread, reused
+        wait_until(lambda: not sched._lingering and len(spares()) == before, 5.0,
+                   "the lingering spare to end")
+        assert sched._revivals == 0 and sched._spares == 0
