@@ -127,10 +127,11 @@ class ThreadScheduler:
         self._blocked = 0
         self._spares = 0
         self.max_spares = 4 * workers  # bounds the threads a chain of blocking calls can add
-        # Spares that ran out of work linger (``SPARE_LINGER``) so that the next need reuses
-        # the thread instead of starting one (a commit wait on every worker can need a spare
-        # many times a second). ``_lingering``: such threads; ``_revivals``: needs handed to
-        # them (each already counted in ``_spares``). Both under ``_lock``.
+        # Spares that ran out of work linger (``SPARE_LINGER``; at most ``workers`` of them) so
+        # that the next need reuses the thread instead of starting one (a commit wait on every
+        # worker can need a spare many times a second). ``_lingering``: such threads;
+        # ``_revivals``: needs handed to them (each already counted in ``_spares``). Both under
+        # ``_lock``.
         self._lingering = 0
         self._revivals = 0
         self._revive = threading.Condition(self._lock)
@@ -226,6 +227,8 @@ class ThreadScheduler:
         while True:
             self._spare()
             with self._lock:
+                if self._lingering >= self.workers:
+                    return  # enough threads wait already: no more idle threads than workers
                 self._lingering += 1
                 deadline = time.monotonic() + SPARE_LINGER
                 while not self._revivals and not self._closing:

@@ -250,3 +250,18 @@ def test_a_spare_that_ran_out_of_work_lingers_and_is_reused_then_ends():
         wait_until(lambda: not sched._lingering and len(spares()) == before, 5.0,
                    "the lingering spare to end")
         assert sched._revivals == 0 and sched._spares == 0
+
+
+def test_no_more_spares_linger_than_there_are_workers():
+    from actors.testing import wait_until
+    with Runtime(workers=2) as rt:
+        sched = rt._scheduler
+        with sched._lock:
+            sched._spares += 5
+        for _ in range(5):  # five needs at once: five threads, then at most two stay
+            threading.Thread(target=sched._spare_thread, daemon=True,
+                             name="test-spare").start()
+        wait_until(lambda: sched._spares == 0, 5.0, "the spares ran")
+        wait_until(lambda: len([t for t in threading.enumerate() if t.name == "test-spare"])
+                   <= 2, 5.0, "the extra spares to end at once")
+        assert sched._lingering <= 2
