@@ -161,7 +161,33 @@ class Written(NamedTuple):
     error: BaseException | None
 
 
-class Store(QueueSink):
+class GroupedWrites(Node):
+    """For a stream node that hands its writes to a ``GroupWriter`` (``self.writer``): ``write``
+    submits and pauses the node until the ``Written`` reply, so what arrives meanwhile - the
+    next batch, a checkpoint barrier - waits behind the write; ``written`` (from
+    ``on_message``) raises a failed write's error (the node crashes: nothing of it was
+    acknowledged) and resumes the node once nothing is being written."""
+
+    writer: Any
+    writing = 0  # writes handed to the writer, not yet answered
+
+    def write(self, payload: Any, items: list[Any]) -> None:
+        ref = self.ref
+        self.writer.submit(payload, lambda error: ref.tell(Written(items, error)))
+        self.writing += 1
+        self.pause()
+
+    def written(self, message: "Written") -> None:
+        self.writing -= 1
+        if message.error is not None:
+            raise message.error
+
+    def resume_if_done(self) -> None:
+        if not self.writing:
+            self.resume()
+
+
+class Store(GroupedWrites, QueueSink):
     """Inserts readings (idempotent on tenant, device and ts) into SQLite or PostgreSQL, then
     acknowledges them. ``shared``: the node's one store (one connection for every tenant,
     thread-safe); otherwise the node opens its own ``db``. The tenant column always comes from
@@ -183,7 +209,6 @@ class Store(QueueSink):
         self.db = db
         self.shared = shared
         self.writer = writer
-        self.writing = 0  # batches handed to the writer, not yet written
 
     def on_start(self) -> None:
         self.rows = self.shared if self.shared is not None else open_store(self.db)
@@ -206,17 +231,12 @@ class Store(QueueSink):
         for item in batch:
             if not isinstance(item, QueueItem):
                 raise TypeError(f"Store got {type(item).__name__}, expected QueueItem")
-        ref = self.ref
-        self.writer.submit(self.rows_of(batch), lambda error: ref.tell(Written(batch, error)))
-        self.writing += 1
-        self.pause()
+        self.write(self.rows_of(batch), batch)
 
     def on_message(self, message: Any) -> Any:
         if not isinstance(message, Written):
             return super().on_message(message)
-        self.writing -= 1
-        if message.error is not None:
-            raise message.error  # nothing of it acknowledged: delivered again
+        self.written(message)  # (a failed write crashes the node: delivered again)
         if self.checkpointed:
             self.acked += len(message.items)  # acknowledged by the source at the commit
         else:
@@ -225,8 +245,7 @@ class Store(QueueSink):
                     self.acked += 1
                 else:
                     self.stale += 1
-        if not self.writing:
-            self.resume()
+        self.resume_if_done()
         return None
 
     def on_stop(self, reason: Any) -> None:
@@ -290,7 +309,7 @@ def _mean(acc: dict[str, float]) -> tuple[float, int]:
     return sum(acc.values()) / len(acc), len(acc)
 
 
-class MinuteStore(Sink):
+class MinuteStore(GroupedWrites, Sink):
     """Upserts ``WindowResult``s into ``minute_averages(tenant, device, start, end, mean_temp,
     n)``, keyed (tenant, device, start): a minute emitted again after a restart overwrites its
     row, never doubles it. ``fence_of(tenant)``: in a cluster with tenant leases (``--state``),
@@ -308,7 +327,6 @@ class MinuteStore(Sink):
         self.shared = shared  # the node's one table connection, for every tenant
         self.fence_of = fence_of
         self.writer = writer
-        self.writing = 0
 
     def on_start(self) -> None:
         self.table = self.shared if self.shared is not None else MinuteTable(self.db)
@@ -323,19 +341,13 @@ class MinuteStore(Sink):
         if self.writer is None:
             self.table.upsert(rows, fence=fenced)
             return
-        ref = self.ref
-        self.writer.submit((rows, fenced), lambda error: ref.tell(Written(rows, error)))
-        self.writing += 1
-        self.pause()
+        self.write((rows, fenced), rows)
 
     def on_message(self, message: Any) -> Any:
         if not isinstance(message, Written):
             return super().on_message(message)
-        self.writing -= 1
-        if message.error is not None:
-            raise message.error
-        if not self.writing:
-            self.resume()
+        self.written(message)
+        self.resume_if_done()
         return None
 
     def on_stop(self, reason: Any) -> None:
