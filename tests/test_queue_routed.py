@@ -98,3 +98,27 @@ def test_a_failed_shared_transaction_reaches_every_wrapper_then_raises(tmp_path:
         finally:
             _routed._put_each = real
         assert w.events == [("before", 1), ("after", "QueueUnavailable", 1)]
+
+
+def test_a_failed_transaction_of_one_file_is_only_its_entries_outcome(tmp_path: Path) -> None:
+    """Two files: the second one's transaction fails. Its entries get the error, the first
+    file's entry keeps its ids (it was stored) - nothing stored is reported refused."""
+    from actors.queue import QueueUnavailable
+    a = DurableQueue(tmp_path / "a.db", "r")
+    b = DurableQueue(tmp_path / "b.db", "r")
+    try:
+        wa, wb = Counting(a), Counting(b)
+
+        def down(*args: object, **kwargs: object) -> list:
+            raise QueueUnavailable("test: b.db is failing I/O")
+        b._committer.submit = down  # type: ignore[method-assign]
+        out = put_each([(wa, [[1], [2]]), (wb, [[3]]), (b, [[4]])])
+        assert len(out[0]) == 2 and isinstance(out[1], QueueUnavailable)
+        assert isinstance(out[2], QueueUnavailable)
+        assert wa.events[-1] == ("after", "list", 2)
+        assert wb.events[-1] == ("after", "QueueUnavailable", 1)
+        assert [d.payload for d in a.get(10)] == [[1], [2]]
+    finally:
+        del b._committer.submit
+        a.close()
+        b.close()

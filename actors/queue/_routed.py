@@ -22,7 +22,7 @@ from . import _ops
 from ._ops import Group, Refused
 from ._queue import MAX_BATCH, DurableQueue
 from ._schema import RECORD_OVERHEAD
-from ._types import QueueClosed, QueueFull
+from ._types import QueueClosed, QueueError, QueueFull
 
 __all__ = ["put_each"]
 
@@ -42,9 +42,10 @@ def put_each(batches: Sequence[tuple[Any, Sequence[Any]]]) -> list[Any]:
     returns) or the exception that refused them (``QueueFull``, ``QueueClosed``, an encoding
     error; nothing of that entry was written). Blocks for one group commit per file. Counting
     wrappers (module docstring) share their queue's transaction; other objects that are not a
-    ``DurableQueue`` but have ``put_many`` are called one by one. Raises only
-    what the shared transaction itself raised (``QueueUnavailable``, ``QueueError``): then
-    nothing of that file's entries was written."""
+    ``DurableQueue`` but have ``put_many`` are called one by one. A shared transaction that
+    failed (``QueueUnavailable``, ``QueueError``, an I/O error) is each of its entries' outcome:
+    nothing of that file's (or server's) entries was written, while entries of other files keep
+    theirs - so nothing is reported refused that was stored."""
     wrappers = [(i, q, len(p)) for i, (q, p) in enumerate(batches)
                 if hasattr(q, "wrapped_queue") and hasattr(q, "before_put")]
     if wrappers:
@@ -91,14 +92,21 @@ def _put_each(batches: Sequence[tuple[Any, Sequence[Any]]]) -> list[Any]:
         by_file.setdefault(key, []).append((index, queue, items, size))
     for parts in by_file.values():
         first = parts[0][1]
-        results = first._committer.submit("put", _put_all, parts,
-                                          weight=sum(len(p[2]) for p in parts),
-                                          clock=first._clock)
+        try:
+            results = first._committer.submit("put", _put_all, parts,
+                                              weight=sum(len(p[2]) for p in parts),
+                                              clock=first._clock)
+        except (OSError, QueueError) as exc:  # this file's transaction: none of its entries
+            results = [exc] * len(parts)      # written; other files' outcomes stand
         for (index, queue, items, _size), result in zip(parts, results):
             if isinstance(result, QueueFull):
                 queue.refused_full += len(items)
             out[index] = result
     for entries in other.values():  # PostgreSQL: one transaction per engine, its own way
-        for index, result in entries[0][1]._put_each(entries):
+        try:
+            done = entries[0][1]._put_each(entries)
+        except (OSError, QueueError) as exc:
+            done = [(index, exc) for index, _q, _p in entries]
+        for index, result in done:
             out[index] = result
     return out
