@@ -369,8 +369,8 @@ def test_ingest_chain_stores_each_reading_once_in_sqlite(broker, publisher, tmp_
             ingest = rt.spawn(MqttIngest, broker, queue, tenant=tenant, capacity=1000)
             writer = rt.spawn(SqlWriter, queue, lambda: SqliteStore(db), batch_size=1000,
                               poll_interval=0.01)
-            wait_until(lambda: ingest.ask("statistics") is not None
-                       and ingest.ask("statistics").connected, timeout=5.0, message="connected")
+            wait_until(lambda: ingest.ask("statistics").subscribed, timeout=5.0,
+                       message="subscribed")  # (connected alone: a probe could beat the SUBACK)
             publisher.publish(tenant_topic(tenant, "probe"), payload(ts=1))
             wait_until(lambda: writer.ask("statistics").get("inserted", 0) >= 1, timeout=10.0,
                        message="the probe row")
