@@ -66,7 +66,8 @@ from zoneinfo import ZoneInfo
 from actors import Actor, Runtime, lowlevel
 from actors.pubsub import Publish
 from actors.groupwrite import GroupWriter
-from actors.queue import DurableQueue, QueueItem, QueueSink, QueueSource, put_each, stats_many
+from actors.queue import (DurableQueue, QueueFull, QueueItem, QueueSink, QueueSource, put_each,
+                          stats_many)
 from actors.connectors import MqttIngest, MqttOptions, PostgresStore, SqliteStore, readings_filter
 from actors.stream import (Checkpoints, Graph, Node, PostgresCheckpoints, Sink,
                            SqliteCheckpoints, Tumbling, Window)
@@ -483,13 +484,15 @@ class Ledger:
     the GIL). ``seq`` is a sequence lock: odd while a put is under way; ``putting`` (its size)
     is set before ``seq`` turns odd, so a reader that sees an odd ``seq`` also sees it."""
 
-    __slots__ = ("seq", "sent", "putting", "refused")
+    __slots__ = ("seq", "sent", "putting", "refused", "overflow")
 
     def __init__(self) -> None:
         self.seq = 0        # even: no put under way
         self.sent = 0       # readings the queue accepted (on disk)
         self.putting = 0    # readings of the put under way
         self.refused = 0    # readings of puts the queue refused (full, unavailable)
+        self.overflow = 0   # readings the node's feeder refused, its buffer full (the producer
+        #                     counts them: one writer, the tenant's fleet)
 
 
 
@@ -537,12 +540,16 @@ class FleetFeeder:
     thousand a second with 1,000 tenants). Each tenant's ``Ledger`` is written by one thread
     at a time (the put under ``putting``), as before: ``in`` counts a reading once its queue
     has it; a refused put is counted in the ledger's ``refused``. ``drain()`` puts what is
-    pending now, on the caller's thread (stopping tenants: before their queues close)."""
+    pending now, on the caller's thread (stopping tenants: before their queues close).
+    What waits is bounded: beyond ``max_pending`` readings (the queue file stalled) a fleet's
+    hand-over is refused with ``QueueFull`` and counted in its ledger's ``overflow``."""
 
-    def __init__(self, rt: Runtime, delay: float = 0.02) -> None:
-        self.lock = threading.Lock()      # guards pending, scheduled
+    def __init__(self, rt: Runtime, delay: float = 0.02, max_pending: int = 50_000) -> None:
+        self.lock = threading.Lock()      # guards pending, held, scheduled
         self.putting = threading.Lock()   # one group put at a time (a ledger has one writer)
         self.pending: dict[int, tuple[CountedQueue, list[Any]]] = {}
+        self.held = 0                     # readings in pending
+        self.max_pending = max_pending
         self.scheduled = False
         self.groups = 0
         self.ref = rt.spawn(_Feed, self, delay, name="fleet-feeder")
@@ -551,7 +558,13 @@ class FleetFeeder:
         return FedQueue(self, counted)
 
     def add(self, counted: "CountedQueue", batch: list[Any]) -> None:
+        """Hand ``batch`` over; ``QueueFull`` (nothing taken) when ``max_pending`` would be
+        passed."""
         with self.lock:
+            if self.held + len(batch) > self.max_pending:
+                raise QueueFull(f"the fleet feeder holds {self.held} readings (max_pending "
+                                f"{self.max_pending}): the queue file is not keeping up")
+            self.held += len(batch)
             entry = self.pending.get(id(counted))
             if entry is None:
                 self.pending[id(counted)] = (counted, list(batch))
@@ -565,10 +578,10 @@ class FleetFeeder:
         with self.putting:
             with self.lock:
                 entries = list(self.pending.values())
-                self.pending, self.scheduled = {}, False
+                self.pending, self.held, self.scheduled = {}, 0, False
             if entries:
                 self.groups += 1
-                put_counted(entries)
+                put_each(entries)  # each entry's refusal is counted in its ledger's refused
 
 
 class FedQueue:
@@ -579,7 +592,11 @@ class FedQueue:
         self.feeder, self.counted = feeder, counted
 
     def put_many(self, batch: list[Any]) -> None:
-        self.feeder.add(self.counted, batch)
+        try:
+            self.feeder.add(self.counted, batch)
+        except QueueFull:
+            self.counted.ledger.overflow += len(batch)
+            raise
 
 
 class _Feed(Actor):
@@ -594,15 +611,6 @@ class _Feed(Actor):
             self.send_after(self.delay, "put", key="put")
         elif message == "put":
             self.feeder.drain()
-
-
-def put_counted(entries: list[tuple["CountedQueue", list[Any]]]) -> None:
-    """Every ``(counted queue, readings)`` with one ``put_each`` (one transaction per queue
-    file), each counted in its ``Ledger``; a refusal is counted in ``refused`` (not raised)."""
-    try:
-        put_each(entries)
-    except Exception:  # the shared transaction failed: counted as refused by each wrapper
-        pass
 
 
 class Fleet(Actor):
@@ -1119,7 +1127,7 @@ class _App:
         unaccounted = sum(x.unaccounted for x in lines)
         if unaccounted:
             line["unaccounted"] = unaccounted
-        refused = sum(t.fleet.refused for t in tenants)
+        refused = sum(t.fleet.refused + t.fleet.overflow for t in tenants)
         if refused:
             line["refused"] = refused  # the fleets' readings a full queue refused (dropped)
         if tenants:

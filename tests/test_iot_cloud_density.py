@@ -368,3 +368,25 @@ def test_starting_and_stopping_a_tenant_costs_the_same_with_5_or_205_tenants_up(
     (start_few, stop_few), (start_many, stop_many) = per_tenant[5], per_tenant[205]
     assert start_few > 1000 and stop_few > 500, per_tenant  # the count does see the work
     assert abs(start_many - start_few) <= 20 and abs(stop_many - stop_few) <= 20, per_tenant
+
+
+def test_the_fleet_feeder_is_bounded_and_counts_what_it_refuses(inline_rt, tmp_path):
+    """While the queue file is not keeping up, what the feeder holds stays under max_pending:
+    a fleet's hand-over beyond it is refused (QueueFull) and counted in the tenant's ledger,
+    so the progress line shows it as refused and nothing goes missing unseen."""
+    from actors.queue import DurableQueue, QueueFull
+    rt = inline_rt
+    with DurableQueue(tmp_path / "q.db", "readings", tenant="acme") as q:
+        ledger = app.Ledger()
+        feeder = app.FleetFeeder(rt, max_pending=10)
+        fed = feeder.queue(app.CountedQueue(q, ledger))
+        fed.put_many([{"n": i} for i in range(6)])
+        with pytest.raises(QueueFull, match="max_pending 10"):
+            fed.put_many([{"n": i} for i in range(6)])  # 12 > 10: refused, nothing taken
+        assert feeder.held == 6 and ledger.overflow == 6 and ledger.sent == 0
+        feeder.drain()
+        assert feeder.held == 0 and ledger.sent == 6 and q.stats()["ready"] == 6
+        fed.put_many([{"n": i} for i in range(10)])  # room again
+        assert feeder.held == 10
+        feeder.drain()
+        assert ledger.sent == 16 and ledger.overflow == 6 and ledger.seq % 2 == 0
