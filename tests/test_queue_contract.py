@@ -700,23 +700,26 @@ def test_open_queue_chooses_the_backend_by_url_scheme(tmp_path, request):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_postgres_a_forked_child_opens_its_own_engine_and_connections(pg_schema):
-    """The child must never speak on the parent's connections (one protocol stream, two
-    processes): it gets an engine of its own, and both sides keep working."""
-    with DurableQueue.postgres(PG_DSN, "q", schema=pg_schema) as q:
-        q.put("from the parent")
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            signal.alarm(20)  # a child stuck on the parent's engine dies (and the test fails)
-            try:
-                with DurableQueue.postgres(PG_DSN, "q", schema=pg_schema) as mine:
-                    mine.put("from the child")
-                    code = 0 if mine._engine is not q._engine else 2
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        q.put("the parent again")
-        assert sorted(d.payload for d in q.get(max_items=10)) == [
-            "from the child", "from the parent", "the parent again"]
+def test_a_forked_child_opens_its_own_engine_and_connections(backend):
+    """A forked child inherits the parent's engine registry, but not its committer threads,
+    and must never use the parent's connections (SQLite handles, or one PostgreSQL protocol
+    stream spoken by two processes): its queues get an engine of their own, and both sides
+    keep working."""
+    q = backend.open("work")
+    q.put("from the parent")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        signal.alarm(20)  # a child stuck on the parent's engine dies (and the test fails)
+        try:
+            mine = backend.open("work")
+            mine.put("from the child")
+            code = 0 if mine._engine is not q._engine else 2
+            mine.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    q.put("the parent again")
+    assert sorted(d.payload for d in q.get(max_items=10)) == [
+        "from the child", "from the parent", "the parent again"]

@@ -228,23 +228,3 @@ def test_put_each_puts_into_many_tenants_queues_in_one_commit_and_refuses_per_qu
     finally:
         for q in [*queues, small]:
             q.close()
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_opens_its_own_engine_not_the_parents(tmp_path):
-    path = tmp_path / "q.db"
-    with DurableQueue(path, "work") as q:
-        q.put("from the parent")
-        pid = os.fork()
-        if pid == 0:  # the child: the parent's engine (its thread is not here) must not be used
-            code = 1
-            try:
-                with DurableQueue(path, "work") as mine:
-                    mine.put("from the child")
-                    code = 0 if mine._engine is not q._engine else 2
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        assert sorted(d.payload for d in q.get(max_items=10)) == ["from the child",
-                                                                   "from the parent"]
