@@ -121,10 +121,6 @@ class MqttLink:
         return self
 
     @property
-    def up(self) -> bool:
-        return self._up
-
-    @property
     def epoch(self) -> int:
         return self._epoch
 
